@@ -1,0 +1,144 @@
+"""Executors: where CPU-heavy work items run.
+
+Work is split into pure, picklable items (a function at module level and its arguments) whose
+results (NumPy arrays, Arrow batches, plain data) stream back, in submission order, to the one
+process that writes the store. Two backends share one interface:
+
+* ``LocalExecutor``: a process pool, one worker per core by default. Workers start with
+  ``forkserver``: a forked child of a process that already decoded LAZ inherits lazrs's thread
+  pool without its threads and hangs (DESIGN.md, known traps).
+* ``DaskExecutor``: a Dask distributed cluster (``--cluster tcp://host:8786`` or ``CIM_CLUSTER``).
+
+At most ``window`` items are in flight, so memory stays bounded however many items there are.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+from cim.errors import UsageError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """Runs ``fn(item)`` for each item and yields the results in the items' order."""
+
+    workers: int
+
+    def map(
+        self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
+    ) -> Iterator[R]: ...
+
+    def close(self) -> None: ...
+
+
+class SerialExecutor:
+    """Runs items in this process (one worker). Useful for tiny jobs and debugging."""
+
+    workers = 1
+
+    def map(
+        self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
+    ) -> Iterator[R]:
+        for item in items:
+            yield fn(item)
+
+    def close(self) -> None:
+        pass
+
+
+class LocalExecutor:
+    """A process pool on this machine (``forkserver`` start method)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            method = (
+                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            )
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context(method)
+            )
+        return self._pool
+
+    def map(
+        self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
+    ) -> Iterator[R]:
+        pool = self._get_pool()
+        limit = window or 2 * self.workers
+        pending: deque[Future[R]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= limit:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class DaskExecutor:
+    """A Dask distributed cluster: a scheduler address, or a ``distributed`` cluster object."""
+
+    def __init__(self, cluster: Any, timeout: str = "10s") -> None:
+        try:
+            from distributed import Client
+        except ImportError as exc:  # pragma: no cover - dependency of the distribution
+            raise UsageError(
+                "Dask distributed is not installed: pip install 'dask[distributed]'"
+            ) from exc
+        try:
+            self._client = Client(cluster, timeout=timeout, set_as_default=False)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot reach the Dask scheduler at {cluster}: start one with "
+                f"`dask scheduler` and workers with `dask worker {cluster}`, or drop --cluster"
+            ) from exc
+        info = self._client.scheduler_info()
+        self.workers = max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+
+    def map(
+        self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
+    ) -> Iterator[R]:
+        limit = window or 2 * self.workers
+        pending: deque[Any] = deque()
+        try:
+            for item in items:
+                pending.append(self._client.submit(fn, item, pure=False))
+                if len(pending) >= limit:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def get_executor(cluster: str | None = None, workers: int | None = None) -> Executor:
+    """The executor for ``--cluster`` / ``CIM_CLUSTER``; a local pool when neither is given."""
+    address = cluster or os.environ.get("CIM_CLUSTER") or None
+    if address:
+        return DaskExecutor(address)
+    if workers == 1:
+        return SerialExecutor()
+    return LocalExecutor(workers)

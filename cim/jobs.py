@@ -1,0 +1,221 @@
+"""Jobs: every long command is a row in ``jobs`` with status, progress and its outcome.
+
+Job rows are written through a second connection to the same database, so progress is committed
+and visible while the job's own work sits in an open transaction on the writer connection. If the
+process dies, that transaction is never committed (the work is invisible) and the next process that
+opens the store for writing finds the job's pid gone and marks it failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from cim.errors import CimError
+
+if TYPE_CHECKING:
+    from cim.store import Store
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str | None], None]
+
+
+def _process_started(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _alive(pid: int | None, started: float | None) -> bool:
+    if pid is None:
+        return False
+    actual = _process_started(pid)
+    if actual is None:
+        return False
+    # a reused pid belongs to a process started later than the one that ran the job
+    return started is None or abs(actual - started) < 1.0
+
+
+def recover_dead_jobs(store: Store) -> list[int]:
+    """Mark failed every queued/running job whose process is gone. Returns their ids."""
+    rows = store.con.execute(
+        "SELECT id, pid, pid_started, host FROM jobs WHERE status IN ('queued', 'running')"
+    ).fetchall()
+    me = socket.gethostname()
+    dead: list[int] = []
+    for job_id, pid, started, host in rows:
+        if host not in (None, me):
+            continue  # cannot see processes of another host
+        if pid == os.getpid() or _alive(pid, started):
+            continue
+        dead.append(job_id)
+    for job_id in dead:
+        store.con.execute(
+            "UPDATE jobs SET status = 'failed', finished_at = current_timestamp, "
+            "error = ? WHERE id = ?",
+            [
+                "the process running this job died before it finished; "
+                "nothing it did was kept, run the command again",
+                job_id,
+            ],
+        )
+        log.warning("job %s: its process died; marked failed", job_id)
+    return dead
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    kind: str
+    args: dict[str, Any]
+    status: str
+    progress: float
+    message: str | None
+    error: str | None
+    result: Any
+    pid: int | None
+    created_at: _dt.datetime
+    started_at: _dt.datetime | None
+    finished_at: _dt.datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        def iso(t: _dt.datetime | None) -> str | None:
+            return t.isoformat() if t else None
+
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "args": self.args,
+            "status": self.status,
+            "progress": self.progress,
+            "message": self.message,
+            "error": self.error,
+            "result": self.result,
+            "pid": self.pid,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+        }
+
+
+def list_jobs(store: Store, limit: int | None = None) -> list[JobRow]:
+    sql = (
+        "SELECT id, kind, args, status, progress, message, error, result, pid, created_at, "
+        "started_at, finished_at FROM jobs ORDER BY id DESC"
+    )
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    out = []
+    for r in store.con.execute(sql).fetchall():
+        out.append(
+            JobRow(
+                id=r[0],
+                kind=r[1],
+                args=json.loads(r[2]) if r[2] else {},
+                status=r[3],
+                progress=r[4],
+                message=r[5],
+                error=r[6],
+                result=json.loads(r[7]) if r[7] else None,
+                pid=r[8],
+                created_at=r[9],
+                started_at=r[10],
+                finished_at=r[11],
+            )
+        )
+    return out
+
+
+class Job:
+    """A running job. ``update(fraction, message)`` records progress (throttled)."""
+
+    def __init__(
+        self,
+        store: Store,
+        job_id: int,
+        on_progress: ProgressCallback | None = None,
+        min_interval: float = 0.25,
+    ) -> None:
+        self.store = store
+        self.id = job_id
+        self._cur = store.con.cursor()  # own connection: commits independently of the work
+        self._on_progress = on_progress
+        self._min_interval = min_interval
+        self._last_write = 0.0
+        self.progress = 0.0
+        self.message: str | None = None
+        #: JSON-able outcome recorded with the job when it finishes
+        self.result: Any = None
+
+    def update(self, fraction: float | None = None, message: str | None = None) -> None:
+        if fraction is not None:
+            self.progress = min(1.0, max(0.0, float(fraction)))
+        if message is not None:
+            self.message = message
+        if self._on_progress is not None:
+            self._on_progress(self.progress, self.message)
+        now = time.monotonic()
+        if now - self._last_write >= self._min_interval or self.progress >= 1.0:
+            self._last_write = now
+            self._cur.execute(
+                "UPDATE jobs SET progress = ?, message = ? WHERE id = ?",
+                [self.progress, self.message, self.id],
+            )
+
+    def _finish(self, status: str, error: str | None, result: Any) -> None:
+        self._cur.execute(
+            "UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = current_timestamp, "
+            "progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END, message = ? WHERE id = ?",
+            [
+                status,
+                error,
+                json.dumps(result) if result is not None else None,
+                status,
+                self.message,
+                self.id,
+            ],
+        )
+        self._cur.close()
+
+
+@contextlib.contextmanager
+def run_job(
+    store: Store,
+    kind: str,
+    args: dict[str, Any],
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[Job]:
+    """Create a running job row, yield it, then mark it done or failed (and re-raise)."""
+    pid = os.getpid()
+    row = (
+        store.con.cursor()
+        .execute(
+            "INSERT INTO jobs (kind, args, status, pid, pid_started, host, started_at) "
+            "VALUES (?, ?, 'running', ?, ?, ?, current_timestamp) RETURNING id",
+            [kind, json.dumps(args), pid, _process_started(pid), socket.gethostname()],
+        )
+        .fetchone()
+    )
+    assert row is not None
+    job = Job(store, int(row[0]), on_progress)
+    try:
+        yield job
+    except CimError as exc:
+        job._finish("failed", str(exc), None)
+        raise
+    except BaseException as exc:
+        job._finish("failed", f"{type(exc).__name__}: {exc}", None)
+        raise
+    job._finish("done", None, job.result)

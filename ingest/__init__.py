@@ -1,0 +1,264 @@
+"""Ingesters: one module per source kind, one shape.
+
+Each ingester module exposes ``INGESTER``, an object with
+
+* ``kind`` (``"ifc"``, ``"lidar"``, ``"gis"``) and ``extensions`` (lower-case suffixes),
+* ``supports(path) -> bool``: cheap, reads at most the first bytes of the file,
+* ``ingest(path, store, ctx) -> IngestResult``: reads the file and writes its rows, tagged with
+  ``ctx.source_id``, on ``store.con`` inside the transaction ``run_ingest`` has opened.
+
+``run_ingest`` owns what every kind shares: choosing the ingester, the sha256 de-duplication, the
+replacement of a changed file, the one transaction per source, the job and its progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cim.errors import CimError, InputFileError, UnsupportedFile
+
+if TYPE_CHECKING:
+    from cim.executor import Executor
+    from cim.store import Store
+
+log = logging.getLogger(__name__)
+
+#: modules holding an ``INGESTER``; the first whose ``supports`` says yes takes the file
+INGESTER_MODULES = ("ingest.ifc", "ingest.lidar", "ingest.gis")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where a model's origin goes: WGS84 lon/lat, elevation (m) and rotation (deg, CCW from east
+    to the model's x axis measured as the angle of true north from the model's +y axis)."""
+
+    lon: float
+    lat: float
+    elevation: float = 0.0
+    rotation_deg: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if not 2 <= len(values) <= 4:
+            raise InputFileError(
+                f"--anchor {text!r}: give LON,LAT[,ELEV[,ROTATION_DEG]] in degrees and metres, "
+                f"e.g. --anchor 122.26,43.62,180,0"
+            )
+        lon, lat = values[0], values[1]
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise InputFileError(f"--anchor {text!r}: longitude/latitude out of range (LON first)")
+        return cls(*values)
+
+
+@dataclass
+class IngestOptions:
+    crs: str | None = None
+    layer: str | None = None
+    role: str | None = None
+    anchor: Anchor | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class IngestContext:
+    source_id: int
+    options: IngestOptions
+    executor: Executor
+    progress: Callable[[float | None, str | None], None]
+
+
+@dataclass
+class IngestResult:
+    """What an ingester returns: filled in from the file it read."""
+
+    format: str | None = None
+    crs: str | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    status: str = "ingested"  # or needs_placement
+
+
+@dataclass
+class IngestReport:
+    """The outcome of ``run_ingest`` for one file, as shown to the user."""
+
+    path: str
+    kind: str
+    outcome: str  # ingested | replaced | unchanged
+    source_id: int
+    status: str
+    format: str | None
+    crs: str | None
+    counts: dict[str, Any]
+    warnings: list[str]
+    seconds: float
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Ingester(Protocol):
+    kind: str
+    extensions: tuple[str, ...]
+
+    def supports(self, path: Path) -> bool: ...
+
+    def ingest(self, path: Path, store: Store, ctx: IngestContext) -> IngestResult: ...
+
+
+class IngestError(CimError, RuntimeError):
+    """An ingester failed on a file for a reason it did not anticipate."""
+
+    code = "ingest_failed"
+    http_status = 500
+
+
+def registry() -> list[Ingester]:
+    """Every available ingester, in the order they are asked."""
+    found: list[Ingester] = []
+    for name in INGESTER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # that kind is not built yet
+            raise
+        found.append(module.INGESTER)
+    return found
+
+
+def choose_ingester(path: Path) -> Ingester:
+    ingesters = registry()
+    for ing in ingesters:
+        if ing.supports(path):
+            return ing
+    known = ", ".join(sorted({e for i in ingesters for e in i.extensions}))
+    raise UnsupportedFile(f"{path}: not a file cim can ingest (known kinds: {known})")
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_readable(path: Path) -> Path:
+    p = path.expanduser()
+    if not p.exists():
+        raise InputFileError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputFileError(f"{p}: is a folder; give the files to ingest")
+    if p.stat().st_size == 0:
+        raise InputFileError(f"{p}: the file is empty (0 bytes); export it again")
+    return p.resolve()
+
+
+def run_ingest(
+    store: Store,
+    path: Path,
+    options: IngestOptions,
+    executor: Executor,
+    progress: Callable[[float | None, str | None], None] | None = None,
+    job_id: int | None = None,
+) -> IngestReport:
+    """Ingest one file in one transaction. The store is unchanged if anything fails."""
+    t0 = time.perf_counter()
+    p = check_readable(path)
+    ingester = choose_ingester(p)
+    sha = file_sha256(p)
+    report_progress = progress or (lambda f, m: None)
+
+    same = store.source_by_sha256(sha)
+    if same is not None:
+        where = "" if same.path == str(p) else f" (from {same.path})"
+        return IngestReport(
+            path=str(p),
+            kind=same.kind,
+            outcome="unchanged",
+            source_id=same.id,
+            status=same.status,
+            format=same.format,
+            crs=same.crs,
+            counts=same.counts,
+            warnings=[],
+            seconds=time.perf_counter() - t0,
+            message=f"{p.name}: already ingested as source {same.id}{where}; nothing to do",
+        )
+
+    old = store.source_by_path(str(p))
+    with store.transaction() as con:
+        if old is not None:
+            store.delete_source(old.id)
+        row = con.execute(
+            "INSERT INTO sources (path, name, kind, sha256, size_bytes, status, options, job_id) "
+            "VALUES (?, ?, ?, ?, ?, 'ingested', ?, ?) RETURNING id",
+            [
+                str(p),
+                p.name,
+                ingester.kind,
+                sha,
+                p.stat().st_size,
+                json.dumps(options.as_json()),
+                job_id,
+            ],
+        ).fetchone()
+        assert row is not None
+        source_id = int(row[0])
+        ctx = IngestContext(source_id, options, executor, report_progress)
+        try:
+            result = ingester.ingest(p, store, ctx)
+        except CimError:
+            raise
+        except Exception as exc:
+            log.debug("ingest of %s failed", p, exc_info=True)
+            raise IngestError(
+                f"{p}: ingest failed ({type(exc).__name__}: {exc}); the store is unchanged. "
+                f"Run with --debug for details and report it if the file opens in other tools",
+                detail=repr(exc),
+            ) from exc
+        con.execute(
+            "UPDATE sources SET format = ?, crs = ?, status = ?, counts = ?, warnings = ? "
+            "WHERE id = ?",
+            [
+                result.format,
+                result.crs,
+                result.status,
+                json.dumps(result.counts),
+                json.dumps(result.warnings),
+                source_id,
+            ],
+        )
+    outcome = "replaced" if old is not None else "ingested"
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if not isinstance(v, dict))
+    extra = f", replacing source {old.id}" if old is not None else ""
+    return IngestReport(
+        path=str(p),
+        kind=ingester.kind,
+        outcome=outcome,
+        source_id=source_id,
+        status=result.status,
+        format=result.format,
+        crs=result.crs,
+        counts=result.counts,
+        warnings=result.warnings,
+        seconds=time.perf_counter() - t0,
+        message=f"{p.name}: {outcome} as source {source_id}{extra} ({counts})",
+    )

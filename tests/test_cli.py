@@ -1,0 +1,104 @@
+"""The command line: JSON contract, one-line errors with exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cim.cli import cli
+
+CIM = [sys.executable, "-m", "cim.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CIM, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_init_then_status_json(tmp_path: Path) -> None:
+    store = tmp_path / "c.duckdb"
+    r = run("--store", str(store), "init", "--crs", "EPSG:4550")
+    assert r.returncode == 0, r.stderr
+    r = run("--store", str(store), "status", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["crs"] == "EPSG:4550"
+    assert doc["schema_version"] >= 2
+    assert doc["counts"]["sources"] == 0 and doc["sources"] == []
+    _validate(doc, "status.schema.json")
+
+
+def test_store_from_environment(tmp_path: Path) -> None:
+    store = tmp_path / "env.duckdb"
+    assert run("init", env={"CIM_STORE": str(store)}).returncode == 0
+    assert store.exists()
+    r = run("jobs", "--json", env={"CIM_STORE": str(store)})
+    assert r.returncode == 0 and json.loads(r.stdout) == {"jobs": []}
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    store = tmp_path / "c.duckdb"
+    cases = [
+        (["--store", str(store), "status"], 3, "no store at"),
+        (["--store", str(store), "init", "--crs", "EPSG:4326"], 1, "not projected"),
+        (["--store", str(store), "init", "--crs", "bogus"], 1, "unknown project CRS"),
+    ]
+    for args, code, text in cases:
+        r = run(*args)
+        assert r.returncode == code, (args, r.stderr)
+        assert r.stderr.startswith("error: ") and text in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in r.stderr
+    assert not store.exists()
+    run("--store", str(store), "init")
+    r = run("--store", str(store), "init")
+    assert r.returncode == 3 and "already exists" in r.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    r = run("--store", str(tmp_path / "none.duckdb"), "--debug", "status")
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name, command in cli.commands.items():
+        assert f"cim {name}" in readme, f"`cim {name}` missing from README"
+        for param in command.params:
+            for opt in getattr(param, "opts", []):
+                if opt.startswith("--") and opt != "--help":
+                    assert opt in readme, f"`cim {name} {opt}` missing from README"
+
+
+def test_help_runs() -> None:
+    r = CliRunner().invoke(cli, ["--help"])
+    assert r.exit_code == 0 and "init" in r.output
+
+
+def _validate(doc: object, schema_name: str) -> None:
+    validate_against(doc, schema_name)
+
+
+def validate_against(doc: object, schema_name: str) -> None:
+    """Validate with every schema in schemas/ registered, so cross-file $refs resolve."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    folder = Path(__file__).resolve().parent.parent / "schemas"
+    registry: Registry = Registry()
+    for f in folder.glob("*.schema.json"):
+        resource = Resource.from_contents(json.loads(f.read_text()))
+        registry = registry.with_resource(f.name, resource)
+        registry = registry.with_resource(resource.id() or f.name, resource)
+    schema = json.loads((folder / schema_name).read_text())
+    jsonschema.Draft202012Validator(schema, registry=registry).validate(doc)

@@ -1,0 +1,49 @@
+"""Both executor backends run the same work items and give identical results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cim.errors import UsageError
+from cim.executor import DaskExecutor, LocalExecutor, SerialExecutor, get_executor
+
+
+def _items() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [rng.normal(size=(2000, 3)) for _ in range(9)]
+
+
+def test_local_and_dask_give_identical_results() -> None:
+    from distributed import LocalCluster
+
+    items = _items()
+    serial = list(SerialExecutor().map(np.sort, items))
+    local = LocalExecutor(2)
+    try:
+        pooled = list(local.map(np.sort, items, window=3))
+    finally:
+        local.close()
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cl:
+        dask = DaskExecutor(cl)
+        try:
+            assert dask.workers == 2
+            distributed = list(dask.map(np.sort, items, window=3))
+        finally:
+            dask.close()
+    assert len(serial) == len(pooled) == len(distributed) == len(items)
+    for a, b, c in zip(serial, pooled, distributed, strict=True):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+def test_unreachable_cluster_is_a_clear_error() -> None:
+    with pytest.raises(UsageError, match="cannot reach the Dask scheduler"):
+        DaskExecutor("tcp://127.0.0.1:1", timeout="1s")
+
+
+def test_default_is_a_local_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CIM_CLUSTER", raising=False)
+    assert isinstance(get_executor(), LocalExecutor)
+    assert isinstance(get_executor(workers=1), SerialExecutor)

@@ -1,0 +1,104 @@
+"""The machinery every ingester shares: sha256 de-duplication, replacement, one transaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import ingest as ingest_mod
+from cim.errors import InputFileError, UnsupportedFile
+from cim.executor import SerialExecutor
+from cim.store import Store
+from ingest import IngestContext, IngestError, IngestOptions, IngestResult, run_ingest
+from tests.conftest import snapshot
+
+
+class LinesIngester:
+    """A tiny ingester of '.lines' files: one building row per line, 'boom' fails midway."""
+
+    kind = "gis"
+    extensions = (".lines",)
+
+    def supports(self, path: Path) -> bool:
+        return path.suffix == ".lines"
+
+    def ingest(self, path: Path, store: Store, ctx: IngestContext) -> IngestResult:
+        n = 0
+        for line in path.read_text().splitlines():
+            if line == "boom":
+                raise ValueError("boom in the middle of the file")
+            store.con.execute(
+                "INSERT INTO buildings (source_id, name, footprint) "
+                "VALUES (?, ?, ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))'))",
+                [ctx.source_id, line],
+            )
+            n += 1
+        return IngestResult(format="lines", counts={"buildings": n})
+
+
+@pytest.fixture(autouse=True)
+def lines_ingester(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest_mod, "registry", lambda: [LinesIngester()])
+
+
+def _ingest(store: Store, path: Path) -> ingest_mod.IngestReport:
+    return run_ingest(store, path, IngestOptions(), SerialExecutor())
+
+
+def test_same_bytes_twice_is_a_noop(store: Store, tmp_path: Path) -> None:
+    f = tmp_path / "a.lines"
+    f.write_text("one\ntwo\n")
+    first = _ingest(store, f)
+    assert first.outcome == "ingested" and store.count("buildings") == 2
+    second = _ingest(store, f)
+    assert second.outcome == "unchanged" and "nothing to do" in second.message
+    assert second.source_id == first.source_id
+    # the same bytes under another name are the same data
+    copy = tmp_path / "copy.lines"
+    copy.write_bytes(f.read_bytes())
+    assert _ingest(store, copy).outcome == "unchanged"
+    assert store.count("buildings") == 2 and len(store.sources()) == 1
+
+
+def test_changed_file_replaces_its_rows(store: Store, tmp_path: Path) -> None:
+    f = tmp_path / "a.lines"
+    f.write_text("one\ntwo\n")
+    first = _ingest(store, f)
+    f.write_text("three\n")
+    second = _ingest(store, f)
+    assert second.outcome == "replaced" and second.source_id != first.source_id
+    assert [s.id for s in store.sources()] == [second.source_id]
+    names = store.con.execute("SELECT name FROM buildings").fetchall()
+    assert names == [("three",)]
+
+
+def test_failure_halfway_leaves_store_exactly_as_before(store: Store, tmp_path: Path) -> None:
+    good = tmp_path / "good.lines"
+    good.write_text("a\nb\n")
+    _ingest(store, good)
+    before = snapshot(store)
+    bad = tmp_path / "bad.lines"
+    bad.write_text("c\nd\nboom\ne\n")
+    with pytest.raises(IngestError, match=r"bad\.lines.*store is unchanged"):
+        _ingest(store, bad)
+    assert snapshot(store) == before
+    # a failing replacement of an existing source keeps the old rows too
+    good.write_text("x\nboom\n")
+    with pytest.raises(IngestError):
+        _ingest(store, good)
+    assert snapshot(store) == before
+
+
+def test_missing_empty_and_unknown_files(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="no such file"):
+        _ingest(store, tmp_path / "nope.lines")
+    empty = tmp_path / "empty.lines"
+    empty.touch()
+    with pytest.raises(InputFileError, match="empty"):
+        _ingest(store, empty)
+    other = tmp_path / "x.docx"
+    other.write_text("hello")
+    with pytest.raises(UnsupportedFile, match=r"x\.docx.*\.lines"):
+        _ingest(store, other)
+    assert store.sources() == []

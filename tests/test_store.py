@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import cim.store as store_mod
+from cim.errors import CrsError, SchemaVersionError, StoreError, StoreLocked, StoreNotFound
+from cim.store import Store, latest_schema_version
+
+
+def test_create_records_crs_and_version(store: Store) -> None:
+    assert store.crs_label == "EPSG:4550"
+    assert store.schema_version == latest_schema_version() >= 2
+    assert store.crs.is_projected
+    assert store.sources() == []
+
+
+def test_spatial_loads_from_the_wheel_file_offline(store: Store) -> None:
+    # autoinstall/autoload are off: this only works because LOAD took the wheel's file
+    settings = dict(
+        store.con.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name LIKE 'autoinstall%' "
+            "OR name LIKE 'autoload%'"
+        ).fetchall()
+    )
+    assert settings["autoinstall_known_extensions"] == "false"
+    assert store.con.execute("SELECT ST_AsText(ST_Point(1, 2))").fetchone() == ("POINT (1 2)",)
+    path = store.con.execute(
+        "SELECT install_path FROM duckdb_extensions() WHERE extension_name = 'spatial'"
+    ).fetchone()
+    assert path is not None
+
+
+@pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:2249", "EPSG:99999999", "not a crs"])
+def test_project_crs_must_be_projected_metres(tmp_path: Path, crs: str) -> None:
+    with pytest.raises(CrsError):
+        Store.create(tmp_path / "x.duckdb", crs)
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_any_projected_metric_crs(tmp_path: Path) -> None:
+    with Store.create(tmp_path / "a.duckdb", "2154") as s:
+        assert s.crs_label == "EPSG:2154"
+
+
+def test_open_missing_and_non_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreNotFound, match="cim init"):
+        Store.open(tmp_path / "none.duckdb")
+    other = tmp_path / "other.duckdb"
+    duckdb.connect(str(other)).execute("CREATE TABLE t (a INT)").close()
+    with pytest.raises(StoreError, match="not a CIM store"):
+        Store.open(other)
+    junk = tmp_path / "junk.duckdb"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError):
+        Store.open(junk)
+
+
+def test_old_store_is_migrated_and_keeps_its_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = store_mod._schema_files
+    monkeypatch.setattr(store_mod, "_schema_files", lambda: (real()[0], []))
+    path = tmp_path / "old.duckdb"
+    with Store.create(path, "EPSG:4550") as old:
+        assert old.schema_version == 1
+        tables = {r[0] for r in old.con.execute("SHOW TABLES").fetchall()}
+        assert "elements" not in tables
+        old.con.execute(
+            "INSERT INTO sources (path, name, kind, sha256, size_bytes, status) "
+            "VALUES ('/x/a.ifc', 'a.ifc', 'ifc', 'abc', 3, 'ingested')"
+        )
+    monkeypatch.setattr(store_mod, "_schema_files", real)
+    with Store.open(path) as s:
+        assert s.schema_version == latest_schema_version()
+        assert [x.name for x in s.sources()] == ["a.ifc"]
+        assert s.count("elements") == 0  # the table now exists
+
+
+def test_newer_store_is_refused(store_path: Path) -> None:
+    with Store.create(store_path) as s:
+        s.set_meta("schema_version", "999")
+    with pytest.raises(SchemaVersionError, match="newer than this cim"):
+        Store.open(store_path)
+
+
+def test_second_writer_process_gets_a_clear_lock_error(store_path: Path) -> None:
+    import subprocess
+    import sys
+
+    Store.create(store_path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from cim.store import Store; s = Store.open(sys.argv[1]); "
+            "print('ready', flush=True); time.sleep(30)",
+            str(store_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLocked, match=f"in use by process {holder.pid}"):
+            Store.open(store_path)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_transaction_rolls_back(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction() as con:
+        con.execute(
+            "INSERT INTO sources (path, name, kind, sha256, size_bytes, status) "
+            "VALUES ('/a', 'a', 'ifc', 'x', 1, 'ingested')"
+        )
+        raise RuntimeError("boom")
+    assert store.sources() == []
