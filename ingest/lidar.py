@@ -1,0 +1,817 @@
+"""LiDAR ingest: LAS/LAZ point clouds into the store, a terrain model, and building heights.
+
+Reading. laspy (with the lazrs backend for LAZ) reads LAS 1.2-1.4, point formats 0-10, in chunks
+of ``CHUNK_POINTS``; each chunk is decoded, reprojected to the project CRS with pyproj (one
+vectorised call per chunk), given a Morton key and appended to a temporary staging table. Only
+the dimensions kept are decompressed (laspy's ``DecompressionSelection``: GPS time, NIR, scan
+angle and extra bytes of layered LAZ 1.4 are skipped). Memory is bounded by the chunk size times
+the executor's window on the Python side, and by DuckDB's ``memory_limit`` (lowered to
+``DUCKDB_MEMORY_LIMIT`` during the ingest) on the database side, which spills the staging table
+and the sort to its temporary directory.
+
+Units. x/y are converted by the reprojection (a CRS in US survey feet comes out in metres); z is
+scaled by the vertical unit: the vertical CRS of a compound CRS, else the GeoTIFF
+``VerticalUnitsGeoKey``, else the horizontal unit (the LAS convention when nothing is declared).
+No vertical datum shift is applied: z stays in the file's vertical datum, in metres.
+
+Storage (measured, see ``benchmarks/lidar_ingest.py`` and the note of issue 4). One ``points``
+table in the store, so the store stays one transactional file. Each source's rows are inserted
+``ORDER BY`` a Morton key of the point's 1 m cell, so each DuckDB row group (122,880 rows) holds
+a compact patch of ground and the row groups' min/max of x and y (zone maps) let a box or a
+footprint query read only the few row groups it touches. x/y/z are ``DECIMAL(18,3)``: exact
+millimetres stored as 64-bit integers that DuckDB compresses by frame of reference and bit
+packing. On 10M points in 1 km2 this gave 6.9 bytes per point for x, y, z and class (20 with
+DOUBLE), and a 50 m box query for class 6 took 2.8 ms (5.5 ms with DOUBLE, 82 ms unsorted).
+Queries must compare x/y with DECIMAL(18,3) constants so DuckDB does not cast the column;
+``points_in_box`` and ``points_in_polygon`` do.
+
+Derived. A DTM per source (class-2 points averaged per cell, gaps filled by linear then
+nearest interpolation) and, for every building footprint in the store, ``building_heights``:
+3D BAG-style roof percentiles of the class-6 points inside it and the ground level around it.
+``derive_building_heights`` is public: the GIS ingester calls it for the buildings it adds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import laspy
+import numpy as np
+import pyarrow as pa
+import shapely
+from pyproj import CRS
+
+from cim.crs import crs_label, parse_crs, transformer
+from cim.errors import CrsError, InputFileError
+from ingest import IngestContext, IngestResult
+
+if TYPE_CHECKING:
+    from cim.store import Store
+
+log = logging.getLogger(__name__)
+
+#: points decoded per chunk (about 45 MB of arrays per chunk in flight)
+CHUNK_POINTS = 1_000_000
+#: files with more points than this fan out to the executor's workers when it has several
+PARALLEL_MIN_POINTS = 4_000_000
+#: DuckDB's memory limit while a cloud is staged and sorted (it spills beyond it)
+DUCKDB_MEMORY_LIMIT = "1GB"
+#: DTM cell size (m), coarsened so a DTM has at most DTM_MAX_CELLS cells
+DTM_RESOLUTION = 1.0
+DTM_MAX_CELLS = 4_000_000
+#: a building's heights are "ok" with at least this many class-6 points and this density (pts/m2)
+MIN_ROOF_POINTS = 5
+MIN_ROOF_DENSITY = 0.5
+#: ground level: the DTM sampled on a ring this far outside the footprint outline (m)
+GROUND_RING_M = 1.0
+
+DECIMAL = "DECIMAL(18,3)"
+GROUND, BUILDING = 2, 6
+_RGB_FORMATS = {2, 3, 5, 7, 8, 10}
+#: EPSG unit codes of VerticalUnitsGeoKey (4099) -> metres
+_VERTICAL_UNITS = {9001: 1.0, 9002: 0.3048, 9003: 1200.0 / 3937.0}
+_LASF = b"LASF"
+
+
+# ---- reading -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CloudCrs:
+    """Where a cloud's coordinates come from and how they reach the project CRS."""
+
+    label: str  # as found or given, e.g. EPSG:2154
+    found_in: str  # wkt | geotiff | option
+    horizontal_wkt: str
+    z_factor: float  # file z unit -> metres
+    z_unit: str
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """One chunk of a file for a worker: picklable, the worker opens the file itself."""
+
+    path: str
+    start: int
+    count: int
+    src_wkt: str
+    dst_wkt: str
+    z_factor: float
+    has_rgb: bool
+
+
+def _horizontal(crs: CRS) -> CRS:
+    if crs.is_compound and crs.sub_crs_list:
+        for sub in crs.sub_crs_list:
+            if not sub.is_vertical:
+                return sub
+    return crs
+
+
+def _unit_factor(crs: CRS) -> tuple[float, str]:
+    if crs.axis_info:
+        axis = crs.axis_info[0]
+        if axis.unit_name not in ("degree", "radian") and axis.unit_conversion_factor:
+            return float(axis.unit_conversion_factor), axis.unit_name
+    return 1.0, "metre"
+
+
+def _geotiff_vertical_unit(header: laspy.LasHeader) -> int | None:
+    for vlr in header.vlrs:
+        if isinstance(vlr, laspy.vlrs.known.GeoKeyDirectoryVlr):
+            for key in vlr.geo_keys:
+                if key.id == 4099 and key.tiff_tag_location == 0:
+                    return int(key.value_offset)
+    return None
+
+
+def resolve_crs(header: laspy.LasHeader, path: Path, override: str | None) -> CloudCrs:
+    """The cloud's CRS (``--crs`` first, then the file's WKT, then its GeoTIFF keys)."""
+    if override:
+        crs = parse_crs(override, what=f"--crs for {path.name}")
+        found_in = "option"
+    else:
+        try:
+            wkt_crs = header.parse_crs(prefer_wkt=True)
+        except Exception as exc:  # laspy raises pyproj's and its own errors alike
+            raise CrsError(
+                f"{path}: its CRS records cannot be read ({exc}); pass the CRS with --crs EPSG:n",
+                detail=repr(exc),
+            ) from exc
+        if wkt_crs is None:
+            raise CrsError(
+                f"{path}: the file declares no coordinate reference system; pass it with "
+                f"--crs (e.g. --crs EPSG:2154)"
+            )
+        crs = wkt_crs
+        has_wkt = any(
+            isinstance(v, laspy.vlrs.known.WktCoordinateSystemVlr) for v in header.vlrs
+        )
+        found_in = "wkt" if has_wkt else "geotiff"
+    horizontal = _horizontal(crs)
+    if horizontal.is_vertical:
+        raise CrsError(f"{path}: CRS {crs.name!r} has no horizontal part; pass --crs EPSG:n")
+    verticals = [s for s in crs.sub_crs_list if s.is_vertical] if crs.is_compound else []
+    if verticals:
+        z_factor, z_unit = _unit_factor(verticals[0])
+    else:
+        code = None if override else _geotiff_vertical_unit(header)
+        if code in _VERTICAL_UNITS:
+            z_factor = _VERTICAL_UNITS[code]  # type: ignore[index]
+            z_unit = {9001: "metre", 9002: "foot", 9003: "US survey foot"}[code]  # type: ignore[index]
+        else:
+            z_factor, z_unit = _unit_factor(horizontal)
+    label = crs_label(crs)
+    if label.lstrip().startswith(("PROJCS", "PROJCRS", "COMPD", "COMPOUNDCRS", "GEOG")):
+        label = crs.name  # no authority code: the name is shorter than the WKT
+    return CloudCrs(label, found_in, horizontal.to_wkt(), z_factor, z_unit)
+
+
+def _decompression_selection() -> Any:
+    """Decompress only what is kept (layered LAZ 1.4 skips the other fields' bytes)."""
+    sel = laspy.DecompressionSelection
+    return (
+        sel.XY_RETURNS_CHANNEL
+        | sel.Z
+        | sel.CLASSIFICATION
+        | sel.FLAGS
+        | sel.INTENSITY
+        | sel.POINT_SOURCE_ID
+        | sel.RGB
+    )
+
+
+# A hand-written Morton key because neither numpy nor scipy has a bit interleave, and the
+# per-point Python of packages like pymorton is 100x slower than these six vector operations.
+_MASKS = (
+    (16, 0x0000FFFF0000FFFF),
+    (8, 0x00FF00FF00FF00FF),
+    (4, 0x0F0F0F0F0F0F0F0F),
+    (2, 0x3333333333333333),
+    (1, 0x5555555555555555),
+)
+
+
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """Spread the low 32 bits of ``v`` to the even bits of a uint64."""
+    out = v.astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    for shift, mask in _MASKS:
+        out = (out | (out << np.uint64(shift))) & np.uint64(mask)
+    return out
+
+
+def morton_key(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Z-order key of the 1 m cell of each (x, y) in metres; one grid for the whole store."""
+    offset = 2**31  # projected coordinates are within +-2e7 m: shift them to unsigned 32 bits
+    ix = np.clip(np.floor(x) + offset, 0, 2**32 - 1)
+    iy = np.clip(np.floor(y) + offset, 0, 2**32 - 1)
+    return _spread_bits(ix) | (_spread_bits(iy) << np.uint64(1))
+
+
+def _process(points: laspy.ScaleAwarePointRecord, spec: ChunkSpec) -> dict[str, np.ndarray]:
+    """Decoded points -> the staging columns, in the project CRS and metres."""
+    x = np.array(points.x, dtype=np.float64)
+    y = np.array(points.y, dtype=np.float64)
+    z = np.array(points.z, dtype=np.float64)
+    if spec.src_wkt != spec.dst_wkt:
+        transformer(spec.src_wkt, spec.dst_wkt).transform(x, y, inplace=True)
+    if spec.z_factor != 1.0:
+        z *= spec.z_factor
+    cols: dict[str, np.ndarray] = {
+        "key": morton_key(x, y),
+        "x": x,
+        "y": y,
+        "z": z,
+        "classification": np.asarray(points.classification, dtype=np.uint8),
+        "intensity": np.asarray(points.intensity, dtype=np.uint16),
+        "return_number": np.asarray(points.return_number, dtype=np.uint8),
+        "number_of_returns": np.asarray(points.number_of_returns, dtype=np.uint8),
+        "point_source_id": np.asarray(points.point_source_id, dtype=np.uint16),
+    }
+    if spec.has_rgb:
+        cols["red"] = np.asarray(points.red, dtype=np.uint16)
+        cols["green"] = np.asarray(points.green, dtype=np.uint16)
+        cols["blue"] = np.asarray(points.blue, dtype=np.uint16)
+    return cols
+
+
+def _decode_error(path: str | Path, exc: BaseException) -> InputFileError:
+    return InputFileError(
+        f"{path}: cannot decode the point data ({type(exc).__name__}: {exc}); the file is "
+        f"corrupt or truncated, export or download it again",
+        detail=repr(exc),
+    )
+
+
+def decode_chunk(spec: ChunkSpec) -> dict[str, np.ndarray]:
+    """Worker entry point: read ``spec.count`` points from ``spec.start`` and process them."""
+    try:
+        with laspy.open(spec.path, decompression_selection=_decompression_selection()) as reader:
+            reader.seek(spec.start)
+            points = reader.read_points(spec.count)
+    except Exception as exc:
+        raise _decode_error(spec.path, exc) from exc
+    if len(points) != spec.count:
+        raise InputFileError(
+            f"{spec.path}: truncated: {spec.count} points expected from point {spec.start}, "
+            f"{len(points)} found; export or download the file again"
+        )
+    return _process(points, spec)
+
+
+def _serial_chunks(specs: Sequence[ChunkSpec]) -> Iterator[dict[str, np.ndarray]]:
+    """All chunks in this process, through one reader (no re-open or seek per chunk)."""
+    if not specs:
+        return
+    first = specs[0]
+    try:
+        reader = laspy.open(first.path, decompression_selection=_decompression_selection())
+    except Exception as exc:
+        raise _decode_error(first.path, exc) from exc
+    with reader:
+        for spec in specs:
+            try:
+                points = reader.read_points(spec.count)
+            except Exception as exc:
+                raise _decode_error(spec.path, exc) from exc
+            if len(points) != spec.count:
+                raise InputFileError(
+                    f"{spec.path}: truncated: the point data ends at point "
+                    f"{spec.start + len(points)}, before the count in its header; "
+                    f"export or download the file again"
+                )
+            yield _process(points, spec)
+
+
+# ---- the ingester ------------------------------------------------------------------------
+_STAGE = "_lidar_stage"
+_STAGE_DDL = f"""
+CREATE OR REPLACE TEMP TABLE {_STAGE} (
+    key UBIGINT, x {DECIMAL}, y {DECIMAL}, z {DECIMAL}, classification UTINYINT,
+    intensity USMALLINT, return_number UTINYINT, number_of_returns UTINYINT,
+    point_source_id USMALLINT, red USMALLINT, green USMALLINT, blue USMALLINT
+)"""
+
+
+class LidarIngester:
+    """LAS/LAZ point clouds (see the module docstring)."""
+
+    kind = "lidar"
+    extensions = (".las", ".laz")
+
+    def supports(self, path: Path) -> bool:
+        if path.suffix.lower() not in self.extensions:
+            return False
+        try:
+            with path.open("rb") as f:
+                return f.read(4) == _LASF
+        except OSError:
+            return False
+
+    def ingest(self, path: Path, store: Store, ctx: IngestContext) -> IngestResult:
+        t0 = time.perf_counter()
+        try:
+            with laspy.open(path) as reader:
+                header = reader.header
+        except Exception as exc:
+            raise InputFileError(
+                f"{path}: not a readable LAS/LAZ file ({exc}); export it again",
+                detail=repr(exc),
+            ) from exc
+        n_header = int(header.point_count)
+        version = f"{header.version.major}.{header.version.minor}"
+        pf = int(header.point_format.id)
+        compressed = bool(header.are_points_compressed)
+        fmt = f"LAS {version} PF{pf}" + (" (LAZ)" if compressed else "")
+        cloud_crs = resolve_crs(header, path, ctx.options.crs)
+        dst = _horizontal(store.crs)
+        warnings: list[str] = []
+        if cloud_crs.z_factor != 1.0:
+            log.info("%s: z in %s, scaled by %s", path.name, cloud_crs.z_unit, cloud_crs.z_factor)
+        has_rgb = pf in _RGB_FORMATS
+        src_wkt = cloud_crs.horizontal_wkt
+        dst_wkt = dst.to_wkt()
+        if CRS.from_wkt(src_wkt) == dst:
+            src_wkt = dst_wkt  # same CRS: skip the transformation
+        specs = [
+            ChunkSpec(
+                str(path),
+                start,
+                min(CHUNK_POINTS, n_header - start),
+                src_wkt,
+                dst_wkt,
+                cloud_crs.z_factor,
+                has_rgb,
+            )
+            for start in range(0, n_header, CHUNK_POINTS)
+        ]
+        ctx.progress(0.0, f"{path.name}: {n_header:,} points, {fmt}, {cloud_crs.label}")
+
+        con = store.con
+        old_limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
+        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+        try:
+            con.execute(_STAGE_DDL)
+            parallel = ctx.executor.workers > 1 and n_header >= PARALLEL_MIN_POINTS
+            chunks = (
+                ctx.executor.map(decode_chunk, specs, window=2 * ctx.executor.workers)
+                if parallel
+                else _serial_chunks(specs)
+            )
+            done = 0
+            rgb_cols = "red, green, blue" if has_rgb else "NULL, NULL, NULL"
+            for cols in chunks:
+                chunk = pa.table(cols)
+                con.register("_lidar_chunk", chunk)
+                con.execute(
+                    f"INSERT INTO {_STAGE} SELECT key, x, y, z, classification, intensity, "
+                    f"return_number, number_of_returns, point_source_id, {rgb_cols} "
+                    f"FROM _lidar_chunk"
+                )
+                con.unregister("_lidar_chunk")
+                done += chunk.num_rows
+                ctx.progress(0.8 * done / max(n_header, 1), f"decoded {done:,} points")
+            if done != n_header:
+                raise InputFileError(
+                    f"{path}: the header says {n_header} points but {done} were read; "
+                    f"the file is truncated, export or download it again"
+                )
+            ctx.progress(0.8, "sorting points by location")
+            con.execute(
+                f"INSERT INTO points SELECT ?, x, y, z, classification, intensity, "
+                f"return_number, number_of_returns, red, green, blue, point_source_id "
+                f"FROM {_STAGE} ORDER BY key",
+                [ctx.source_id],
+            )
+            classes = dict(
+                con.execute(
+                    f"SELECT classification, count(*) FROM {_STAGE} GROUP BY 1 ORDER BY 1"
+                ).fetchall()
+            )
+            bbox = con.execute(
+                f"SELECT min(x)::DOUBLE, min(y)::DOUBLE, min(z)::DOUBLE, max(x)::DOUBLE, "
+                f"max(y)::DOUBLE, max(z)::DOUBLE FROM {_STAGE}"
+            ).fetchone()
+            con.execute(f"DROP TABLE {_STAGE}")
+        finally:
+            if old_limit is not None:
+                con.execute(f"SET memory_limit = '{old_limit[0]}'")
+        assert bbox is not None
+        has_ground = classes.get(GROUND, 0) > 0
+        has_building = classes.get(BUILDING, 0) > 0
+        con.execute(
+            "INSERT INTO lidar_sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?, ?, ?, ?)",
+            [
+                ctx.source_id,
+                version,
+                pf,
+                compressed,
+                n_header,
+                done,
+                cloud_crs.label,
+                cloud_crs.found_in,
+                cloud_crs.z_factor,
+                has_rgb,
+                has_ground,
+                has_building,
+                json.dumps({str(k): v for k, v in classes.items()}),
+                *bbox,
+            ],
+        )
+        ctx.progress(0.9, "terrain model")
+        dtm_cells = 0
+        if has_ground:
+            dtm_cells = build_dtm(store, ctx.source_id)
+        else:
+            warnings.append(f"{path.name}: no ground points (class 2): no terrain model")
+        ctx.progress(0.95, "building heights")
+        if not has_building:
+            warnings.append(
+                f"{path.name}: no building points (class 6): building heights unavailable"
+            )
+        with_heights = derive_building_heights(store)
+        ctx.progress(1.0, f"{done:,} points")
+        seconds = time.perf_counter() - t0
+        log.info("%s: %d points in %.1f s (%.0f points/s)", path.name, done, seconds, done / seconds)
+        counts: dict[str, Any] = {
+            "points": done,
+            "header_points": n_header,
+            "ground_points": classes.get(GROUND, 0),
+            "building_points": classes.get(BUILDING, 0),
+            "dtm_cells": dtm_cells,
+            "buildings_with_heights": with_heights,
+            "classes": {str(k): v for k, v in classes.items()},
+        }
+        return IngestResult(format=fmt, crs=cloud_crs.label, counts=counts, warnings=warnings)
+
+
+INGESTER = LidarIngester()
+
+
+# ---- queries -----------------------------------------------------------------------------
+_POINT_COLS = (
+    "source_id, x::DOUBLE AS x, y::DOUBLE AS y, z::DOUBLE AS z, classification, intensity, "
+    "return_number, number_of_returns, red, green, blue, point_source_id"
+)
+
+
+def _class_filter(classes: Sequence[int] | None) -> tuple[str, list[Any]]:
+    if classes is None:
+        return "", []
+    return " AND classification IN (SELECT unnest(?::UTINYINT[]))", [list(classes)]
+
+
+def points_in_box(
+    store: Store,
+    xmin: float,
+    ymin: float,
+    xmax: float,
+    ymax: float,
+    classes: Sequence[int] | None = None,
+) -> pa.Table:
+    """Points with xmin <= x <= xmax and ymin <= y <= ymax (project CRS), as an Arrow table.
+
+    x/y/z come back as float64. The box is compared as DECIMAL(18,3) so the zone maps prune.
+    """
+    where, params = _class_filter(classes)
+    sql = (
+        f"SELECT {_POINT_COLS} FROM points WHERE x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
+        f"AND y BETWEEN ?::{DECIMAL} AND ?::{DECIMAL}{where}"
+    )
+    return store.con.execute(sql, [xmin, xmax, ymin, ymax, *params]).fetch_arrow_table()
+
+
+def points_in_polygon(
+    store: Store, polygon: str | shapely.Geometry, classes: Sequence[int] | None = None
+) -> pa.Table:
+    """Points inside a (multi)polygon given as WKT or shapely geometry (project CRS)."""
+    geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
+    xmin, ymin, xmax, ymax = (float(v) for v in geom.bounds)
+    where, params = _class_filter(classes)
+    sql = (
+        f"SELECT {_POINT_COLS} FROM points WHERE x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
+        f"AND y BETWEEN ?::{DECIMAL} AND ?::{DECIMAL}{where} "
+        f"AND ST_Contains(ST_GeomFromText(?), ST_Point(x::DOUBLE, y::DOUBLE))"
+    )
+    return store.con.execute(
+        sql, [xmin, xmax, ymin, ymax, *params, shapely.to_wkt(geom)]
+    ).fetch_arrow_table()
+
+
+# ---- terrain -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dtm:
+    source_id: int
+    origin_x: float
+    origin_y: float
+    resolution: float
+    nx: int
+    ny: int
+    z: np.ndarray  # (ny, nx) float32
+
+    def sample(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Bilinear interpolation at cell centres; NaN outside the grid."""
+        fx = (np.asarray(x, dtype=np.float64) - self.origin_x) / self.resolution - 0.5
+        fy = (np.asarray(y, dtype=np.float64) - self.origin_y) / self.resolution - 0.5
+        inside = (fx >= -0.5) & (fx <= self.nx - 0.5) & (fy >= -0.5) & (fy <= self.ny - 0.5)
+        fx = np.clip(fx, 0, self.nx - 1)
+        fy = np.clip(fy, 0, self.ny - 1)
+        i0 = np.minimum(np.floor(fx).astype(np.int64), max(self.nx - 2, 0))
+        j0 = np.minimum(np.floor(fy).astype(np.int64), max(self.ny - 2, 0))
+        i1 = np.minimum(i0 + 1, self.nx - 1)
+        j1 = np.minimum(j0 + 1, self.ny - 1)
+        tx, ty = fx - i0, fy - j0
+        z = self.z
+        out = (
+            z[j0, i0] * (1 - tx) * (1 - ty)
+            + z[j0, i1] * tx * (1 - ty)
+            + z[j1, i0] * (1 - tx) * ty
+            + z[j1, i1] * tx * ty
+        )
+        return np.where(inside, out, np.nan)
+
+
+def build_dtm(store: Store, source_id: int) -> int:
+    """Grid the source's class-2 points into its DTM row (gaps interpolated). Returns cells."""
+    from scipy.interpolate import griddata
+    from scipy.ndimage import distance_transform_edt
+
+    con = store.con
+    row = con.execute(
+        "SELECT xmin, ymin, xmax, ymax FROM lidar_sources WHERE source_id = ?", [source_id]
+    ).fetchone()
+    assert row is not None
+    xmin, ymin, xmax, ymax = row
+    res = DTM_RESOLUTION
+    area = max(xmax - xmin, res) * max(ymax - ymin, res)
+    if area / res**2 > DTM_MAX_CELLS:
+        res = math.ceil(math.sqrt(area / DTM_MAX_CELLS))
+    ox, oy = math.floor(xmin / res) * res, math.floor(ymin / res) * res
+    nx = int(math.floor((xmax - ox) / res)) + 1
+    ny = int(math.floor((ymax - oy) / res)) + 1
+    cells = con.execute(
+        "SELECT CAST(floor((x::DOUBLE - ?) / ?) AS INTEGER) AS i, "
+        "CAST(floor((y::DOUBLE - ?) / ?) AS INTEGER) AS j, avg(z::DOUBLE) AS z "
+        "FROM points WHERE source_id = ? AND classification = 2 GROUP BY ALL",
+        [ox, res, oy, res, source_id],
+    ).fetchnumpy()
+    i = np.clip(cells["i"].astype(np.int64), 0, nx - 1)
+    j = np.clip(cells["j"].astype(np.int64), 0, ny - 1)
+    grid = np.full((ny, nx), np.nan, dtype=np.float64)
+    grid[j, i] = cells["z"]
+    known = ~np.isnan(grid)
+    measured = int(known.sum())
+    if measured < known.size:
+        if measured >= 3:
+            jj, ii = np.nonzero(known)
+            mj, mi = np.nonzero(~known)
+            try:
+                grid[mj, mi] = griddata((ii, jj), grid[jj, ii], (mi, mj), method="linear")
+            except Exception:  # degenerate (collinear) ground: nearest fill below
+                log.debug("DTM of source %s: linear interpolation failed", source_id)
+        still = np.isnan(grid)
+        if still.any():
+            idx = distance_transform_edt(still, return_distances=False, return_indices=True)
+            grid = grid[idx[0], idx[1]]
+    con.execute(
+        "INSERT INTO dtm VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [source_id, ox, oy, res, nx, ny, measured, grid.astype("<f4").tobytes()],
+    )
+    return nx * ny
+
+
+def _dtms(store: Store, bounds: tuple[float, float, float, float] | None = None) -> Iterator[Dtm]:
+    """The DTMs overlapping ``bounds``, loaded one at a time."""
+    sql = "SELECT source_id, origin_x, origin_y, resolution, nx, ny FROM dtm"
+    params: list[Any] = []
+    if bounds is not None:
+        sql += (
+            " WHERE origin_x <= ? AND origin_x + nx * resolution >= ? "
+            "AND origin_y <= ? AND origin_y + ny * resolution >= ?"
+        )
+        params = [bounds[2], bounds[0], bounds[3], bounds[1]]
+    for sid, ox, oy, res, nx, ny in store.con.execute(sql + " ORDER BY source_id", params).fetchall():
+        blob = store.con.execute("SELECT z FROM dtm WHERE source_id = ?", [sid]).fetchone()
+        assert blob is not None
+        z = np.frombuffer(blob[0], dtype="<f4").reshape(ny, nx)
+        yield Dtm(sid, ox, oy, res, nx, ny, z)
+
+
+def ground_elevation(store: Store, x: float, y: float) -> float | None:
+    """Terrain elevation (m) at (x, y) in the project CRS from the DTMs; None where none covers."""
+    for dtm in _dtms(store, (x, y, x, y)):
+        z = dtm.sample(np.array([x]), np.array([y]))[0]
+        if not np.isnan(z):
+            return float(z)
+    return None
+
+
+# ---- building heights --------------------------------------------------------------------
+def _ground_levels(store: Store, ids: list[int], footprints: list[Any]) -> dict[int, float]:
+    """Median DTM elevation on a ring GROUND_RING_M outside each footprint."""
+    if not ids:
+        return {}
+    rings = shapely.segmentize(
+        shapely.boundary(shapely.buffer(np.asarray(footprints), GROUND_RING_M)), 1.0
+    )
+    coords, owner = shapely.get_coordinates(rings, return_index=True)
+    if len(coords) == 0:
+        return {}
+    z = np.full(len(coords), np.nan)
+    bounds = (
+        float(coords[:, 0].min()),
+        float(coords[:, 1].min()),
+        float(coords[:, 0].max()),
+        float(coords[:, 1].max()),
+    )
+    for dtm in _dtms(store, bounds):
+        todo = np.isnan(z)
+        if not todo.any():
+            break
+        z[todo] = dtm.sample(coords[todo, 0], coords[todo, 1])
+    out: dict[int, float] = {}
+    for k, bid in enumerate(ids):
+        vals = z[owner == k]
+        vals = vals[~np.isnan(vals)]
+        if len(vals):
+            out[bid] = float(np.median(vals))
+    return out
+
+
+def derive_building_heights(store: Store, building_ids: list[int] | None = None) -> int:
+    """Compute or refresh ``building_heights`` for the buildings (all when None) from the points.
+
+    Fills ``buildings.height`` (roof p70 - ground) with ``height_source = 'lidar'`` where it is
+    unknown (NULL height, or height_source NULL, 'unknown' or an earlier 'lidar'), and
+    ``ground_z`` where it is NULL. Returns the number of buildings whose heights are ok.
+    Runs in the caller's transaction, or in its own when there is none.
+    """
+    if store.in_transaction:
+        return _derive(store, building_ids)
+    with store.transaction():
+        return _derive(store, building_ids)
+
+
+def _derive(store: Store, building_ids: list[int] | None) -> int:
+    con = store.con
+    sql = (
+        "SELECT id, source_id, ST_AsWKB(ST_Force2D(footprint)) FROM buildings "
+        "WHERE footprint IS NOT NULL"
+    )
+    params: list[Any] = []
+    if building_ids is not None:
+        if not building_ids:
+            return 0
+        sql += " AND id IN (SELECT unnest(?::BIGINT[]))"
+        params = [list(building_ids)]
+    rows = con.execute(sql + " ORDER BY id", params).fetchall()
+    if building_ids is None:
+        con.execute(
+            "DELETE FROM building_heights WHERE building_id NOT IN (SELECT id FROM buildings)"
+        )
+    if not rows:
+        return 0
+    ids = [int(r[0]) for r in rows]
+    src_of = {int(r[0]): int(r[1]) for r in rows}
+    geoms = shapely.from_wkb([bytes(r[2]) for r in rows])
+    valid = ~shapely.is_empty(geoms) & (shapely.area(geoms) > 0)
+    geoms = np.where(valid, shapely.make_valid(geoms), geoms)
+    area = {bid: float(a) for bid, a in zip(ids, shapely.area(geoms), strict=True)}
+
+    # which clouds cover each building (by bounding box), and do they have a building class
+    b_bounds = shapely.bounds(geoms)
+    cover = pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "xmin": b_bounds[:, 0],
+            "ymin": b_bounds[:, 1],
+            "xmax": b_bounds[:, 2],
+            "ymax": b_bounds[:, 3],
+            "wkb": pa.array(shapely.to_wkb(geoms), pa.binary()),
+        }
+    )
+    con.register("_lidar_buildings", cover)
+    try:
+        coverage = {
+            int(r[0]): (int(r[1]), bool(r[2]))
+            for r in con.execute(
+                "SELECT b.id, count(l.source_id), "
+                "coalesce(bool_or(l.has_building_class), false) "
+                "FROM _lidar_buildings b LEFT JOIN lidar_sources l "
+                "ON l.xmin <= b.xmax AND l.xmax >= b.xmin "
+                "AND l.ymin <= b.ymax AND l.ymax >= b.ymin GROUP BY b.id"
+            ).fetchall()
+        }
+    finally:
+        con.unregister("_lidar_buildings")
+    roof: dict[int, tuple[Any, ...]] = {}
+    mask = np.array([coverage.get(bid, (0, False))[1] for bid in ids], dtype=bool)
+    if mask.any():
+        sel = cover.filter(pa.array(mask))
+        bx0, by0 = float(b_bounds[mask, 0].min()), float(b_bounds[mask, 1].min())
+        bx1, by1 = float(b_bounds[mask, 2].max()), float(b_bounds[mask, 3].max())
+        con.register("_lidar_buildings", sel)
+        # the bounding-box constants are DECIMAL so the zone maps prune; the join is DuckDB
+        # spatial's R-tree join of class-6 points against the footprints
+        for r in con.execute(
+            f"WITH b AS (SELECT id, ST_GeomFromWKB(wkb) AS g FROM _lidar_buildings), "
+            f"p AS (SELECT source_id, x::DOUBLE AS x, y::DOUBLE AS y, z::DOUBLE AS z "
+            f"FROM points WHERE classification = 6 "
+            f"AND x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
+            f"AND y BETWEEN ?::{DECIMAL} AND ?::{DECIMAL}) "
+            f"SELECT b.id, count(*), quantile_cont(p.z, [0.5, 0.7, 0.9]), max(p.z), "
+            f"list(DISTINCT p.source_id ORDER BY p.source_id) "
+            f"FROM p JOIN b ON ST_Contains(b.g, ST_Point(p.x, p.y)) GROUP BY b.id",
+            [bx0, bx1, by0, by1],
+        ).fetchall():
+            roof[int(r[0])] = r[1:]
+        con.unregister("_lidar_buildings")
+    ground = _ground_levels(store, ids, list(geoms))
+
+    out = []
+    for bid in ids:
+        n_covering, any_building_class = coverage.get(bid, (0, False))
+        g = ground.get(bid)
+        n = 0
+        p50 = p70 = p90 = pmax = height = None
+        used: list[int] = []
+        if n_covering == 0:
+            status = "no_coverage"
+        elif not any_building_class:
+            status = "no_building_class"
+        elif bid not in roof:
+            status = "no_points"
+        else:
+            n, qs, pmax, used = roof[bid]
+            p50, p70, p90 = qs
+            density = n / area[bid] if area[bid] > 0 else 0.0
+            if n < MIN_ROOF_POINTS or density < MIN_ROOF_DENSITY:
+                status = "few_points"
+            elif g is None:
+                status = "no_coverage"  # roof points but no terrain model under them
+            elif p70 - g <= 0:
+                status = "below_ground"
+            else:
+                status = "ok"
+                height = p70 - g
+        a = area[bid]
+        out.append(
+            (
+                bid,
+                src_of[bid],
+                status,
+                n,
+                a,
+                (n / a) if a > 0 else None,
+                g,
+                "dtm_ring" if g is not None else None,
+                p50,
+                p70,
+                p90,
+                pmax,
+                height,
+                used,
+            )
+        )
+    con.execute(
+        "DELETE FROM building_heights WHERE building_id IN (SELECT unnest(?::BIGINT[]))", [ids]
+    )
+    con.executemany(
+        "INSERT INTO building_heights (building_id, source_id, status, n_points, area, density, "
+        "ground_z, ground_method, roof_p50, roof_p70, roof_p90, roof_max, height, lidar_sources) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        out,
+    )
+    # fill unknown heights; withdraw earlier LiDAR heights that are no longer ok
+    con.execute(
+        "UPDATE buildings SET height = NULL, height_source = 'unknown' "
+        "FROM building_heights h WHERE h.building_id = buildings.id AND h.status <> 'ok' "
+        "AND buildings.height_source = 'lidar' "
+        "AND buildings.id IN (SELECT unnest(?::BIGINT[]))",
+        [ids],
+    )
+    con.execute(
+        "UPDATE buildings SET height = h.height, height_source = 'lidar', "
+        "ground_z = CASE WHEN buildings.height_source = 'lidar' OR buildings.ground_z IS NULL "
+        "THEN h.ground_z ELSE buildings.ground_z END "
+        "FROM building_heights h WHERE h.building_id = buildings.id AND h.status = 'ok' "
+        "AND (buildings.height IS NULL OR buildings.height_source IS NULL "
+        "OR buildings.height_source IN ('unknown', 'lidar')) "
+        "AND buildings.id IN (SELECT unnest(?::BIGINT[]))",
+        [ids],
+    )
+    con.execute(
+        "UPDATE buildings SET ground_z = h.ground_z FROM building_heights h "
+        "WHERE h.building_id = buildings.id AND buildings.ground_z IS NULL "
+        "AND h.ground_z IS NOT NULL AND buildings.id IN (SELECT unnest(?::BIGINT[]))",
+        [ids],
+    )
+    ok = sum(1 for r in out if r[2] == "ok")
+    log.info("building heights: %d of %d buildings ok", ok, len(out))
+    return ok
