@@ -22,7 +22,7 @@ from rich.table import Table
 
 from cim import __version__
 from cim.crs import DEFAULT_PROJECT_CRS
-from cim.errors import CimError
+from cim.errors import CimError, UsageError
 from cim.store import Store
 
 log = logging.getLogger("cim")
@@ -113,10 +113,21 @@ def emit_json(doc: Any) -> None:
     show_default=True,
     help="Project CRS: projected, in metres (EPSG code or WKT).",
 )
+@click.option(
+    "--origin",
+    help="Project origin LON,LAT (where unplaced models go; default: centre of the CRS's area).",
+)
 @click.pass_context
-def init(ctx: click.Context, crs: str) -> None:
+def init(ctx: click.Context, crs: str, origin: str | None) -> None:
     """Create a new store in a project CRS."""
-    store = Store.create(ctx.obj["store_path"], crs)
+    lonlat = None
+    if origin:
+        try:
+            lon, lat = (float(v) for v in origin.split(","))
+        except ValueError as exc:
+            raise UsageError(f"--origin {origin!r}: give LON,LAT in degrees") from exc
+        lonlat = (lon, lat)
+    store = Store.create(ctx.obj["store_path"], crs, lonlat)
     with store:
         click.echo(
             f"created {store.path} (schema {store.schema_version}, project CRS {store.crs_label})"
@@ -244,6 +255,42 @@ def ingest(
         emit_json({"reports": reports})
     if errors:
         ctx.exit(errors[0].exit_code)
+
+
+# ---- place -----------------------------------------------------------------------------
+@cli.command()
+@click.argument("source")
+@click.option(
+    "--anchor",
+    required=True,
+    help="LON,LAT[,ELEV[,ROTATION_DEG]]: where the model's origin goes, and its rotation "
+    "(counter-clockwise, degrees) from east/north.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.pass_context
+def place(ctx: click.Context, source: str, anchor: str, as_json: bool) -> None:
+    """Place (or re-place) an IFC model on the map without re-reading its file.
+
+    SOURCE is a source id, file name or path (see `cim status`).
+    """
+    from cim.jobs import run_job
+    from ingest import Anchor
+    from ingest.ifc import place as place_model
+
+    where = Anchor.parse(anchor)
+    with open_store(ctx) as store:
+        src = store.source(source)
+        with run_job(store, "place", {"source": src.id, "anchor": anchor}) as job:
+            with store.transaction():
+                outcome = place_model(store, src.id, where)
+            job.result = outcome
+    if as_json:
+        emit_json(outcome)
+    else:
+        click.echo(
+            f"{src.name}: placed at {where.lon}, {where.lat} "
+            f"({outcome['elements']} elements, {outcome['buildings']} buildings moved)"
+        )
 
 
 def main() -> None:

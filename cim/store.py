@@ -12,6 +12,7 @@ import contextlib
 import datetime as _dt
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pyproj import CRS
 
 from cim import __version__
 from cim.crs import DEFAULT_PROJECT_CRS, check_project_crs, crs_label, parse_crs
-from cim.errors import SchemaVersionError, StoreError, StoreLocked, StoreNotFound
+from cim.errors import CrsError, SchemaVersionError, StoreError, StoreLocked, StoreNotFound
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,20 @@ def latest_schema_version() -> int:
     return migrations[-1][0] if migrations else BASELINE_VERSION
 
 
+def project_origin_for(crs: CRS, origin: tuple[float, float] | None) -> tuple[float, float]:
+    from cim.crs import transformer
+
+    if origin is None:
+        area = crs.area_of_use
+        if area is None:
+            return 0.0, 0.0
+        origin = ((area.west + area.east) / 2, (area.south + area.north) / 2)
+    x, y = transformer(CRS.from_epsg(4326), crs).transform(*origin)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise CrsError(f"origin {origin} cannot be expressed in the project CRS")
+    return float(x), float(y)
+
+
 @dataclass(frozen=True)
 class SourceRow:
     id: int
@@ -149,8 +164,17 @@ class Store:
 
     # ---- opening -----------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, crs: str = DEFAULT_PROJECT_CRS) -> Store:
-        """Create a new store at ``path`` with project CRS ``crs`` (projected, metres)."""
+    def create(
+        cls,
+        path: str | Path,
+        crs: str = DEFAULT_PROJECT_CRS,
+        origin: tuple[float, float] | None = None,
+    ) -> Store:
+        """Create a new store at ``path`` with project CRS ``crs`` (projected, metres).
+
+        ``origin`` (lon, lat) is the project origin, where models without a georeference are
+        put until they are placed; by default the centre of the CRS's area of use.
+        """
         p = Path(path)
         if p.exists():
             raise StoreError(f"{p} already exists: pick another path, or remove it first")
@@ -158,6 +182,7 @@ class Store:
         check_project_crs(parsed, crs)
         if not p.parent.exists():
             raise StoreError(f"cannot create store {p}: folder {p.parent} does not exist")
+        ox, oy = project_origin_for(parsed, origin)
         baseline, migrations = _schema_files()
         con = connect(p)
         try:
@@ -170,6 +195,8 @@ class Store:
                 "crs_wkt": parsed.to_wkt(),
                 "created_at": now,
                 "created_by": f"cim {__version__}",
+                "origin_x": repr(ox),
+                "origin_y": repr(oy),
             }
             con.executemany("INSERT INTO meta VALUES (?, ?)", list(entries.items()))
             con.execute("COMMIT")
@@ -258,6 +285,11 @@ class Store:
     @property
     def crs_label(self) -> str:
         return self.meta("crs")
+
+    @property
+    def project_origin(self) -> tuple[float, float]:
+        """Project origin in the project CRS (where unplaced models sit)."""
+        return float(self.meta("origin_x")), float(self.meta("origin_y"))
 
     @property
     def crs(self) -> CRS:

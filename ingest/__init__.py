@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cim.errors import CimError, InputFileError, UnsupportedFile
+from cim.errors import CimError, InputFileError, UnsupportedFile, UsageError
 
 if TYPE_CHECKING:
     from cim.executor import Executor
@@ -37,8 +37,8 @@ INGESTER_MODULES = ("ingest.ifc", "ingest.lidar", "ingest.gis")
 
 @dataclass(frozen=True)
 class Anchor:
-    """Where a model's origin goes: WGS84 lon/lat, elevation (m) and rotation (deg, CCW from east
-    to the model's x axis measured as the angle of true north from the model's +y axis)."""
+    """Where a model's origin (0,0,0) goes: WGS84 lon/lat and elevation (m), and its rotation:
+    the model's +x axis points ``rotation_deg`` degrees counter-clockwise from east (true)."""
 
     lon: float
     lat: float
@@ -53,13 +53,13 @@ class Anchor:
         except ValueError:
             values = []
         if not 2 <= len(values) <= 4:
-            raise InputFileError(
+            raise UsageError(
                 f"--anchor {text!r}: give LON,LAT[,ELEV[,ROTATION_DEG]] in degrees and metres, "
                 f"e.g. --anchor 122.26,43.62,180,0"
             )
         lon, lat = values[0], values[1]
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-            raise InputFileError(f"--anchor {text!r}: longitude/latitude out of range (LON first)")
+            raise UsageError(f"--anchor {text!r}: longitude/latitude out of range (LON first)")
         return cls(*values)
 
 
