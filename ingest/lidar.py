@@ -149,9 +149,7 @@ def resolve_crs(header: laspy.LasHeader, path: Path, override: str | None) -> Cl
                 f"--crs (e.g. --crs EPSG:2154)"
             )
         crs = wkt_crs
-        has_wkt = any(
-            isinstance(v, laspy.vlrs.known.WktCoordinateSystemVlr) for v in header.vlrs
-        )
+        has_wkt = any(isinstance(v, laspy.vlrs.known.WktCoordinateSystemVlr) for v in header.vlrs)
         found_in = "wkt" if has_wkt else "geotiff"
     horizontal = _horizontal(crs)
     if horizontal.is_vertical:
@@ -162,8 +160,8 @@ def resolve_crs(header: laspy.LasHeader, path: Path, override: str | None) -> Cl
     else:
         code = None if override else _geotiff_vertical_unit(header)
         if code in _VERTICAL_UNITS:
-            z_factor = _VERTICAL_UNITS[code]  # type: ignore[index]
-            z_unit = {9001: "metre", 9002: "foot", 9003: "US survey foot"}[code]  # type: ignore[index]
+            z_factor = _VERTICAL_UNITS[code]
+            z_unit = {9001: "metre", 9002: "foot", 9003: "US survey foot"}[code]
         else:
             z_factor, z_unit = _unit_factor(horizontal)
     label = crs_label(crs)
@@ -438,7 +436,9 @@ class LidarIngester:
         with_heights = derive_building_heights(store)
         ctx.progress(1.0, f"{done:,} points")
         seconds = time.perf_counter() - t0
-        log.info("%s: %d points in %.1f s (%.0f points/s)", path.name, done, seconds, done / seconds)
+        log.info(
+            "%s: %d points in %.1f s (%.0f points/s)", path.name, done, seconds, done / seconds
+        )
         counts: dict[str, Any] = {
             "points": done,
             "header_points": n_header,
@@ -484,7 +484,7 @@ def points_in_box(
         f"SELECT {_POINT_COLS} FROM points WHERE x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
         f"AND y BETWEEN ?::{DECIMAL} AND ?::{DECIMAL}{where}"
     )
-    return store.con.execute(sql, [xmin, xmax, ymin, ymax, *params]).fetch_arrow_table()
+    return store.con.execute(sql, [xmin, xmax, ymin, ymax, *params]).to_arrow_table()
 
 
 def points_in_polygon(
@@ -501,7 +501,7 @@ def points_in_polygon(
     )
     return store.con.execute(
         sql, [xmin, xmax, ymin, ymax, *params, shapely.to_wkt(geom)]
-    ).fetch_arrow_table()
+    ).to_arrow_table()
 
 
 # ---- terrain -----------------------------------------------------------------------------
@@ -537,11 +537,36 @@ class Dtm:
         return np.where(inside, out, np.nan)
 
 
+def _fill_gaps(grid: np.ndarray, known: np.ndarray) -> None:
+    """Fill the NaN cells of ``grid`` in place from the known ones.
+
+    Normalised convolution (a Gaussian-weighted mean of the known cells, with the radius doubled
+    until every gap is reached) then nearest neighbour for what is left. Linear interpolation on
+    a Delaunay triangulation (scipy griddata) was 1.4 s for a 100 x 100 grid: grid points are
+    cocircular, which Qhull resolves slowly; this is linear in the number of cells.
+    """
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+    missing = ~known
+    if not missing.any() or not known.any():
+        return
+    values = np.where(known, grid, 0.0)
+    weights = known.astype(np.float64)
+    sigma = 1.0
+    while missing.any() and sigma <= 64:
+        num = gaussian_filter(values, sigma, mode="nearest", truncate=3.0)
+        den = gaussian_filter(weights, sigma, mode="nearest", truncate=3.0)
+        reach = missing & (den > 1e-3)
+        grid[reach] = num[reach] / den[reach]
+        missing &= ~reach
+        sigma *= 2
+    if missing.any():
+        idx = distance_transform_edt(~known, return_distances=False, return_indices=True)
+        grid[missing] = grid[idx[0][missing], idx[1][missing]]
+
+
 def build_dtm(store: Store, source_id: int) -> int:
     """Grid the source's class-2 points into its DTM row (gaps interpolated). Returns cells."""
-    from scipy.interpolate import griddata
-    from scipy.ndimage import distance_transform_edt
-
     con = store.con
     row = con.execute(
         "SELECT xmin, ymin, xmax, ymax FROM lidar_sources WHERE source_id = ?", [source_id]
@@ -553,8 +578,8 @@ def build_dtm(store: Store, source_id: int) -> int:
     if area / res**2 > DTM_MAX_CELLS:
         res = math.ceil(math.sqrt(area / DTM_MAX_CELLS))
     ox, oy = math.floor(xmin / res) * res, math.floor(ymin / res) * res
-    nx = int(math.floor((xmax - ox) / res)) + 1
-    ny = int(math.floor((ymax - oy) / res)) + 1
+    nx = math.floor((xmax - ox) / res) + 1
+    ny = math.floor((ymax - oy) / res) + 1
     cells = con.execute(
         "SELECT CAST(floor((x::DOUBLE - ?) / ?) AS INTEGER) AS i, "
         "CAST(floor((y::DOUBLE - ?) / ?) AS INTEGER) AS j, avg(z::DOUBLE) AS z "
@@ -567,18 +592,7 @@ def build_dtm(store: Store, source_id: int) -> int:
     grid[j, i] = cells["z"]
     known = ~np.isnan(grid)
     measured = int(known.sum())
-    if measured < known.size:
-        if measured >= 3:
-            jj, ii = np.nonzero(known)
-            mj, mi = np.nonzero(~known)
-            try:
-                grid[mj, mi] = griddata((ii, jj), grid[jj, ii], (mi, mj), method="linear")
-            except Exception:  # degenerate (collinear) ground: nearest fill below
-                log.debug("DTM of source %s: linear interpolation failed", source_id)
-        still = np.isnan(grid)
-        if still.any():
-            idx = distance_transform_edt(still, return_distances=False, return_indices=True)
-            grid = grid[idx[0], idx[1]]
+    _fill_gaps(grid, known)
     con.execute(
         "INSERT INTO dtm VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [source_id, ox, oy, res, nx, ny, measured, grid.astype("<f4").tobytes()],
@@ -596,7 +610,9 @@ def _dtms(store: Store, bounds: tuple[float, float, float, float] | None = None)
             "AND origin_y <= ? AND origin_y + ny * resolution >= ?"
         )
         params = [bounds[2], bounds[0], bounds[3], bounds[1]]
-    for sid, ox, oy, res, nx, ny in store.con.execute(sql + " ORDER BY source_id", params).fetchall():
+    for sid, ox, oy, res, nx, ny in store.con.execute(
+        sql + " ORDER BY source_id", params
+    ).fetchall():
         blob = store.con.execute("SELECT z FROM dtm WHERE source_id = ?", [sid]).fetchone()
         assert blob is not None
         z = np.frombuffer(blob[0], dtype="<f4").reshape(ny, nx)

@@ -1,0 +1,468 @@
+"""LiDAR ingest on the real sample clouds: conservation, CRS and units, heights, failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import laspy
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+from pyproj import Transformer
+
+import ingest.lidar as lidar
+from cim.errors import CrsError, InputFileError
+from cim.executor import Executor, LocalExecutor, SerialExecutor
+from cim.store import Store
+from ingest import IngestOptions, IngestReport, registry, run_ingest
+from tests.conftest import SAMPLES, snapshot
+
+LIDAR = SAMPLES / "lidar"
+MONTPELLIER = sorted((LIDAR / "montpellier").glob("*.laz"))
+LIDARPROD_LAZ = LIDAR / "lidarprod" / "870000_6618000.subset.postValidation.laz"
+LIDARPROD_SHP = LIDAR / "lidarprod" / "870000_6618000.subset.postIA.shp"
+NEBRASKA = LIDAR / "file_with_both_wkt_and_geotiff_vlrs.las"
+AUTZEN = LIDAR / "autzen_trim.laz"
+ST_BARTH = LIDAR / "St_Barth_RGAF09_UTM20N_IGN_1988_SB_subset_100m.laz"
+
+#: a project CRS (projected, metres) that suits each sample, and the --crs it needs
+CASES = [
+    *[(p, "EPSG:2154", None) for p in MONTPELLIER],
+    (LIDARPROD_LAZ, "EPSG:2154", None),
+    (NEBRASKA, "EPSG:32614", None),
+    (AUTZEN, "EPSG:32610", None),
+    (ST_BARTH, "EPSG:5490", "EPSG:5490"),
+]
+
+
+MakeStore = Callable[[str], Store]
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Iterator[MakeStore]:
+    opened: list[Store] = []
+
+    def make(crs: str) -> Store:
+        s = Store.create(tmp_path / f"s{len(opened)}.duckdb", crs)
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+def ingest(
+    store: Store, path: Path, crs: str | None = None, executor: Executor | None = None
+) -> IngestReport:
+    return run_ingest(store, path, IngestOptions(crs=crs), executor or SerialExecutor())
+
+
+def raw_classes(path: Path) -> dict[str, int]:
+    las = laspy.read(path)
+    values, counts = np.unique(np.asarray(las.classification), return_counts=True)
+    return {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def add_gis_source(store: Store) -> int:
+    row = store.con.execute(
+        "INSERT INTO sources (path, name, kind, sha256, size_bytes, status) "
+        "VALUES ('test', 'test', 'gis', 'test', 1, 'ingested') RETURNING id"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def add_building(
+    store: Store,
+    source_id: int,
+    footprint: shapely.Geometry,
+    height: float | None = None,
+    height_source: str | None = None,
+) -> int:
+    row = store.con.execute(
+        "INSERT INTO buildings (source_id, footprint, height, height_source) "
+        "VALUES (?, ST_GeomFromText(?), ?, ?) RETURNING id",
+        [source_id, shapely.force_2d(footprint).wkt, height, height_source],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# ---- protocol ---------------------------------------------------------------------------
+def test_registered_and_supports(tmp_path: Path) -> None:
+    assert lidar.INGESTER in registry()
+    assert lidar.INGESTER.supports(AUTZEN)
+    assert lidar.INGESTER.supports(NEBRASKA)
+    fake = tmp_path / "fake.laz"
+    fake.write_bytes(b"not a las file")
+    assert not lidar.INGESTER.supports(fake)
+    assert not lidar.INGESTER.supports(LIDARPROD_SHP)
+
+
+# ---- conservation -----------------------------------------------------------------------
+@pytest.mark.parametrize("path,project_crs,crs", CASES, ids=lambda v: getattr(v, "name", None))
+def test_point_counts_conserved(
+    make_store: MakeStore, path: Path, project_crs: str, crs: str | None
+) -> None:
+    store = make_store(project_crs)
+    with laspy.open(path) as r:
+        header_count = r.header.point_count
+    report = ingest(store, path, crs)
+    assert report.counts["points"] == header_count
+    assert report.counts["header_points"] == header_count
+    assert store.count("points", "source_id = ?", [report.source_id]) == header_count
+    assert report.counts["classes"] == raw_classes(path)
+    stored = dict(
+        store.con.execute(
+            "SELECT classification::VARCHAR, count(*) FROM points GROUP BY 1"
+        ).fetchall()
+    )
+    assert stored == raw_classes(path)
+    assert report.format is not None and report.format.startswith("LAS 1.")
+
+
+def test_rgb_kept_where_present(make_store: MakeStore) -> None:
+    store = make_store("EPSG:32610")
+    ingest(store, AUTZEN)
+    las = laspy.read(AUTZEN)
+    row = store.con.execute(
+        "SELECT sum(red::BIGINT), sum(green::BIGINT), sum(blue::BIGINT), count(red) FROM points"
+    ).fetchone()
+    assert row == (
+        int(np.asarray(las.red, dtype=np.int64).sum()),
+        int(np.asarray(las.green, dtype=np.int64).sum()),
+        int(np.asarray(las.blue, dtype=np.int64).sum()),
+        len(las.points),
+    )
+    store2 = make_store("EPSG:5490")
+    ingest(store2, ST_BARTH, "EPSG:5490")  # point format 1: no RGB
+    assert store2.count("points", "red IS NOT NULL") == 0
+
+
+# ---- CRS and units ------------------------------------------------------------------------
+def test_nebraska_feet_to_metres(make_store: MakeStore) -> None:
+    store = make_store("EPSG:32614")
+    report = ingest(store, NEBRASKA)
+    assert "Nebraska" in (report.crs or "")
+    las = laspy.read(NEBRASKA)
+    src = las.header.parse_crs()
+    t = Transformer.from_crs(src, "EPSG:32614", always_xy=True)
+    us_ft = 1200 / 3937
+    idx = [0, 1234, 9999, len(las.points) - 1]
+    x, y = t.transform(np.asarray(las.x)[idx], np.asarray(las.y)[idx])
+    z = np.asarray(las.z)[idx] * us_ft
+    for xi, yi, zi in zip(x, y, z, strict=True):
+        got = lidar.points_in_box(store, xi - 0.002, yi - 0.002, xi + 0.002, yi + 0.002)
+        assert got.num_rows >= 1
+        assert np.min(np.abs(got["z"].to_numpy() - zi)) < 0.0015
+    # the whole cloud: metres (a few hundred metres above sea level, not ~1,400 feet)
+    row = store.con.execute("SELECT min(z)::DOUBLE, max(z)::DOUBLE FROM points").fetchone()
+    assert row is not None
+    zmin, zmax = row
+    assert zmin == pytest.approx(float(las.header.mins[2]) * us_ft, abs=0.002)
+    assert zmax == pytest.approx(float(las.header.maxs[2]) * us_ft, abs=0.002)
+    assert zmax < 500
+
+
+def test_st_barth_needs_crs(make_store: MakeStore) -> None:
+    store = make_store("EPSG:5490")
+    before = snapshot(store)
+    with pytest.raises(CrsError) as err:
+        ingest(store, ST_BARTH)
+    assert ST_BARTH.name in str(err.value) and "--crs" in str(err.value)
+    assert snapshot(store) == before
+    report = ingest(store, ST_BARTH, "EPSG:5490")
+    assert report.crs == "EPSG:5490"
+    row = store.con.execute(
+        "SELECT crs_from, min(x)::DOUBLE, max(x)::DOUBLE FROM lidar_sources, points GROUP BY 1"
+    ).fetchone()
+    assert row is not None and row[0] == "option"
+    assert 515000 <= row[1] <= row[2] <= 515100.001
+
+
+def test_crs_option_reprojects(make_store: MakeStore) -> None:
+    """--crs overrides the file: Montpellier (Lambert-93) into UTM 31N, checked with pyproj."""
+    store = make_store("EPSG:32631")
+    path = MONTPELLIER[0]
+    ingest(store, path, "EPSG:2154")
+    las = laspy.read(path)
+    t = Transformer.from_crs("EPSG:2154", "EPSG:32631", always_xy=True)
+    x, y = t.transform(np.asarray(las.x), np.asarray(las.y))
+    row = store.con.execute(
+        "SELECT min(x)::DOUBLE, max(x)::DOUBLE, min(y)::DOUBLE, max(y)::DOUBLE, "
+        "sum(z)::DOUBLE FROM points"
+    ).fetchone()
+    assert row is not None
+    assert row[:4] == pytest.approx((x.min(), x.max(), y.min(), y.max()), abs=0.001)
+    assert row[4] == pytest.approx(float(np.asarray(las.z).sum()), abs=1.0)
+
+
+# ---- survey tiles ---------------------------------------------------------------------------
+def test_montpellier_tiles_one_cloud(make_store: MakeStore) -> None:
+    store = make_store("EPSG:2154")
+    total = 0
+    for path in MONTPELLIER:
+        report = ingest(store, path)
+        assert report.outcome == "ingested"
+        total += report.counts["points"]
+    assert store.count("points") == total == 405_937
+    assert store.count("lidar_sources") == 6
+    # a box across the corner shared by four tiles returns points of all four
+    got = lidar.points_in_box(store, 770595, 6277545, 770605, 6277555)
+    assert len(set(got["source_id"].to_pylist())) == 4
+    # the terrain is seamless: defined on both sides of a tile edge, without a step
+    a = lidar.ground_elevation(store, 770599.7, 6277525.0)
+    b = lidar.ground_elevation(store, 770600.3, 6277525.0)
+    assert a is not None and b is not None and abs(a - b) < 0.5
+    assert lidar.ground_elevation(store, 0.0, 0.0) is None
+
+
+def test_replacing_a_file_replaces_its_points(make_store: MakeStore, tmp_path: Path) -> None:
+    store = make_store("EPSG:2154")
+    path = tmp_path / "tile.laz"
+    shutil.copy(MONTPELLIER[0], path)
+    ingest(store, path)
+    shutil.copy(MONTPELLIER[1], path)
+    report = ingest(store, path)
+    assert report.outcome == "replaced"
+    assert store.count("points") == report.counts["points"] == 56_035
+    assert store.count("lidar_sources") == 1 and store.count("dtm") == 1
+    assert ingest(store, path).outcome == "unchanged"
+
+
+# ---- queries ----------------------------------------------------------------------------------
+def test_points_in_box_matches_brute_force(make_store: MakeStore) -> None:
+    store = make_store("EPSG:2154")
+    path = MONTPELLIER[2]
+    ingest(store, path)
+    las = laspy.read(path)
+    x, y, z = np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)
+    cls = np.asarray(las.classification)
+    rng = np.random.default_rng(4)
+    for classes in (None, [6], [2, 6]):
+        pick = int(rng.choice(np.flatnonzero(np.isin(cls, classes or [1, 2, 6]))))
+        x0, y0 = float(x[pick]) - 4.005, float(y[pick]) - 3.0  # edges between points (cm grid)
+        x1, y1 = x0 + 10, y0 + 7
+        m = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+        if classes is not None:
+            m &= np.isin(cls, classes)
+        expected = sorted(zip(np.round(x[m], 3), np.round(y[m], 3), np.round(z[m], 3), strict=True))
+        got = lidar.points_in_box(store, x0, y0, x1, y1, classes)
+        found = sorted(
+            zip(
+                np.round(got["x"].to_numpy(), 3),
+                np.round(got["y"].to_numpy(), 3),
+                np.round(got["z"].to_numpy(), 3),
+                strict=True,
+            )
+        )
+        assert len(expected) > 0
+        assert found == expected
+
+
+def test_points_in_polygon_matches_shapely(make_store: MakeStore) -> None:
+    store = make_store("EPSG:2154")
+    path = MONTPELLIER[2]
+    ingest(store, path)
+    las = laspy.read(path)
+    x, y, cls = np.asarray(las.x), np.asarray(las.y), np.asarray(las.classification)
+    poly = shapely.Polygon(
+        [(770560, 6277510), (770580, 6277512), (770575, 6277530), (770562, 6277525)]
+    )
+    m = shapely.contains_xy(poly, x, y) & (cls == 6)
+    got = lidar.points_in_polygon(store, poly.wkt, classes=[6])
+    assert got.num_rows == int(m.sum()) > 0
+
+
+def test_box_query_prunes_row_groups(make_store: MakeStore) -> None:
+    """The Morton order makes each row group a compact patch: a small box reads few rows."""
+    store = make_store("EPSG:2154")
+    for path in MONTPELLIER:
+        ingest(store, path)
+    total = store.count("points")
+    store.con.execute("PRAGMA enable_profiling = 'json'")
+    try:
+        row = store.con.execute(
+            "EXPLAIN ANALYZE SELECT count(*) FROM points WHERE "
+            f"x BETWEEN 770520::{lidar.DECIMAL} AND 770525::{lidar.DECIMAL} AND "
+            f"y BETWEEN 6277520::{lidar.DECIMAL} AND 6277525::{lidar.DECIMAL}"
+        ).fetchone()
+    finally:
+        store.con.execute("PRAGMA disable_profiling")
+    assert row is not None
+    scanned = json.loads(row[1])["cumulative_rows_scanned"]
+    # 4 row groups of 122,880 rows hold the 405,937 points (these 50 m tiles are smaller than
+    # a row group, so a row group holds parts of two tiles); the box is read from at most two
+    assert total == 405_937 and 0 < scanned <= 2 * 122_880
+
+
+def test_morton_key_orders_cells() -> None:
+    x = np.array([0.5, 1.5, 0.5, 1.5])
+    y = np.array([0.5, 0.5, 1.5, 1.5])
+    keys = lidar.morton_key(x, y)
+    assert list(np.argsort(keys)) == [0, 1, 2, 3]  # the Z pattern
+    assert len(set(keys.tolist())) == 4
+
+
+# ---- building heights -------------------------------------------------------------------------
+def lidarprod_footprints() -> list[shapely.Geometry]:
+    meta, _, wkb, _ = pyogrio.raw.read(LIDARPROD_SHP)
+    assert meta["crs"] == "EPSG:2154"
+    return list(shapely.from_wkb(wkb))
+
+
+def independent_heights(footprint: shapely.Geometry) -> dict[str, float]:
+    """Roof percentiles of the raw class-6 points inside the footprint, and the median of
+    the raw class-2 points within 3 m around it: laspy + shapely, no store."""
+    las = laspy.read(LIDARPROD_LAZ)
+    x, y, z = np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)
+    cls = np.asarray(las.classification)
+    fp = shapely.force_2d(footprint)
+    inside = shapely.contains_xy(fp, x, y)
+    roof = z[inside & (cls == 6)]
+    ring = shapely.difference(fp.buffer(3.0), fp)
+    ground = z[shapely.contains_xy(ring, x, y) & (cls == 2)]
+    return {
+        "n": len(roof),
+        "p50": float(np.percentile(roof, 50)),
+        "p70": float(np.percentile(roof, 70)),
+        "p90": float(np.percentile(roof, 90)),
+        "max": float(roof.max()),
+        "ground": float(np.median(ground)),
+    }
+
+
+def test_lidarprod_building_heights(make_store: MakeStore) -> None:
+    store = make_store("EPSG:2154")
+    gis = add_gis_source(store)
+    footprints = lidarprod_footprints()
+    assert len(footprints) == 40
+    ids = [add_building(store, gis, fp) for fp in footprints]
+    # a height from another source is never overwritten
+    kept = add_building(store, gis, footprints[5], height=12.3, height_source="attribute")
+    report = ingest(store, LIDARPROD_LAZ)
+    rows = {
+        r[0]: r[1:]
+        for r in store.con.execute(
+            "SELECT building_id, status, n_points, roof_p50, roof_p70, roof_p90, roof_max, "
+            "ground_z, height, density FROM building_heights"
+        ).fetchall()
+    }
+    assert len(rows) == 41
+    ok = [bid for bid in ids if rows[bid][0] == "ok"]
+    # the cloud covers 100 m x 62 m of the 40 footprints' 200 m x 240 m: six lie inside it,
+    # five have building points; the others are marked, not guessed
+    assert len(ok) == 5 == report.counts["buildings_with_heights"] - 1
+    assert {rows[bid][0] for bid in ids if bid not in ok} == {"no_coverage", "no_points"}
+    for bid in ok:
+        want = independent_heights(footprints[ids.index(bid)])
+        _, n, p50, p70, p90, pmax, ground, height, density = rows[bid]
+        assert n == want["n"]
+        assert p50 == pytest.approx(want["p50"], abs=0.002)
+        assert p70 == pytest.approx(want["p70"], abs=0.002)
+        assert p90 == pytest.approx(want["p90"], abs=0.002)
+        assert pmax == pytest.approx(want["max"], abs=0.002)
+        assert ground == pytest.approx(want["ground"], abs=0.3)
+        assert height == pytest.approx(p70 - ground)
+        assert 2.0 < height < 15.0 and density > 5
+        b = store.con.execute(
+            "SELECT height, height_source, ground_z FROM buildings WHERE id = ?", [bid]
+        ).fetchone()
+        assert b == (pytest.approx(height), "lidar", pytest.approx(ground))
+    assert store.con.execute(
+        "SELECT height, height_source FROM buildings WHERE id = ?", [kept]
+    ).fetchone() == (12.3, "attribute")
+    uncovered = [bid for bid in ids if rows[bid][0] == "no_coverage"]
+    assert (
+        store.count(
+            "buildings", "height IS NOT NULL AND id IN (SELECT unnest(?::BIGINT[]))", [uncovered]
+        )
+        == 0
+    )
+
+    # the public interface other ingesters call for the buildings they add
+    new = add_building(store, gis, footprints[ids.index(ok[0])])
+    with store.transaction():
+        assert lidar.derive_building_heights(store, [new]) == 1
+    assert store.con.execute(
+        "SELECT height, height_source FROM buildings WHERE id = ?", [new]
+    ).fetchone() == (pytest.approx(rows[ok[0]][7]), "lidar")
+    assert lidar.derive_building_heights(store, []) == 0
+
+
+def test_autzen_heights_unavailable(make_store: MakeStore) -> None:
+    store = make_store("EPSG:32610")
+    gis = add_gis_source(store)
+    # a footprint in the middle of the cloud (its extent in UTM 10N, computed by pyproj)
+    las = laspy.read(AUTZEN)
+    t = Transformer.from_crs(las.header.parse_crs(), "EPSG:32610", always_xy=True)
+    cx, cy = t.transform(float(np.median(las.x)), float(np.median(las.y)))
+    bid = add_building(store, gis, shapely.box(cx - 10, cy - 10, cx + 10, cy + 10))
+    report = ingest(store, AUTZEN)
+    assert report.counts["building_points"] == 0
+    assert any("building heights unavailable" in w for w in report.warnings)
+    row = store.con.execute(
+        "SELECT status, height FROM building_heights WHERE building_id = ?", [bid]
+    ).fetchone()
+    assert row == ("no_building_class", None)
+    assert store.con.execute("SELECT height FROM buildings WHERE id = ?", [bid]).fetchone() == (
+        None,
+    )
+
+
+# ---- failures -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("keep", [0.5, 0.02])
+def test_truncated_laz_fails_cleanly(make_store: MakeStore, tmp_path: Path, keep: float) -> None:
+    store = make_store("EPSG:32610")
+    ingest(store, MONTPELLIER[0], "EPSG:2154")  # something already in the store
+    before = snapshot(store)
+    data = AUTZEN.read_bytes()
+    bad = tmp_path / "autzen_truncated.laz"
+    bad.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(InputFileError) as err:
+        ingest(store, bad)
+    assert bad.name in str(err.value)
+    assert snapshot(store) == before
+
+
+def test_garbage_after_header_fails_cleanly(make_store: MakeStore, tmp_path: Path) -> None:
+    store = make_store("EPSG:32610")
+    before = snapshot(store)
+    data = bytearray(AUTZEN.read_bytes())
+    with laspy.open(AUTZEN) as r:
+        start = r.header.offset_to_point_data
+    data[start : start + 4096] = bytes(range(256)) * 16
+    data = data[: len(data) // 2]
+    bad = tmp_path / "autzen_garbled.laz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InputFileError):
+        ingest(store, bad)
+    assert snapshot(store) == before
+
+
+# ---- parallel decode ----------------------------------------------------------------------------
+def test_parallel_decode_same_points(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The executor path (forkserver workers, each seeking its chunk) stores the same points."""
+    monkeypatch.setattr(lidar, "PARALLEL_MIN_POINTS", 0)
+    monkeypatch.setattr(lidar, "CHUNK_POINTS", 20_000)
+    serial = make_store("EPSG:2154")
+    parallel = make_store("EPSG:2154")
+    ingest(serial, LIDARPROD_LAZ)
+    executor = LocalExecutor(2)
+    try:
+        report = ingest(parallel, LIDARPROD_LAZ, executor=executor)
+    finally:
+        executor.close()
+    assert report.counts["points"] == 70_840
+    q = (
+        "SELECT count(*), sum(x), sum(y), sum(z), sum(intensity), sum(classification), "
+        "sum(red) FROM points"
+    )
+    assert serial.con.execute(q).fetchone() == parallel.con.execute(q).fetchone()
