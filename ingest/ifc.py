@@ -190,6 +190,17 @@ def _mesh_stats(mesh: MeshData) -> tuple[dict[str, float], BaseGeometry | None]:
     return stats, outline
 
 
+def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals, for the rare shape the kernel returns without them."""
+    tri = verts[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    vn = np.zeros_like(verts)
+    for k in range(3):
+        np.add.at(vn, faces[:, k], fn)
+    norm = np.linalg.norm(vn, axis=1, keepdims=True)
+    return np.divide(vn, norm, out=np.tile([0.0, 0.0, 1.0], (len(vn), 1)), where=norm > 0)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items() if k != "id"}
@@ -237,6 +248,8 @@ class _Ingest:
         s = ifcopenshell.geom.settings()
         s.set("use-world-coords", True)
         s.set("apply-default-materials", False)  # unstyled elements get a grey of our own
+        # welded vertices come without normals: keep one vertex per face corner (flat shading)
+        s.set("weld-vertices", False)
         return s
 
     def iterate(self, products: dict[int, Any]) -> dict[int, ElementRow]:
@@ -271,6 +284,8 @@ class _Ingest:
         verts = np.frombuffer(g.verts_buffer, dtype=np.float64).reshape(-1, 3).copy()
         faces = np.frombuffer(g.faces_buffer, dtype=np.int32).reshape(-1, 3).astype(np.uint32)
         normals = np.frombuffer(g.normals_buffer, dtype=np.float64).reshape(-1, 3)
+        if len(normals) != len(verts):
+            normals = _vertex_normals(verts, faces)
         mids = np.frombuffer(g.material_ids_buffer, dtype=np.int32)
         materials = [
             {"name": getattr(m, "name", None) or "", "rgba": _style_rgba(m)} for m in g.materials
@@ -328,8 +343,13 @@ class _Ingest:
         if helmert is not None:
             info = ugeo.get_crs(self.model) or {}
             name = info.get("Name") if isinstance(info, dict) else None
+            ops = (
+                []
+                if model_schema(self.model) == "IFC2X3"
+                else self.model.by_type("IfcCoordinateOperation")
+            )
             method = (
-                "rigid_operation" if self.model.by_type("IfcRigidOperation") else "map_conversion"
+                "rigid_operation" if ops and ops[0].is_a("IfcRigidOperation") else "map_conversion"
             )
             try:
                 if not name:
@@ -872,6 +892,10 @@ def anchor_placement(project_crs: CRS, anchor: Anchor, half_extent: float = 100.
 
 
 # ---- helpers -------------------------------------------------------------------------------
+def model_schema(model: ifcopenshell.file) -> str:
+    return str(getattr(model, "schema_identifier", None) or model.schema)
+
+
 def center_of(geom: BaseGeometry) -> tuple[float, float]:
     c = geom.centroid
     return (float(c.x), float(c.y)) if not c.is_empty else (0.0, 0.0)

@@ -1,0 +1,377 @@
+"""IFC ingest on the real samples and on models built with ifcopenshell.api."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import ifcopenshell
+import ifcopenshell.util.geolocation as ugeo
+import numpy as np
+import pytest
+import shapely
+from pyproj import Transformer
+
+import ingest.ifc as ifc_mod
+from cim.errors import CrsError, InputFileError, UnsupportedFile, UsageError
+from cim.executor import SerialExecutor
+from cim.status import status_document
+from cim.store import Store
+from ingest import Anchor, IngestError, IngestOptions, run_ingest
+from ingest.ifc import place
+from tests.conftest import SAMPLES, snapshot
+from tests.ifc_models import wall_model
+
+IFC = SAMPLES / "ifc"
+
+#: a projected CRS around each sample's RefLatitude/RefLongitude
+SAMPLE_CRS = {
+    "AC20-FZK-Haus.ifc": "EPSG:25832",  # Karlsruhe, UTM 32N
+    "duplex.ifc": "EPSG:26916",  # Chicago, UTM 16N
+    "LargeBuilding.ifc": "EPSG:26919",  # Boston (Revit's default site), UTM 19N
+    "TallBuilding.ifc": "EPSG:26919",
+    "IfcOpenHouse.ifc": "EPSG:4550",  # no georeference
+}
+
+
+def ingest(store: Store, path: Path, **options: object) -> object:
+    return run_ingest(store, path, IngestOptions(**options), SerialExecutor())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_CRS))
+def test_every_sample_ingests_and_products_are_conserved(tmp_path: Path, name: str) -> None:
+    path = IFC / name
+    model = ifcopenshell.open(str(path))
+    expected = {p.GlobalId for p in model.by_type("IfcProduct") if p.Representation is not None}
+    with Store.create(tmp_path / "s.duckdb", SAMPLE_CRS[name]) as store:
+        report = ingest(store, path)
+        rows = store.con.execute(
+            "SELECT global_id, geometry_status, geometry_error FROM elements"
+        ).fetchall()
+        assert {r[0] for r in rows} == expected and len(rows) == len(expected)
+        ok = [r for r in rows if r[1] == "ok"]
+        failed = [r for r in rows if r[1] == "failed"]
+        assert len(ok) + len(failed) == len(expected)
+        assert all(r[2] for r in failed)  # each failure carries its reason
+        assert store.count("meshes", "owner = 'element'") == len(ok)
+        counts = report.counts  # type: ignore[attr-defined]
+        assert counts["products"] == len(expected)
+        assert counts["meshed"] == len(ok) and counts["failed"] == len(failed)
+        # every mesh decodes to consistent arrays, indices in range, normals unit length
+        for nv, nt, pos, nor, idx in store.con.execute(
+            "SELECT n_vertices, n_triangles, positions, normals, indices FROM meshes LIMIT 40"
+        ).fetchall():
+            p = np.frombuffer(pos, np.float32)
+            n = np.frombuffer(nor, np.float32).reshape(-1, 3)
+            i = np.frombuffer(idx, np.uint32)
+            assert len(p) == nv * 3 and len(n) == nv and len(i) == nt * 3
+            assert i.max() < nv
+            assert np.allclose(np.linalg.norm(n, axis=1), 1, atol=1e-3)
+        [(n_buildings, area)] = store.con.execute(
+            "SELECT count(*), sum(ST_Area(footprint)) FROM buildings"
+        ).fetchall()
+        assert n_buildings >= 1 and area > 10
+
+
+def test_fzk_haus_lands_at_its_ref_lat_lon(tmp_path: Path) -> None:
+    path = IFC / "AC20-FZK-Haus.ifc"
+    model = ifcopenshell.open(str(path))
+    site = model.by_type("IfcSite")[0]
+    lat, lon = ugeo.dms2dd(*site.RefLatitude), ugeo.dms2dd(*site.RefLongitude)
+    with Store.create(tmp_path / "s.duckdb", "EPSG:25832") as store:
+        report = ingest(store, path)
+        assert report.status == "ingested"  # type: ignore[attr-defined]
+        [(method, matrix)] = store.con.execute("SELECT method, matrix FROM placements").fetchall()
+        assert method == "site_reflatlon"
+        m = np.array(matrix).reshape(4, 4)
+        ex, ny = Transformer.from_crs(4326, 25832, always_xy=True).transform(lon, lat)
+        # the site's origin (the model's origin here) goes to RefLatitude/RefLongitude/RefElevation
+        x, y, z = m[:3, 3]
+        assert math.hypot(x - ex, y - ny) < 0.01
+        assert z == pytest.approx(float(site.RefElevation), abs=0.01)
+        [(cx, cy, ground, height, above)] = store.con.execute(
+            "SELECT ST_X(ST_Centroid(footprint)), ST_Y(ST_Centroid(footprint)), ground_z, height, "
+            "storeys_above FROM buildings"
+        ).fetchall()
+        assert math.hypot(cx - ex, cy - ny) < 30  # the house stands around its site origin
+        assert ground == pytest.approx(110.0, abs=0.5)
+        assert 5 < height < 12 and above == 2
+
+
+def _hand_map_conversion(
+    x: float, y: float, e0: float, n0: float, theta: float
+) -> tuple[float, float]:
+    return (
+        e0 + x * math.cos(theta) - y * math.sin(theta),
+        n0 + x * math.sin(theta) + y * math.cos(theta),
+    )
+
+
+@pytest.mark.parametrize("millimetres", [False, True])
+def test_map_conversion_lands_within_a_centimetre(tmp_path: Path, millimetres: bool) -> None:
+    theta = math.radians(30)
+    e0, n0, h0 = 500100.0, 4830200.0, 180.0
+    path = wall_model(
+        tmp_path / "w.ifc",
+        length=5.0,
+        height=3.0,
+        thickness=0.2,
+        wall_at=(10.0, 20.0, 0.0),
+        millimetres=millimetres,
+        map_conversion={
+            "Eastings": e0,
+            "Northings": n0,
+            "OrthogonalHeight": h0,
+            "XAxisAbscissa": math.cos(theta),
+            "XAxisOrdinate": math.sin(theta),
+            "Scale": 0.001 if millimetres else 1.0,
+        },
+    )
+    with Store.create(tmp_path / "s.duckdb", "EPSG:4550") as store:
+        ingest(store, path)
+        [box] = store.con.execute(
+            "SELECT xmin, ymin, zmin, xmax, ymax, zmax FROM elements"
+        ).fetchall()
+        corners = [
+            _hand_map_conversion(x, y, e0, n0, theta) for x in (10.0, 15.0) for y in (20.0, 20.2)
+        ]
+        xs, ys = zip(*corners, strict=True)
+        expected = (min(xs), min(ys), h0, max(xs), max(ys), h0 + 3.0)
+        assert np.allclose(box, expected, atol=0.01), (box, expected)
+        [(method,)] = store.con.execute("SELECT method FROM placements").fetchall()
+        assert method == "map_conversion"
+
+
+def test_map_conversion_into_another_project_crs(tmp_path: Path) -> None:
+    """Map CRS EPSG:4550 (CM 123E), store in EPSG:4549 (CM 120E): pyproj does the hop."""
+    e0, n0 = 400000.0, 4830000.0
+    path = wall_model(
+        tmp_path / "w.ifc",
+        map_conversion={
+            "Eastings": e0,
+            "Northings": n0,
+            "OrthogonalHeight": 0.0,
+            "XAxisAbscissa": 1.0,
+            "XAxisOrdinate": 0.0,
+        },
+    )
+    with Store.create(tmp_path / "s.duckdb", "EPSG:4549") as store:
+        ingest(store, path)
+        [(x, y)] = store.con.execute("SELECT xmin, ymin FROM elements").fetchall()
+    ex, ey = Transformer.from_crs(4550, 4549, always_xy=True).transform(e0, n0)
+    assert math.hypot(x - ex, y - ey) < 0.01
+
+
+def test_wall_quantities_from_the_mesh_within_one_percent(tmp_path: Path) -> None:
+    length, height, thickness = 7.3, 2.9, 0.24
+    path = wall_model(tmp_path / "w.ifc", length=length, height=height, thickness=thickness)
+    with Store.create(tmp_path / "s.duckdb") as store:
+        ingest(store, path)
+        [row] = store.con.execute(
+            "SELECT volume, surface_area, projected_area, height, quantity_source, is_external, "
+            "load_bearing, thermal_transmittance, type_name, psets FROM elements"
+        ).fetchall()
+    volume, area, projected, h, qsource, external, bearing, u_value, type_name, psets = row
+    assert volume == pytest.approx(length * height * thickness, rel=0.01)
+    expected_area = 2 * (length * height + length * thickness + height * thickness)
+    assert area == pytest.approx(expected_area, rel=0.01)
+    assert projected == pytest.approx(length * thickness, rel=0.01)
+    assert h == pytest.approx(height, rel=0.01)
+    assert json.loads(qsource)["volume"] == "mesh"
+    # flags inherited from the type object, merged with the occurrence's own
+    assert external is True and bearing is True and u_value == pytest.approx(0.35)
+    assert type_name == "EXT-200"
+    assert json.loads(psets)["Pset_WallCommon"]["IsExternal"] is True
+
+
+def test_quantities_come_from_qto_sets_when_present(tmp_path: Path) -> None:
+    with Store.create(tmp_path / "s.duckdb", "EPSG:26916") as store:
+        ingest(store, IFC / "duplex.ifc")
+        rows = store.con.execute(
+            "SELECT volume, quantity_source, qsets FROM elements "
+            "WHERE ifc_class = 'IfcWallStandardCase' "
+            "AND json_extract_string(quantity_source, '$.volume') LIKE 'qto:%'"
+        ).fetchall()
+        external = store.count("elements", "ifc_class LIKE 'IfcWall%' AND is_external")
+    assert external == 23  # the file's own Pset_WallCommon.IsExternal
+    assert len(rows) > 20
+    for volume, qsource, qsets in rows:
+        qname, quantity = json.loads(qsource)["volume"][4:].split(".")
+        assert volume == pytest.approx(json.loads(qsets)[qname][quantity])
+
+
+def test_fzk_windows_are_hosted_by_walls(tmp_path: Path) -> None:
+    with Store.create(tmp_path / "s.duckdb", "EPSG:25832") as store:
+        ingest(store, IFC / "AC20-FZK-Haus.ifc")
+        hosted = store.con.execute(
+            "SELECT w.ifc_class, count(*) FROM element_relations r "
+            "JOIN elements w ON w.global_id = r.related_guid AND w.source_id = r.source_id "
+            "JOIN elements h ON h.global_id = r.relating_guid AND h.source_id = r.source_id "
+            "WHERE r.kind = 'hosts' AND h.ifc_class LIKE 'IfcWall%' GROUP BY 1"
+        ).fetchall()
+    assert dict(hosted)["IfcWindow"] == 11
+
+
+def test_unplaced_model_is_flagged_then_placed_without_reparsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Store.create(tmp_path / "s.duckdb", "EPSG:4550") as store:
+        report = ingest(store, IFC / "IfcOpenHouse.ifc")
+        assert report.status == "needs_placement"  # type: ignore[attr-defined]
+        doc = status_document(store)
+        assert [a["reason"] for a in doc["attention"]] == ["needs_placement"]
+        assert f"cim place {report.source_id}" in doc["attention"][0]["message"]  # type: ignore[attr-defined]
+        before = store.con.execute("SELECT count(*), sum(volume) FROM elements").fetchone()
+
+        def no_parsing(*a: object, **k: object) -> None:
+            raise AssertionError("place must not re-read the file")
+
+        monkeypatch.setattr(ifcopenshell, "open", no_parsing)
+        lon, lat = 122.26, 43.62
+        with store.transaction():
+            out = place(store, report.source_id, Anchor(lon, lat, 180.0, 0.0))  # type: ignore[attr-defined]
+        assert out["elements"] == 17
+        ex, ny = Transformer.from_crs(4326, 4550, always_xy=True).transform(lon, lat)
+        [(cx, cy, ground)] = store.con.execute(
+            "SELECT ST_X(ST_Centroid(footprint)), ST_Y(ST_Centroid(footprint)), ground_z "
+            "FROM buildings"
+        ).fetchall()
+        assert math.hypot(cx - ex, cy - ny) < 30 and ground == pytest.approx(180.0, abs=1)
+        [(xmin, xmax)] = store.con.execute("SELECT min(xmin), max(xmax) FROM elements").fetchall()
+        assert xmin < ex + 30 and xmax > ex - 30
+        assert store.source(report.source_id).status == "ingested"  # type: ignore[attr-defined]
+        assert status_document(store)["attention"] == []
+        assert store.con.execute("SELECT count(*), sum(volume) FROM elements").fetchone() == before
+
+
+def test_anchor_overrides_a_wrong_georeference(tmp_path: Path) -> None:
+    lon, lat, rot = 122.26, 43.62, 30.0
+    with Store.create(tmp_path / "s.duckdb", "EPSG:4550") as store:
+        # LargeBuilding carries Revit's default site (Boston), outside EPSG:4550
+        plain = ingest(store, IFC / "TallBuilding.ifc")
+        assert plain.status == "needs_placement"  # type: ignore[attr-defined]
+        assert any("Boston" in w for w in plain.warnings)  # type: ignore[attr-defined]
+        report = ingest(store, IFC / "LargeBuilding.ifc", anchor=Anchor(lon, lat, 200.0, rot))
+        assert report.status == "ingested"  # type: ignore[attr-defined]
+        [(m,)] = store.con.execute(
+            "SELECT matrix FROM placements WHERE source_id = ?",
+            [report.source_id],  # type: ignore[attr-defined]
+        ).fetchall()
+    m = np.array(m).reshape(4, 4)
+    ex, ny = Transformer.from_crs(4326, 4550, always_xy=True).transform(lon, lat)
+    assert math.hypot(m[0, 3] - ex, m[1, 3] - ny) < 0.01 and m[2, 3] == pytest.approx(200.0)
+    # the model's +x axis turned 30 degrees counter-clockwise from (true) east: check the
+    # direction against true north computed by pyproj (grid convergence included)
+    gx = np.degrees(np.arctan2(m[1, 0], m[0, 0]))
+    t = Transformer.from_crs(4326, 4550, always_xy=True)
+    nx, nn = t.transform(lon, lat + 0.001)
+    north = np.degrees(np.arctan2(nn - ny, nx - ex))  # direction of true north on the grid
+    assert gx == pytest.approx(north - 90 + rot, abs=0.01)
+
+
+def test_bad_anchor_is_a_usage_error() -> None:
+    for text in ("1000,43", "a,b", "1", "1,2,3,4,5"):
+        with pytest.raises(UsageError, match="--anchor"):
+            Anchor.parse(text)
+
+
+def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, type[Exception], str]]:
+    source = (IFC / "IfcOpenHouse.ifc").read_bytes()
+    truncated = tmp_path / "truncated.ifc"
+    truncated.write_bytes((IFC / "duplex.ifc").read_bytes()[:300_000])
+    garbage = tmp_path / "garbage.ifc"
+    garbage.write_bytes(b"\x00\x01 this is not a model \xff" * 100)
+    empty = tmp_path / "empty.ifc"
+    empty.write_bytes(b"")
+    rc2 = tmp_path / "rc2.ifc"
+    rc2.write_bytes(source.replace(b"FILE_SCHEMA(('IFC4'))", b"FILE_SCHEMA(('IFC4X3_RC2'))"))
+    assert b"IFC4X3_RC2" in rc2.read_bytes()
+    return {
+        "truncated": (truncated, InputFileError, "truncated"),
+        "garbage": (garbage, InputFileError, "not an IFC file"),
+        "empty": (empty, InputFileError, "empty"),
+        "rc2": (rc2, UnsupportedFile, "IFC4X3_RC2"),
+    }
+
+
+def test_bad_files_give_a_clear_error_and_leave_the_store_unchanged(tmp_path: Path) -> None:
+    with Store.create(tmp_path / "s.duckdb", "EPSG:4550") as store:
+        ingest(store, IFC / "IfcOpenHouse.ifc")
+        before = snapshot(store)
+        for _, (path, error, text) in _bad_files(tmp_path).items():
+            with pytest.raises(error, match=text) as info:
+                ingest(store, path)
+            assert str(path) in str(info.value)
+            assert snapshot(store) == before
+
+
+def test_bad_files_on_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store = tmp_path / "s.duckdb"
+    Store.create(store).close()
+    for _, (path, _, text) in _bad_files(tmp_path).items():
+        r = subprocess.run(
+            [sys.executable, "-m", "cim.cli", "--store", str(store), "ingest", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 2, r.stderr
+        [line] = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+        assert str(path) in line and text in line
+        assert "Traceback" not in r.stderr
+
+
+def test_failure_halfway_rolls_back_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Store.create(tmp_path / "s.duckdb", "EPSG:25832") as store:
+        ingest(store, IFC / "AC20-FZK-Haus.ifc")
+        before = snapshot(store)
+
+        def broken(self: object, *args: object) -> None:
+            raise RuntimeError("disk full while writing meshes")
+
+        # elements and buildings are already written when meshes fail
+        monkeypatch.setattr(ifc_mod._Ingest, "write_meshes", broken)
+        with pytest.raises(IngestError, match="disk full"):
+            ingest(store, IFC / "IfcOpenHouse.ifc")
+        assert snapshot(store) == before
+
+
+def test_changed_model_replaces_its_rows(tmp_path: Path) -> None:
+    path = wall_model(tmp_path / "w.ifc", length=4.0)
+    with Store.create(tmp_path / "s.duckdb") as store:
+        first = ingest(store, path)
+        wall_model(path, length=6.0)
+        second = ingest(store, path)
+        assert second.outcome == "replaced"  # type: ignore[attr-defined]
+        assert store.count("elements") == 1 and store.count("buildings") == 1
+        [(vol,)] = store.con.execute("SELECT volume FROM elements").fetchall()
+        assert vol == pytest.approx(6.0 * 3.0 * 0.2, rel=0.01)
+        assert store.count("elements", "source_id = ?", [first.source_id]) == 0  # type: ignore[attr-defined]
+
+
+def test_unknown_map_crs_name_is_a_clear_error(tmp_path: Path) -> None:
+    path = wall_model(
+        tmp_path / "w.ifc",
+        crs_name="My Local Grid",
+        map_conversion={"Eastings": 1.0, "Northings": 2.0, "OrthogonalHeight": 0.0},
+    )
+    with Store.create(tmp_path / "s.duckdb") as store, pytest.raises(CrsError, match="--anchor"):
+        ingest(store, path)
+
+
+def test_footprint_is_the_outline_of_the_walls(tmp_path: Path) -> None:
+    path = wall_model(tmp_path / "w.ifc", length=8.0, thickness=0.3)
+    with Store.create(tmp_path / "s.duckdb") as store:
+        ingest(store, path)
+        [(wkb, gfa, h)] = store.con.execute(
+            "SELECT ST_AsWKB(footprint), gross_floor_area, height FROM buildings"
+        ).fetchall()
+    footprint = shapely.from_wkb(bytes(wkb))
+    assert footprint.area == pytest.approx(8.0 * 0.3, rel=0.01)
+    assert gfa == pytest.approx(8.0 * 0.3, rel=0.01) and h == pytest.approx(3.0, rel=0.01)
