@@ -1,0 +1,177 @@
+"""CityJSON (1.x/2.0, and CityJSONSeq) buildings as one layer for ``ingest.gis``.
+
+GDAL has no CityJSON driver, so the JSON is parsed here. Each Building (with its BuildingParts)
+gives one row: the footprint is the union of the 2D projections of its best-LoD surfaces (vertical
+walls project to nothing and drop out; an LoD0 footprint surface is taken as is), the height is
+the z extent of that geometry and ground_z its lowest z. The LoD becomes 'LoD2' for LoD >= 2,
+else 'LoD1'. Parsing is per object (JSON is), the geometry work per building is vectorised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import shapely
+from numpy.typing import NDArray
+
+from cim.errors import InputFileError
+
+log = logging.getLogger(__name__)
+
+_EPSG_URL = re.compile(r"EPSG/\d+/(\d+)", re.IGNORECASE)
+_BUILDING = ("Building",)
+_PART = ("BuildingPart",)
+
+
+def _crs(meta: dict[str, Any]) -> str | None:
+    ref = str(meta.get("referenceSystem") or meta.get("referenceSystem".lower()) or "")
+    m = _EPSG_URL.search(ref)
+    if m:
+        return f"EPSG:{m.group(1)}"
+    if ref.upper().startswith("EPSG:"):
+        return ref.upper()
+    return None
+
+
+def _lod(geom: dict[str, Any]) -> float:
+    try:
+        return float(str(geom.get("lod", 0)))
+    except ValueError:
+        return 0.0
+
+
+def _surfaces(geom: dict[str, Any]) -> list[list[list[int]]]:
+    """Every surface (a list of rings of vertex indices) of a geometry, whatever its type."""
+    b = geom.get("boundaries") or []
+    t = geom.get("type")
+    if t in ("MultiSurface", "CompositeSurface"):
+        return list(b)
+    if t == "Solid":
+        return [s for shell in b for s in shell]
+    if t in ("MultiSolid", "CompositeSolid"):
+        return [s for solid in b for shell in solid for s in shell]
+    return []
+
+
+def _footprint(surfaces: list[list[list[int]]], v: NDArray[np.float64]) -> tuple[Any, float, float]:
+    """(footprint, zmin, zmax) of a set of surfaces in real coordinates."""
+    rings = [s[0] for s in surfaces if s and len(s[0]) >= 3]
+    if not rings:
+        return None, np.nan, np.nan
+    polys = shapely.polygons([shapely.linearrings(v[r][:, :2]) for r in rings])
+    polys = shapely.make_valid(polys)
+    flat = shapely.area(polys) > 1e-6  # walls project to (near) nothing
+    used = np.unique(np.concatenate([np.asarray(r) for r in rings]))
+    z = v[used, 2]
+    if not flat.any():
+        return None, float(z.min()), float(z.max())
+    fp = shapely.union_all(polys[flat], grid_size=None)
+    return fp, float(z.min()), float(z.max())
+
+
+def _object_array(items: list[Any]) -> NDArray[np.object_]:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _attributes_table(rows: list[dict[str, Any]]) -> pa.Table:
+    clean = [
+        {
+            k: (json.dumps(val, ensure_ascii=False) if isinstance(val, dict | list) else val)
+            for k, val in r.items()
+        }
+        for r in rows
+    ]
+    try:
+        return pa.Table.from_pylist(clean)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # mixed types across objects: keep them all as text
+        return pa.Table.from_pylist(
+            [{k: None if val is None else str(val) for k, val in r.items()} for r in clean]
+        )
+
+
+def _documents(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The header (transform, metadata) and the documents holding CityObjects and vertices."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.name.lower().endswith((".jsonl", ".city.jsonl")):
+            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+            if not lines:
+                raise InputFileError(f"{path}: empty CityJSONSeq file")
+            return lines[0], lines[1:]
+        doc = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputFileError(f"{path}: not valid CityJSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("type") != "CityJSON":
+        raise InputFileError(f'{path}: not a CityJSON document (no "type": "CityJSON")')
+    return doc, [doc]
+
+
+def read_cityjson(path: Path, only: str | None = None) -> tuple[str, list[Any]]:
+    """The buildings of a CityJSON file as one ``ingest.gis.Layer``."""
+    from ingest.gis import Layer
+
+    header, docs = _documents(path)
+    transform = header.get("transform") or {}
+    scale = np.asarray(transform.get("scale", [1.0, 1.0, 1.0]), dtype=np.float64)
+    translate = np.asarray(transform.get("translate", [0.0, 0.0, 0.0]), dtype=np.float64)
+    crs = _crs(header.get("metadata") or {})
+    refs: list[str] = []
+    geoms: list[Any] = []
+    heights: list[float] = []
+    grounds: list[float] = []
+    lods: list[str] = []
+    attrs: list[dict[str, Any]] = []
+    for doc in docs:
+        objects: dict[str, Any] = doc.get("CityObjects") or {}
+        raw = np.asarray(doc.get("vertices") or [], dtype=np.float64).reshape(-1, 3)
+        v = raw * scale + translate
+        for oid, obj in objects.items():
+            if obj.get("type") not in _BUILDING:
+                continue
+            members = [obj] + [
+                objects[c]
+                for c in obj.get("children") or []
+                if c in objects and objects[c].get("type") in _PART
+            ]
+            best = max((_lod(g) for m in members for g in m.get("geometry") or []), default=-1.0)
+            surfaces = [
+                s
+                for m in members
+                for g in m.get("geometry") or []
+                if _lod(g) == best
+                for s in _surfaces(g)
+            ]
+            fp, zmin, zmax = _footprint(surfaces, v) if surfaces else (None, np.nan, np.nan)
+            refs.append(oid)
+            geoms.append(fp)
+            heights.append(zmax - zmin if best >= 1 else np.nan)
+            grounds.append(zmin)
+            lods.append("LoD2" if best >= 2 else "LoD1")
+            attrs.append(dict(obj.get("attributes") or {}))
+    if only is not None and only != path.stem:
+        log.info("%s: CityJSON has one layer of buildings; --layer %s ignored", path, only)
+    table = _attributes_table(attrs)
+    if table.num_rows != len(refs):  # no object has attributes: a table of n rows, no columns
+        table = pa.table({"_": pa.nulls(len(refs))}).select([])
+    layer = Layer(
+        name=path.name.split(".")[0],
+        geoms=_object_array(geoms),
+        refs=np.asarray(refs, dtype=object),
+        attrs=table,
+        crs=crs,
+        geometry_type="MultiPolygon",
+        geometry_height=np.asarray(heights, dtype=np.float64),
+        ground_z=np.asarray(grounds, dtype=np.float64),
+        lod=np.asarray(lods, dtype=object),
+    )
+    version = header.get("version", "")
+    return f"CityJSON {version}".strip(), [layer]
