@@ -108,8 +108,12 @@ def _hand_map_conversion(
     )
 
 
-@pytest.mark.parametrize("millimetres", [False, True])
-def test_map_conversion_lands_within_a_centimetre(tmp_path: Path, millimetres: bool) -> None:
+@pytest.mark.parametrize(
+    ("schema", "millimetres"), [("IFC4", False), ("IFC4", True), ("IFC4X3", False)]
+)
+def test_map_conversion_lands_within_a_centimetre(
+    tmp_path: Path, schema: str, millimetres: bool
+) -> None:
     theta = math.radians(30)
     e0, n0, h0 = 500100.0, 4830200.0, 180.0
     path = wall_model(
@@ -119,6 +123,7 @@ def test_map_conversion_lands_within_a_centimetre(tmp_path: Path, millimetres: b
         thickness=0.2,
         wall_at=(10.0, 20.0, 0.0),
         millimetres=millimetres,
+        schema=schema,
         map_conversion={
             "Eastings": e0,
             "Northings": n0,
@@ -141,6 +146,33 @@ def test_map_conversion_lands_within_a_centimetre(tmp_path: Path, millimetres: b
         assert np.allclose(box, expected, atol=0.01), (box, expected)
         [(method,)] = store.con.execute("SELECT method FROM placements").fetchall()
         assert method == "map_conversion"
+
+
+def test_ifc4x3_rigid_operation(tmp_path: Path) -> None:
+    path = wall_model(
+        tmp_path / "w.ifc",
+        schema="IFC4X3",
+        wall_at=(10.0, 20.0, 0.0),
+        map_conversion={"Eastings": 0.0, "Northings": 0.0, "OrthogonalHeight": 0.0},
+    )
+    model = ifcopenshell.open(str(path))
+    for conversion in model.by_type("IfcMapConversion"):
+        model.remove(conversion)
+    model.create_entity(
+        "IfcRigidOperation",
+        SourceCRS=model.by_type("IfcGeometricRepresentationContext")[0],
+        TargetCRS=model.by_type("IfcProjectedCRS")[0],
+        FirstCoordinate=model.create_entity("IfcLengthMeasure", 500100.0),
+        SecondCoordinate=model.create_entity("IfcLengthMeasure", 4830200.0),
+        Height=180.0,
+    )
+    model.write(str(path))
+    with Store.create(tmp_path / "s.duckdb", "EPSG:4550") as store:
+        ingest(store, path)
+        [(method,)] = store.con.execute("SELECT method FROM placements").fetchall()
+        [box] = store.con.execute("SELECT xmin, ymin, zmin FROM elements").fetchall()
+    assert method == "rigid_operation"
+    assert np.allclose(box, (500110.0, 4830220.0, 180.0), atol=0.01)
 
 
 def test_map_conversion_into_another_project_crs(tmp_path: Path) -> None:
@@ -186,19 +218,30 @@ def test_wall_quantities_from_the_mesh_within_one_percent(tmp_path: Path) -> Non
 
 
 def test_quantities_come_from_qto_sets_when_present(tmp_path: Path) -> None:
-    with Store.create(tmp_path / "s.duckdb", "EPSG:26916") as store:
-        ingest(store, IFC / "duplex.ifc")
+    with Store.create(tmp_path / "s.duckdb", "EPSG:25832") as store:
+        ingest(store, IFC / "AC20-FZK-Haus.ifc")
         rows = store.con.execute(
             "SELECT volume, quantity_source, qsets FROM elements "
-            "WHERE ifc_class = 'IfcWallStandardCase' "
-            "AND json_extract_string(quantity_source, '$.volume') LIKE 'qto:%'"
+            "WHERE json_extract_string(quantity_source, '$.volume') LIKE 'qto:%'"
         ).fetchall()
-        external = store.count("elements", "ifc_class LIKE 'IfcWall%' AND is_external")
-    assert external == 23  # the file's own Pset_WallCommon.IsExternal
     assert len(rows) > 20
     for volume, qsource, qsets in rows:
         qname, quantity = json.loads(qsource)["volume"][4:].split(".")
         assert volume == pytest.approx(json.loads(qsets)[qname][quantity])
+
+
+def test_flags_from_the_file(tmp_path: Path) -> None:
+    with Store.create(tmp_path / "s.duckdb", "EPSG:26919") as store:
+        duplex = ingest(store, IFC / "duplex.ifc").source_id  # type: ignore[attr-defined]
+        large = ingest(store, IFC / "LargeBuilding.ifc").source_id  # type: ignore[attr-defined]
+
+        def count(source: int, where: str) -> int:
+            return store.count("elements", f"source_id = ? AND {where}", [source])
+
+        # the files' own Pset_WallCommon.IsExternal and Pset_WindowCommon.ThermalTransmittance
+        assert count(duplex, "ifc_class LIKE 'IfcWall%' AND is_external") == 23
+        assert count(large, "ifc_class LIKE 'IfcWall%' AND is_external") == 18
+        assert count(large, "ifc_class = 'IfcWindow' AND thermal_transmittance > 0") == 42
 
 
 def test_fzk_windows_are_hosted_by_walls(tmp_path: Path) -> None:
