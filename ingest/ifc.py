@@ -478,7 +478,7 @@ class _Ingest:
         except ImportError:
             linked = 0
         failed = [r for r in rows.values() if r.mesh is None]
-        counts = {
+        counts: dict[str, Any] = {
             "products": len(products),
             "meshed": len(meshed),
             "failed": len(failed),
@@ -492,7 +492,7 @@ class _Ingest:
             for r in failed:
                 by_class[r.product.is_a()] += 1
             counts["failed_by_class"] = dict(by_class)
-        schema = model.schema_identifier if hasattr(model, "schema_identifier") else model.schema
+        schema = model_schema(model)
         if schema not in TESTED_SCHEMAS:
             self.warnings.append(f"schema {schema} is read but not among the tested ones")
         self.ctx.progress(1.0, f"{len(meshed)} meshed, {len(failed)} failed")
