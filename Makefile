@@ -28,20 +28,28 @@ pytest: install
 
 test: lint typecheck pytest
 
-# Runs the pipeline as far as it is built: init, ingest the sample files, status.
+# Runs the pipeline as far as it is built: a store in Tongliao's CRS, the sample IFC models
+# placed side by side in Tongliao (their own georeferences point elsewhere), then the status.
+# Tiles, the analyzers and the map server are not built yet, so the demo stops here.
 demo: install
 	rm -f $(STORE) $(STORE).wal
 	mkdir -p $(dir $(STORE))
-	$(BIN)/cim --store $(STORE) init --crs EPSG:4550
-	$(BIN)/cim --store $(STORE) ingest samples/ifc/*.ifc
+	$(BIN)/cim --store $(STORE) init --crs EPSG:4550 --origin 122.2630,43.6170
+	$(BIN)/cim --store $(STORE) ingest samples/ifc/AC20-FZK-Haus.ifc --anchor 122.2600,43.6200,180,0
+	$(BIN)/cim --store $(STORE) ingest samples/ifc/duplex.ifc --anchor 122.2610,43.6200,180,0
+	$(BIN)/cim --store $(STORE) ingest samples/ifc/LargeBuilding.ifc --anchor 122.2625,43.6200,180,0
+	$(BIN)/cim --store $(STORE) ingest samples/ifc/TallBuilding.ifc --anchor 122.2640,43.6200,180,90
+	$(BIN)/cim --store $(STORE) ingest samples/ifc/IfcOpenHouse.ifc
+	$(BIN)/cim --store $(STORE) place IfcOpenHouse.ifc --anchor 122.2650,43.6190,180,0
 	$(BIN)/cim --store $(STORE) status
+	@echo "demo: store built at $(STORE); tiles, analyzers and the map server are not built yet"
 
 bench: install
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 # Re-pin the Python dependencies from the current environment.
 lock:
-	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+	$(BIN)/pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==' > requirements.lock
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

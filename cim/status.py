@@ -93,19 +93,12 @@ def render_status(doc: dict[str, Any], console: Console) -> None:
         + "  ".join(f"{k} {v}" for k, v in doc["counts"].items())
     )
     if doc["sources"]:
-        table = Table("id", "name", "kind", "format", "crs", "status", "counts")
+        table = Table("id", "name", "kind", "format", "status", "counts")
         for s in doc["sources"]:
-            counts = ", ".join(
-                f"{k} {v}" for k, v in s["counts"].items() if not isinstance(v, dict | list)
-            )
+            shown = [(k, v) for k, v in s["counts"].items() if isinstance(v, int) and v][:4]
+            counts = ", ".join(f"{v} {k}" for k, v in shown)
             table.add_row(
-                str(s["id"]),
-                s["name"],
-                s["kind"],
-                s["format"] or "",
-                s["crs"] or "",
-                s["status"],
-                counts,
+                str(s["id"]), s["name"], s["kind"], s["format"] or "", s["status"], counts
             )
         console.print(table)
     else:
