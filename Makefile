@@ -21,7 +21,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy cim ingest tiles
+	$(BIN)/mypy $(wildcard cim ingest tiles)
 
 pytest: install
 	$(BIN)/pytest -q
