@@ -694,10 +694,15 @@ class GisIngester:
                 )
         if counts["buildings"]:
             ctx.progress(0.9, "building heights from LiDAR and links to other sources")
-            lidar = _lidar_heights(store, ctx.source_id)
-            if lidar:
-                heights["lidar"] = lidar
-                heights["unknown"] = max(0, heights.get("unknown", 0) - lidar)
+            if _lidar_heights(store, ctx.source_id):
+                heights = {
+                    str(k): int(v)
+                    for k, v in store.con.execute(
+                        "SELECT coalesce(height_source, 'unknown'), count(*) FROM buildings "
+                        "WHERE source_id = ? GROUP BY 1 ORDER BY 1",
+                        [ctx.source_id],
+                    ).fetchall()
+                }
             from ingest.linking import link_buildings
 
             ids = [
@@ -710,7 +715,7 @@ class GisIngester:
             if heights.get("unknown"):
                 result.warnings.append(
                     f"{heights['unknown']} buildings have no height (no height or floors "
-                    f"attribute, no LiDAR): their height is unknown (NULL), not 0"
+                    f"attribute, no LiDAR roof under them): stored as unknown (NULL), not 0"
                 )
         counts = {k: v for k, v in counts.items() if v or k not in FEATURE_ROLES}
         counts["heights"] = heights
