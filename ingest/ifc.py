@@ -154,6 +154,7 @@ class ElementRow:
     error: str | None = None
     stats: dict[str, float] = field(default_factory=dict)
     outline: BaseGeometry | None = None  # projected outline in model metres (shell elements)
+    props: dict[str, Any] = field(default_factory=dict)
 
 
 def _mesh_stats(mesh: MeshData) -> tuple[dict[str, float], BaseGeometry | None]:
@@ -269,7 +270,12 @@ class _Ingest:
         done = 0
         pending: list[tuple[ElementRow, Future[tuple[dict[str, float], BaseGeometry | None]]]] = []
         with ThreadPoolExecutor(threads) as pool:
-            if it.initialize():
+            started = it.initialize()
+            # the kernel now meshes on its own threads: read the properties meanwhile
+            for row in rows.values():
+                row.props = self.properties(row.product)
+            self.ctx.progress(0.1, "properties read")
+            if started:
                 while True:
                     shape = it.get()
                     row = rows.get(shape.id)
@@ -278,9 +284,7 @@ class _Ingest:
                         pending.append((row, pool.submit(_mesh_stats, row.mesh)))
                         done += 1
                         if done % 25 == 0:
-                            self.ctx.progress(
-                                0.05 + 0.75 * done / total, f"geometry {done}/{total}"
-                            )
+                            self.ctx.progress(0.1 + 0.7 * done / total, f"geometry {done}/{total}")
                     if not it.next():
                         break
             for row, future in pending:
@@ -648,7 +652,7 @@ class _Ingest:
         for eid, (pid, r) in zip(ids, rows.items(), strict=True):
             p = r.product
             element_ids[pid] = eid
-            props = self.properties(p)
+            props = r.props or self.properties(p)
             st = _storey_of(p)
             b = _building_of(st) if st is not None else _building_of(p)
             flags = props["flags"]
