@@ -177,7 +177,7 @@ def _read_ogr(path: Path, only: str | None) -> tuple[str, list[Layer]]:
             Layer(
                 name=name,
                 geoms=shapely.from_wkb(wkb, on_invalid="ignore"),
-                refs=np.asarray(pc.cast(fids, pa.string()).to_pylist(), dtype=object),
+                refs=pc.cast(fids, pa.string()).to_numpy(zero_copy_only=False),
                 attrs=attrs,
                 crs=meta.get("crs"),
                 geometry_type=meta.get("geometry_type"),
@@ -208,7 +208,7 @@ def _read_geoparquet(path: Path, only: str | None) -> tuple[str, list[Layer]]:
         )
     # GeoParquet: a missing "crs" means OGC:CRS84, an explicit null means unknown
     crs_spec = spec.get("crs", "OGC:CRS84")
-    crs = None if crs_spec is None else CRS.from_user_input(crs_spec).to_wkt()
+    crs = None if crs_spec is None else _geoparquet_crs(path, crs_spec)
     name = only or path.stem
     geoms = shapely.from_wkb(
         table.column(column).to_numpy(zero_copy_only=False), on_invalid="ignore"
@@ -224,6 +224,19 @@ def _read_geoparquet(path: Path, only: str | None) -> tuple[str, list[Layer]]:
             geometry_type=types[0] if len(types) == 1 else None,
         )
     ]
+
+
+def _geoparquet_crs(path: Path, spec: Any) -> str:
+    """The WKT of a GeoParquet column's CRS (PROJJSON, or a bare {"id": ...} some writers use)."""
+    try:
+        return str(CRS.from_user_input(spec).to_wkt())
+    except Exception as exc:  # pyproj raises CRSError or TypeError depending on the input
+        ident = spec.get("id") if isinstance(spec, dict) else None
+        if isinstance(ident, dict) and "authority" in ident and "code" in ident:
+            return str(parse_crs(f"{ident['authority']}:{ident['code']}").to_wkt())
+        raise CrsError(
+            f"{path}: GeoParquet CRS {str(spec)[:80]!r} is not understood; pass --crs"
+        ) from exc
 
 
 def read_layers(path: Path, only: str | None = None) -> tuple[str, list[Layer]]:
@@ -419,6 +432,12 @@ def _hilbert_order_sql(bounds: NDArray[np.float64]) -> str:
 
 
 # ---- writing -----------------------------------------------------------------------------
+def _refs(layer: Layer, keep: NDArray[np.bool_]) -> pa.Array:
+    """'layer:fid' for each kept feature."""
+    fids = pa.array(layer.refs[keep], pa.string())
+    return pc.binary_join_element_wise(f"{layer.name}:", fids, "")
+
+
 def _column(attrs: pa.Table, name: str | None) -> pa.ChunkedArray | None:
     return attrs.column(name) if name is not None and name in attrs.column_names else None
 
@@ -476,7 +495,7 @@ def insert_buildings(
     struct = _attr_struct(attrs)
     batch = pa.table(
         {
-            "source_ref": pa.array([f"{layer.name}:{r}" for r in layer.refs[keep]], pa.string()),
+            "source_ref": _refs(layer, keep),
             "name": _text_column(attrs, fields.get("name"), n),
             "use": _text_column(attrs, fields.get("use"), n),
             "wkb": pa.array(shapely.to_wkb(geoms), pa.binary()),
@@ -530,7 +549,7 @@ def insert_features(
     bounds = shapely.bounds(geoms)
     batch = pa.table(
         {
-            "source_ref": pa.array([f"{layer.name}:{r}" for r in layer.refs[keep]], pa.string()),
+            "source_ref": _refs(layer, keep),
             "name": _text_column(attrs, fields.get("name"), n),
             "kind": _text_column(attrs, fields.get("kind") or fields.get("use"), n),
             "wkb": pa.array(shapely.to_wkb(geoms), pa.binary()),

@@ -66,23 +66,31 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
     ids = pa.table({"id": pa.array(sorted(set(building_ids)), pa.int64())})
     con.register("link_new_ids", ids)
     try:
-        new = con.execute(
-            "SELECT b.id, b.source_id, ST_AsWKB(b.footprint), b.xmin, b.ymin, b.xmax, b.ymax "
-            "FROM buildings b JOIN link_new_ids n ON b.id = n.id "
-            "WHERE b.footprint IS NOT NULL ORDER BY b.id"
-        ).fetchall()
-        if not new:
+        extent = con.execute(
+            "SELECT min(b.xmin), min(b.ymin), max(b.xmax), max(b.ymax) "
+            "FROM buildings b JOIN link_new_ids n ON b.id = n.id WHERE b.footprint IS NOT NULL"
+        ).fetchone()
+        if extent is None or extent[0] is None:
             return 0
-        xmin = min(r[3] for r in new)
-        ymin = min(r[4] for r in new)
-        xmax = max(r[5] for r in new)
-        ymax = max(r[6] for r in new)
+        xmin, ymin, xmax, ymax = extent
+        sources = con.execute(
+            "SELECT count(DISTINCT source_id) FROM buildings WHERE footprint IS NOT NULL "
+            "AND xmax >= ? AND xmin <= ? AND ymax >= ? AND ymin <= ?",
+            [xmin, xmax, ymin, ymax],
+        ).fetchone()
+        if sources is None or sources[0] < 2:
+            return 0  # one source where the buildings are (the usual first ingest)
         old = con.execute(
             "SELECT b.id, b.source_id, ST_AsWKB(b.footprint) FROM buildings b "
             "ANTI JOIN link_new_ids n ON b.id = n.id "
             "WHERE b.footprint IS NOT NULL AND b.xmax >= ? AND b.xmin <= ? "
             "AND b.ymax >= ? AND b.ymin <= ?",
             [xmin, xmax, ymin, ymax],
+        ).fetchall()
+        new = con.execute(
+            "SELECT b.id, b.source_id, ST_AsWKB(b.footprint) "
+            "FROM buildings b JOIN link_new_ids n ON b.id = n.id "
+            "WHERE b.footprint IS NOT NULL ORDER BY b.id"
         ).fetchall()
     finally:
         con.unregister("link_new_ids")
