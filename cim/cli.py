@@ -167,9 +167,27 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def jobs(ctx: click.Context, as_json: bool, limit: int) -> None:
     """List jobs, newest first."""
-    from cim.jobs import list_jobs
+    from cim.errors import StoreLocked
+    from cim.jobs import list_jobs, live_jobs
 
-    with open_store(ctx) as store:
+    try:
+        store = open_store(ctx)
+    except StoreLocked as exc:
+        live = live_jobs(ctx.obj["store_path"])
+        if not live:
+            raise
+        # the store is busy: show what the running jobs mirror beside it
+        if as_json:
+            emit_json({"jobs": live, "store_busy": True})
+        else:
+            click.echo(f"{exc.message}; live progress:", err=True)
+            for j in live:
+                click.echo(
+                    f"{j['id']}  {j['kind']}  {j['status']}  {j['progress']:.0%}  "
+                    f"{j.get('message') or ''}"
+                )
+        return
+    with store:
         rows = list_jobs(store, limit)
     if as_json:
         emit_json({"jobs": [r.as_json() for r in rows]})

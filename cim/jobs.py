@@ -4,6 +4,11 @@ Job rows are written through a second connection to the same database, so progre
 and visible while the job's own work sits in an open transaction on the writer connection. If the
 process dies, that transaction is never committed (the work is invisible) and the next process that
 opens the store for writing finds the job's pid gone and marks it failed.
+
+DuckDB lets one process hold a store, so while a job runs, `cim jobs` from another terminal cannot
+open it. Running jobs therefore also mirror their progress to a small JSON file beside the store
+(``<store>.jobs/<id>.json``, replaced atomically, removed when the job ends); `cim jobs` and
+`cim status` show those when the store is busy.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -72,7 +78,31 @@ def recover_dead_jobs(store: Store) -> list[int]:
             ],
         )
         log.warning("job %s: its process died; marked failed", job_id)
+        with contextlib.suppress(OSError):
+            (live_folder(store.path) / f"{job_id}.json").unlink()
     return dead
+
+
+def live_folder(store_path: Path) -> Path:
+    return store_path.with_name(store_path.name + ".jobs")
+
+
+def live_jobs(store_path: Path) -> list[dict[str, Any]]:
+    """Running jobs as mirrored beside the store (readable while another process holds it)."""
+    folder = live_folder(store_path)
+    out = []
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            doc = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(doc.get("pid"), doc.get("pid_started")):
+            out.append(doc)
+        else:
+            doc["status"] = "failed"
+            doc["error"] = "the process running this job died before it finished"
+            out.append(doc)
+    return sorted(out, key=lambda d: -int(d.get("id", 0)))
 
 
 @dataclass(frozen=True)
@@ -145,11 +175,16 @@ class Job:
         self,
         store: Store,
         job_id: int,
+        kind: str = "",
+        args: dict[str, Any] | None = None,
         on_progress: ProgressCallback | None = None,
         min_interval: float = 0.25,
     ) -> None:
         self.store = store
         self.id = job_id
+        self.kind = kind
+        self.args = args or {}
+        self.started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         self._cur = store.con.cursor()  # own connection: commits independently of the work
         self._on_progress = on_progress
         self._min_interval = min_interval
@@ -173,8 +208,32 @@ class Job:
                 "UPDATE jobs SET progress = ?, message = ? WHERE id = ?",
                 [self.progress, self.message, self.id],
             )
+            self._mirror()
+
+    def _mirror(self) -> None:
+        doc = {
+            "id": self.id,
+            "kind": self.kind,
+            "args": self.args,
+            "status": "running",
+            "progress": self.progress,
+            "message": self.message,
+            "pid": os.getpid(),
+            "pid_started": _process_started(os.getpid()),
+            "started_at": self.started_at,
+        }
+        folder = live_folder(self.store.path)
+        try:
+            folder.mkdir(exist_ok=True)
+            tmp = folder / f".{self.id}.json.tmp"
+            tmp.write_text(json.dumps(doc))
+            tmp.replace(folder / f"{self.id}.json")
+        except OSError:  # a read-only folder only costs the live view
+            log.debug("cannot write live progress of job %s", self.id, exc_info=True)
 
     def _finish(self, status: str, error: str | None, result: Any) -> None:
+        with contextlib.suppress(OSError):
+            (live_folder(self.store.path) / f"{self.id}.json").unlink()
         self._cur.execute(
             "UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = current_timestamp, "
             "progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END, message = ? WHERE id = ?",
@@ -209,7 +268,8 @@ def run_job(
         .fetchone()
     )
     assert row is not None
-    job = Job(store, int(row[0]), on_progress)
+    job = Job(store, int(row[0]), kind, args, on_progress)
+    job._mirror()
     try:
         yield job
     except CimError as exc:

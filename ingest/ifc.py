@@ -272,8 +272,8 @@ class _Ingest:
         with ThreadPoolExecutor(threads) as pool:
             started = it.initialize()
             # the kernel now meshes on its own threads: read the properties meanwhile
-            for row in rows.values():
-                row.props = self.properties(row.product)
+            for entry in rows.values():
+                entry.props = self.properties(entry.product)
             self.ctx.progress(0.1, "properties read")
             if started:
                 while True:

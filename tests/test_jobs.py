@@ -59,3 +59,53 @@ def test_running_job_of_a_live_process_is_left_alone(store_path: Path) -> None:
     with Store.create(store_path) as store, run_job(store, "tile", {}):
         assert recover_dead_jobs(store) == []
         assert list_jobs(store)[0].status == "running"
+
+
+def test_running_job_progress_is_readable_while_the_store_is_locked(store_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    Store.create(store_path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from cim.store import Store; from cim.jobs import run_job\n"
+            "s = Store.open(sys.argv[1])\n"
+            "with run_job(s, 'ingest', {'path': 'big.laz'}) as job:\n"
+            "    job.update(0.3, 'decoding'); print('ready', flush=True); time.sleep(30)\n",
+            str(store_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        r = subprocess.run(
+            [sys.executable, "-m", "cim.cli", "--store", str(store_path), "jobs", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["store_busy"] is True
+        [job] = doc["jobs"]
+        assert job["kind"] == "ingest" and job["status"] == "running"
+        assert job["progress"] == pytest.approx(0.3) and job["message"] == "decoding"
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died: its mirror now says so, and opening the store marks the job failed
+    r = subprocess.run(
+        [sys.executable, "-m", "cim.cli", "--store", str(store_path), "jobs", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    [job] = json.loads(r.stdout)["jobs"]
+    assert job["status"] == "failed"
+    from cim.jobs import live_folder
+
+    assert not list(live_folder(store_path).glob("*.json"))  # recovery removed the mirror
