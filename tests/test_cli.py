@@ -102,3 +102,23 @@ def validate_against(doc: object, schema_name: str) -> None:
         registry = registry.with_resource(resource.id() or f.name, resource)
     schema = json.loads((folder / schema_name).read_text())
     jsonschema.Draft202012Validator(schema, registry=registry).validate(doc)
+
+
+def test_ingest_json_reports_every_file_and_fails_only_the_bad_one(tmp_path: Path) -> None:
+    from tests.conftest import SAMPLES
+
+    store = tmp_path / "c.duckdb"
+    assert run("--store", str(store), "init", "--crs", "EPSG:26919").returncode == 0
+    bad = tmp_path / "bad.ifc"
+    bad.write_text("ISO-10303-21;\nHEADER;\n")
+    good = SAMPLES / "ifc" / "TallBuilding.ifc"
+    r = run("--store", str(store), "ingest", str(bad), str(good), str(good), "--json")
+    assert r.returncode == 2, r.stderr  # the bad file's exit code, after the others went in
+    doc = json.loads(r.stdout)
+    validate_against(doc, "ingest.schema.json")
+    outcomes = [x["outcome"] for x in doc["reports"]]
+    assert outcomes == ["failed", "ingested", "unchanged"]
+    assert "bad.ifc" in doc["reports"][0]["error"]
+    status = json.loads(run("--store", str(store), "status", "--json").stdout)
+    assert [s["name"] for s in status["sources"]] == ["TallBuilding.ifc"]
+    assert status["sources"][0]["counts"]["products"] == 84
