@@ -1,38 +1,44 @@
 """LiDAR ingest: LAS/LAZ point clouds into the store, a terrain model, and building heights.
 
-Reading. laspy (with the lazrs backend for LAZ) reads LAS 1.2-1.4, point formats 0-10, in chunks
-of ``CHUNK_POINTS``; each chunk is decoded, reprojected to the project CRS with pyproj (one
-vectorised call per chunk), given a Morton key and appended to a temporary staging table. Only
-the dimensions kept are decompressed (laspy's ``DecompressionSelection``: GPS time, NIR, scan
-angle and extra bytes of layered LAZ 1.4 are skipped). Memory is bounded by the chunk size times
-the executor's window on the Python side, and by DuckDB's ``memory_limit`` (lowered to
-``DUCKDB_MEMORY_LIMIT`` during the ingest) on the database side, which spills the staging table
-and the sort to its temporary directory.
+Reading. laspy (lazrs backend for LAZ) reads LAS 1.2-1.4, point formats 0-10, in chunks of
+``CHUNK_POINTS``. Only the dimensions kept are decompressed (laspy's ``DecompressionSelection``
+skips GPS time, NIR, scan angle and extra bytes of layered LAZ 1.4). Each chunk is reprojected
+to the project CRS with pyproj (one vectorised call), quantised to integer millimetres and given
+a Morton key; an external sort (``ingest.lidar_sort``) partitions the records by key prefix,
+spilling to files next to the store beyond ``SPILL_POINTS``, and emits them in key order in
+batches of at most ``BUCKET_POINTS``, which are appended to ``points`` as Arrow decimal64
+columns. Memory is bounded by those constants (about 0.5 GB of records) whatever the file size;
+the 50M-point benchmark stays well under 2 GB. Decoding fans out to ``ctx.executor`` only when
+it is larger than this machine (see ``PARALLEL_MIN_POINTS``): lazrs already decodes on every
+local core.
 
 Units. x/y are converted by the reprojection (a CRS in US survey feet comes out in metres); z is
 scaled by the vertical unit: the vertical CRS of a compound CRS, else the GeoTIFF
 ``VerticalUnitsGeoKey``, else the horizontal unit (the LAS convention when nothing is declared).
 No vertical datum shift is applied: z stays in the file's vertical datum, in metres.
 
-Storage (measured, see ``benchmarks/lidar_ingest.py`` and the note of issue 4). One ``points``
-table in the store, so the store stays one transactional file. Each source's rows are inserted
-``ORDER BY`` a Morton key of the point's 1 m cell, so each DuckDB row group (122,880 rows) holds
-a compact patch of ground and the row groups' min/max of x and y (zone maps) let a box or a
-footprint query read only the few row groups it touches. x/y/z are ``DECIMAL(18,3)``: exact
-millimetres stored as 64-bit integers that DuckDB compresses by frame of reference and bit
-packing. On 10M points in 1 km2 this gave 6.9 bytes per point for x, y, z and class (20 with
-DOUBLE), and a 50 m box query for class 6 took 2.8 ms (5.5 ms with DOUBLE, 82 ms unsorted).
-Queries must compare x/y with DECIMAL(18,3) constants so DuckDB does not cast the column;
-``points_in_box`` and ``points_in_polygon`` do.
+Storage. One ``points`` table in the store, so the store stays one transactional file (no
+Parquet files beside it to keep in step). Each source's rows are appended in the order of a
+Morton key of the point's 1 m cell, so each DuckDB row group (122,880 rows) holds a compact
+patch of ground and the row groups' min/max of x and y (zone maps) let a box or footprint
+query read only the row groups it touches. x/y/z are ``DECIMAL(18,3)``: exact millimetres
+stored as 64-bit integers, which DuckDB compresses by frame of reference and bit packing.
+Measured on 10M points over 1 km2: 6.9 bytes per point for x, y, z and class (20 as DOUBLE);
+a 50 m box query for class 6 took 2.8 ms (5.5 ms as DOUBLE, 82 ms unsorted). A whole point
+with intensity, returns, RGB and source costs about 16 bytes in the store. Queries must
+compare x/y with DECIMAL(18,3) constants, else DuckDB casts the column and cannot use the zone
+maps; ``points_in_box`` and ``points_in_polygon`` do this.
 
-Derived. A DTM per source (class-2 points averaged per cell, gaps filled by linear then
-nearest interpolation) and, for every building footprint in the store, ``building_heights``:
-3D BAG-style roof percentiles of the class-6 points inside it and the ground level around it.
-``derive_building_heights`` is public: the GIS ingester calls it for the buildings it adds.
+Derived. A DTM per source (``dtm``: mean z of the class-2 points per 1 m cell, gaps filled by
+normalised convolution then nearest neighbour) and, for every building footprint in the store,
+``building_heights``: 3D BAG-style roof percentiles (50/70/90/max) of the class-6 points inside
+it, the ground level around it, point count, density and a status. ``derive_building_heights``
+is public: the GIS ingester calls it for the buildings it adds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -50,7 +56,7 @@ import pyarrow as pa
 import shapely
 from pyproj import CRS
 
-from cim.crs import crs_label, parse_crs, transformer
+from cim.crs import parse_crs, transformer
 from cim.errors import CrsError, InputFileError
 from ingest import IngestContext, IngestResult
 from ingest.lidar_sort import RECORD, ExternalSort, bucket_shift
@@ -70,6 +76,9 @@ PARALLEL_MIN_POINTS = 4_000_000
 #: the external sort: points per bucket sorted in memory, and points held before spilling
 BUCKET_POINTS = 4_000_000
 SPILL_POINTS = 4_000_000
+#: DuckDB's buffer pool while points are appended (by default it may grow to 80% of RAM,
+#: keeping every written block of a large insert cached: 3 GB for 50M points)
+DUCKDB_MEMORY_LIMIT = "1GB"
 #: DTM cell size (m), coarsened so a DTM has at most DTM_MAX_CELLS cells
 DTM_RESOLUTION = 1.0
 DTM_MAX_CELLS = 4_000_000
@@ -171,10 +180,16 @@ def resolve_crs(header: laspy.LasHeader, path: Path, override: str | None) -> Cl
             z_unit = {9001: "metre", 9002: "foot", 9003: "US survey foot"}[code]
         else:
             z_factor, z_unit = _unit_factor(horizontal)
-    label = crs_label(crs)
-    if label.lstrip().startswith(("PROJCS", "PROJCRS", "COMPD", "COMPOUNDCRS", "GEOG")):
-        label = crs.name  # no authority code: the name is shorter than the WKT
-    return CloudCrs(label, found_in, horizontal.to_wkt(), z_factor, z_unit)
+    return CloudCrs(_label(crs), found_in, horizontal.to_wkt(), z_factor, z_unit)
+
+
+def _label(crs: CRS) -> str:
+    """'EPSG:n' when the CRS carries its code, else its name. pyproj's to_epsg() searches the
+    whole database for a CRS without one (0.23 s for autzen's WKT): not worth it for a label."""
+    ident = crs.to_json_dict().get("id")
+    if isinstance(ident, dict) and "authority" in ident and "code" in ident:
+        return f"{ident['authority']}:{ident['code']}"
+    return str(crs.name)
 
 
 def _area_m2(header: laspy.LasHeader, cloud: CloudCrs, dst: CRS) -> float:
@@ -307,6 +322,20 @@ def _serial_chunks(specs: Sequence[ChunkSpec]) -> Iterator[np.ndarray]:
             yield _process(points, spec)
 
 
+@contextlib.contextmanager
+def _memory_limit(store: Store, limit: str) -> Iterator[None]:
+    """Set DuckDB's memory limit for a while, then put back what it was."""
+    con = store.con
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    old = str(row[0]) if row else None
+    con.execute(f"SET memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        if old is not None:
+            con.execute(f"SET memory_limit = '{old}'")
+
+
 #: use the executor whatever its size (tests and benchmarks of the parallel path)
 FORCE_PARALLEL = False
 
@@ -356,15 +385,16 @@ class _CloudStats:
             self.lo[k] = min(self.lo[k], int(rec[c].min()))
             self.hi[k] = max(self.hi[k], int(rec[c].max()))
 
-    def bbox(self) -> list[float]:
+    def bbox(self) -> list[float | None]:
+        if self.lo[0] > self.hi[0]:
+            return [None] * 6  # no points
         return [float(v) / 1000.0 for v in (*self.lo, *self.hi)]
 
 
 class _GroundGrid:
     """Mean z of the class-2 points per DTM cell over the cloud's bounds."""
 
-    def __init__(self, bbox: list[float]) -> None:
-        xmin, ymin, _, xmax, ymax, _ = bbox
+    def __init__(self, xmin: float, ymin: float, xmax: float, ymax: float) -> None:
         res = DTM_RESOLUTION
         area = max(xmax - xmin, res) * max(ymax - ymin, res)
         if area / res**2 > DTM_MAX_CELLS:
@@ -478,7 +508,10 @@ class LidarIngester:
         shift = bucket_shift(n_header, _area_m2(header, cloud_crs, dst), BUCKET_POINTS)
         stats = _CloudStats()
         done = 0
-        with tempfile.TemporaryDirectory(prefix=".cim-lidar-", dir=store.path.parent) as tmp:
+        with (
+            _memory_limit(store, DUCKDB_MEMORY_LIMIT),
+            tempfile.TemporaryDirectory(prefix=".cim-lidar-", dir=store.path.parent) as tmp,
+        ):
             sorter = ExternalSort(Path(tmp), shift, SPILL_POINTS, BUCKET_POINTS)
             for rec in chunks:
                 sorter.add(rec)
@@ -490,7 +523,10 @@ class LidarIngester:
                     f"{path}: the header says {n_header} points but {done} were read; "
                     f"the file is truncated, export or download it again"
                 )
-            ground = _GroundGrid(stats.bbox()) if stats.classes[GROUND] else None
+            bbox = stats.bbox()
+            ground = None
+            if stats.classes[GROUND] and bbox[0] is not None:
+                ground = _GroundGrid(bbox[0], bbox[1], bbox[3], bbox[4])  # type: ignore[arg-type]
             rgb = "red, green, blue" if has_rgb else "NULL, NULL, NULL"
             insert = (
                 f"INSERT INTO points SELECT $sid, x, y, z, classification, intensity, "
@@ -509,7 +545,6 @@ class LidarIngester:
                 ctx.progress(0.6 + 0.3 * written / max(done, 1), f"stored {written:,} points")
         assert written == done
         classes = {int(c): int(n) for c, n in enumerate(stats.classes) if n}
-        bbox = stats.bbox()
         has_ground = classes.get(GROUND, 0) > 0
         has_building = classes.get(BUILDING, 0) > 0
         con.execute(
@@ -543,7 +578,9 @@ class LidarIngester:
             warnings.append(
                 f"{path.name}: no building points (class 6): building heights unavailable"
             )
-        with_heights = derive_building_heights(store)
+        if done == 0:
+            warnings.append(f"{path.name}: the file holds no points")
+        with_heights = derive_building_heights(store, _affected_buildings(store, bbox))
         ctx.progress(1.0, f"{done:,} points")
         seconds = time.perf_counter() - t0
         log.info(
@@ -562,6 +599,25 @@ class LidarIngester:
 
 
 INGESTER = LidarIngester()
+
+
+def _affected_buildings(store: Store, bbox: list[float | None]) -> list[int]:
+    """Buildings whose heights a new cloud may change: those it overlaps, and those that were
+    covered by a cloud that is gone (the one this file replaces)."""
+    ids: set[int] = set()
+    if bbox[0] is not None:
+        rows = store.con.execute(
+            "SELECT id FROM buildings WHERE footprint IS NOT NULL AND "
+            "ST_Intersects(footprint, ST_MakeEnvelope(?, ?, ?, ?))",
+            [bbox[0], bbox[1], bbox[3], bbox[4]],
+        ).fetchall()
+        ids.update(int(r[0]) for r in rows)
+    stale = store.con.execute(
+        "SELECT DISTINCT h.building_id FROM building_heights h, unnest(h.lidar_sources) AS u(s) "
+        "WHERE u.s NOT IN (SELECT source_id FROM lidar_sources)"
+    ).fetchall()
+    ids.update(int(r[0]) for r in stale)
+    return sorted(ids)
 
 
 # ---- queries -----------------------------------------------------------------------------
@@ -790,9 +846,9 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
     con.register("_lidar_buildings", cover)
     try:
         coverage = {
-            int(r[0]): (int(r[1]), bool(r[2]))
+            int(r[0]): (sorted(r[1] or []), bool(r[2]))
             for r in con.execute(
-                "SELECT b.id, count(l.source_id), "
+                "SELECT b.id, list(l.source_id) FILTER (WHERE l.source_id IS NOT NULL), "
                 "coalesce(bool_or(l.has_building_class), false) "
                 "FROM _lidar_buildings b LEFT JOIN lidar_sources l "
                 "ON l.xmin <= b.xmax AND l.xmax >= b.xmin "
@@ -802,7 +858,8 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
     finally:
         con.unregister("_lidar_buildings")
     roof: dict[int, tuple[Any, ...]] = {}
-    mask = np.array([coverage.get(bid, (0, False))[1] for bid in ids], dtype=bool)
+    nothing: tuple[list[int], bool] = ([], False)
+    mask = np.array([coverage.get(bid, nothing)[1] for bid in ids], dtype=bool)
     if mask.any():
         sel = cover.filter(pa.array(mask))
         bx0, by0 = float(b_bounds[mask, 0].min()), float(b_bounds[mask, 1].min())
@@ -816,8 +873,7 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
             f"FROM points WHERE classification = 6 "
             f"AND x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
             f"AND y BETWEEN ?::{DECIMAL} AND ?::{DECIMAL}) "
-            f"SELECT b.id, count(*), quantile_cont(p.z, [0.5, 0.7, 0.9]), max(p.z), "
-            f"list(DISTINCT p.source_id ORDER BY p.source_id) "
+            f"SELECT b.id, count(*), quantile_cont(p.z, [0.5, 0.7, 0.9]), max(p.z) "
             f"FROM p JOIN b ON ST_Contains(b.g, ST_Point(p.x, p.y)) GROUP BY b.id",
             [bx0, bx1, by0, by1],
         ).fetchall():
@@ -827,25 +883,24 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
 
     out = []
     for bid in ids:
-        n_covering, any_building_class = coverage.get(bid, (0, False))
+        covering, any_building_class = coverage.get(bid, nothing)
         g = ground.get(bid)
         n = 0
         p50 = p70 = p90 = pmax = height = None
-        used: list[int] = []
-        if n_covering == 0:
+        if not covering:
             status = "no_coverage"
         elif not any_building_class:
             status = "no_building_class"
         elif bid not in roof:
             status = "no_points"
         else:
-            n, qs, pmax, used = roof[bid]
+            n, qs, pmax = roof[bid]
             p50, p70, p90 = qs
             density = n / area[bid] if area[bid] > 0 else 0.0
             if n < MIN_ROOF_POINTS or density < MIN_ROOF_DENSITY:
                 status = "few_points"
             elif g is None:
-                status = "no_coverage"  # roof points but no terrain model under them
+                status = "no_ground"  # roof points but no terrain model around them
             elif p70 - g <= 0:
                 status = "below_ground"
             else:
@@ -867,7 +922,7 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
                 p90,
                 pmax,
                 height,
-                used,
+                covering,
             )
         )
     con.execute(

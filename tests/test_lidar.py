@@ -346,6 +346,13 @@ def test_lidarprod_building_heights(make_store: MakeStore) -> None:
     # a height from another source is never overwritten
     kept = add_building(store, gis, footprints[5], height=12.3, height_source="attribute")
     report = ingest(store, LIDARPROD_LAZ)
+    # the cloud covers 100 m x 62 m of the 40 footprints' 200 m x 240 m: the ingest derives
+    # the heights of the six footprints it overlaps (and the duplicate); five have building
+    # points, one has none inside
+    assert store.count("building_heights") == 7
+    assert report.counts["buildings_with_heights"] == 6
+    # all buildings: the others are marked as not covered, not guessed
+    assert lidar.derive_building_heights(store) == 6
     rows = {
         r[0]: r[1:]
         for r in store.con.execute(
@@ -355,10 +362,10 @@ def test_lidarprod_building_heights(make_store: MakeStore) -> None:
     }
     assert len(rows) == 41
     ok = [bid for bid in ids if rows[bid][0] == "ok"]
-    # the cloud covers 100 m x 62 m of the 40 footprints' 200 m x 240 m: six lie inside it,
-    # five have building points; the others are marked, not guessed
-    assert len(ok) == 5 == report.counts["buildings_with_heights"] - 1
-    assert {rows[bid][0] for bid in ids if bid not in ok} == {"no_coverage", "no_points"}
+    assert len(ok) == 5
+    assert rows[kept][0] == "ok"
+    statuses = [rows[bid][0] for bid in ids if bid not in ok]
+    assert statuses.count("no_points") == 1 and statuses.count("no_coverage") == 34
     for bid in ok:
         want = independent_heights(footprints[ids.index(bid)])
         _, n, p50, p70, p90, pmax, ground, height, density = rows[bid]
@@ -387,7 +394,7 @@ def test_lidarprod_building_heights(make_store: MakeStore) -> None:
 
     # the public interface other ingesters call for the buildings they add
     new = add_building(store, gis, footprints[ids.index(ok[0])])
-    with store.transaction():
+    with store.transaction():  # as inside the GIS ingester's transaction
         assert lidar.derive_building_heights(store, [new]) == 1
     assert store.con.execute(
         "SELECT height, height_source FROM buildings WHERE id = ?", [new]
@@ -520,3 +527,25 @@ def test_ingest_through_spilled_buckets(
     assert small.con.execute(q).fetchone() == default.con.execute(q).fetchone()
     q = "SELECT building_id, status FROM building_heights ORDER BY 1"
     assert small.con.execute(q).fetchall() == default.con.execute(q).fetchall()
+
+
+def test_replacing_a_cloud_refreshes_heights(make_store: MakeStore, tmp_path: Path) -> None:
+    """Heights from a cloud that is replaced by one elsewhere are withdrawn, not left stale."""
+    store = make_store("EPSG:2154")
+    gis = add_gis_source(store)
+    ids = [add_building(store, gis, fp) for fp in lidarprod_footprints()]
+    path = tmp_path / "cloud.laz"
+    shutil.copy(LIDARPROD_LAZ, path)
+    assert ingest(store, path).counts["buildings_with_heights"] == 5
+    assert store.count("buildings", "height_source = 'lidar'") == 5
+    shutil.copy(MONTPELLIER[0], path)  # same path, other bytes, 100 km away
+    report = ingest(store, path)
+    assert report.outcome == "replaced"
+    assert store.count("buildings", "height_source = 'lidar'") == 0
+    assert store.count("buildings", "height IS NOT NULL") == 0
+    statuses = store.con.execute(
+        "SELECT DISTINCT status FROM building_heights WHERE building_id IN "
+        "(SELECT unnest(?::BIGINT[]))",
+        [ids],
+    ).fetchall()
+    assert statuses == [("no_coverage",)]

@@ -58,13 +58,17 @@ CREATE TABLE dtm (
 -- Heights of a building from the class-6 points inside its footprint (all clouds together),
 -- like 3D BAG: absolute roof elevations at the 50th/70th/90th percentile and the maximum, the
 -- ground level around the footprint, and height = roof_p70 - ground_z. source_id is the
--- building's source, so the rows go when the building does; every LiDAR ingest refreshes them.
+-- building's source, so the rows go when the building does; a LiDAR ingest refreshes the rows
+-- of the buildings it covers and of those a replaced cloud covered. status: ok | few_points
+-- (under 5 points or 0.5 points/m2) | no_points (class 6 in the cloud, none inside) |
+-- no_building_class (the covering clouds have no class 6: heights unavailable, not guessed) |
+-- no_coverage (no cloud over it) | no_ground (no terrain around it) | below_ground.
 CREATE TABLE building_heights (
     building_id   BIGINT NOT NULL,
     source_id     INTEGER NOT NULL,
     status        VARCHAR NOT NULL CHECK (status IN
                   ('ok', 'few_points', 'no_points', 'no_building_class', 'no_coverage',
-                   'below_ground')),
+                   'no_ground', 'below_ground')),
     n_points      INTEGER NOT NULL,             -- class-6 points inside the footprint
     area          DOUBLE,                       -- footprint area, m2
     density       DOUBLE,                       -- class-6 points per m2 of footprint
@@ -75,6 +79,6 @@ CREATE TABLE building_heights (
     roof_p90      DOUBLE,
     roof_max      DOUBLE,
     height        DOUBLE,                       -- roof_p70 - ground_z; NULL unless status = ok
-    lidar_sources INTEGER[],                    -- the clouds whose points were used
+    lidar_sources INTEGER[],                    -- the clouds covering the footprint (by bounds)
     computed_at   TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
