@@ -31,6 +31,7 @@ class Executor(Protocol):
     """Runs ``fn(item)`` for each item and yields the results in the items' order."""
 
     workers: int
+    distributed: bool
 
     def map(
         self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
@@ -43,6 +44,7 @@ class SerialExecutor:
     """Runs items in this process (one worker). Useful for tiny jobs and debugging."""
 
     workers = 1
+    distributed = False
 
     def map(
         self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
@@ -56,6 +58,8 @@ class SerialExecutor:
 
 class LocalExecutor:
     """A process pool on this machine (``forkserver`` start method)."""
+
+    distributed = False
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
@@ -96,6 +100,9 @@ class LocalExecutor:
 
 class DaskExecutor:
     """A Dask distributed cluster: a scheduler address, or a ``distributed`` cluster object."""
+
+    #: work goes to other machines: work items must carry paths, not open files
+    distributed = True
 
     def __init__(self, cluster: Any, timeout: str = "10s") -> None:
         try:

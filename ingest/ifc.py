@@ -192,6 +192,23 @@ def _mesh_stats(mesh: MeshData) -> tuple[dict[str, float], BaseGeometry | None]:
     return stats, outline
 
 
+def mesh_data(g: Any) -> MeshData:
+    """Copy a kernel triangulation into NumPy arrays (metres, model coordinates)."""
+    verts = np.frombuffer(g.verts_buffer, dtype=np.float64).reshape(-1, 3).copy()
+    faces = np.frombuffer(g.faces_buffer, dtype=np.int32).reshape(-1, 3).astype(np.uint32)
+    normals = np.frombuffer(g.normals_buffer, dtype=np.float64).reshape(-1, 3)
+    if len(normals) != len(verts):
+        normals = _vertex_normals(verts, faces)
+    mids = np.frombuffer(g.material_ids_buffer, dtype=np.int32)
+    materials = [
+        {"name": getattr(m, "name", None) or "", "rgba": _style_rgba(m)} for m in g.materials
+    ]
+    if not materials:
+        materials = [{"name": "default", "rgba": [0.8, 0.8, 0.8, 1.0]}]
+    mids = np.where(mids < 0, 0, mids)
+    return MeshData(verts, normals.astype(np.float32), faces, mids, materials)
+
+
 def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals, for the rare shape the kernel returns without them."""
     tri = verts[faces]
@@ -256,10 +273,26 @@ class _Ingest:
         return s
 
     def iterate(self, products: dict[int, Any]) -> dict[int, ElementRow]:
-        """Mesh every product; quantities and outlines are computed on a thread pool (GEOS and
-        NumPy release the GIL) while the kernel's own threads go on meshing."""
+        """Mesh every product, and compute each mesh's quantities and outline.
+
+        Locally, the kernel meshes on its own threads (one per core) in this process while the
+        properties are read and a thread pool computes quantities (GEOS and NumPy release the
+        GIL). On a Dask cluster, chunks of products are meshed by the workers instead, each
+        opening the file itself (it must be reachable at the same path)."""
         rows = {pid: ElementRow(p) for pid, p in products.items()}
-        total = max(1, len(products))
+        if getattr(self.ctx.executor, "distributed", False):
+            self._iterate_distributed(rows)
+        else:
+            self._iterate_local(rows)
+        # the iterator skips what it cannot mesh: ask the kernel once more for the reason
+        settings = self._settings()
+        for row in rows.values():
+            if row.mesh is None:
+                row.error = self._failure_reason(settings, row.product)
+        return rows
+
+    def _iterate_local(self, rows: dict[int, ElementRow]) -> None:
+        total = max(1, len(rows))
         threads = multiprocessing.cpu_count()
         it = ifcopenshell.geom.iterator(
             self._settings(),
@@ -280,7 +313,7 @@ class _Ingest:
                     shape = it.get()
                     row = rows.get(shape.id)
                     if row is not None:
-                        row.mesh = self._mesh(shape.geometry)
+                        row.mesh = mesh_data(shape.geometry)
                         pending.append((row, pool.submit(_mesh_stats, row.mesh)))
                         done += 1
                         if done % 25 == 0:
@@ -291,27 +324,26 @@ class _Ingest:
                 row.stats, outline = future.result()
                 if _is_shell(row.product):
                     row.outline = outline
-        # the iterator skips what it cannot mesh: ask the kernel once more for the reason
-        settings = self._settings()
-        for row in rows.values():
-            if row.mesh is None:
-                row.error = self._failure_reason(settings, row.product)
-        return rows
 
-    def _mesh(self, g: Any) -> MeshData:
-        verts = np.frombuffer(g.verts_buffer, dtype=np.float64).reshape(-1, 3).copy()
-        faces = np.frombuffer(g.faces_buffer, dtype=np.int32).reshape(-1, 3).astype(np.uint32)
-        normals = np.frombuffer(g.normals_buffer, dtype=np.float64).reshape(-1, 3)
-        if len(normals) != len(verts):
-            normals = _vertex_normals(verts, faces)
-        mids = np.frombuffer(g.material_ids_buffer, dtype=np.int32)
-        materials = [
-            {"name": getattr(m, "name", None) or "", "rgba": _style_rgba(m)} for m in g.materials
-        ]
-        if not materials:
-            materials = [{"name": "default", "rgba": [0.8, 0.8, 0.8, 1.0]}]
-        mids = np.where(mids < 0, 0, mids)
-        return MeshData(verts, normals.astype(np.float32), faces, mids, materials)
+    def _iterate_distributed(self, rows: dict[int, ElementRow]) -> None:
+        executor = self.ctx.executor
+        ids = sorted(rows)
+        n_chunks = max(1, min(len(ids), 4 * executor.workers))
+        chunks = [ids[i::n_chunks] for i in range(n_chunks)]
+        items = [(str(self.path), chunk) for chunk in chunks if chunk]
+        done = 0
+        for results in executor.map(mesh_chunk, items):
+            for pid, mesh, stats, outline_wkb in results:
+                row = rows[pid]
+                row.mesh = mesh
+                row.stats = stats
+                if _is_shell(row.product) and outline_wkb is not None:
+                    row.outline = shapely.from_wkb(outline_wkb)
+                done += 1
+            self.ctx.progress(0.05 + 0.6 * done / max(1, len(rows)), f"geometry {done}/{len(rows)}")
+        for entry in rows.values():
+            entry.props = self.properties(entry.product)
+        self.ctx.progress(0.8, "properties read")
 
     def _failure_reason(self, settings: Any, product: Any) -> str:
         try:
@@ -881,6 +913,34 @@ def _to_project(outline: BaseGeometry, matrix: np.ndarray) -> BaseGeometry:
         outline,
         lambda xy: apply_affine(matrix, np.column_stack([xy, np.zeros(len(xy))]))[:, :2],
     )
+
+
+def mesh_chunk(
+    item: tuple[str, list[int]],
+) -> list[tuple[int, MeshData, dict[str, float], bytes | None]]:
+    """Work item for a cluster: mesh some products of a file (by entity id) on one worker."""
+    path, ids = item
+    model = ifcopenshell.open(path)
+    include: list[Any] = [model.by_id(i) for i in ids]
+    wanted = set(ids)
+    it = ifcopenshell.geom.iterator(
+        _Ingest._settings(),
+        model,
+        1,
+        include=include,
+        geometry_library=GEOMETRY_LIBRARY,  # type: ignore[arg-type]
+    )
+    out = []
+    if it.initialize():
+        while True:
+            shape = it.get()
+            if shape.id in wanted:
+                mesh = mesh_data(shape.geometry)
+                stats, outline = _mesh_stats(mesh)
+                out.append((shape.id, mesh, stats, shapely.to_wkb(outline) if outline else None))
+            if not it.next():
+                break
+    return out
 
 
 def anchor_placement(project_crs: CRS, anchor: Anchor, half_extent: float = 100.0) -> Placement:

@@ -418,3 +418,34 @@ def test_footprint_is_the_outline_of_the_walls(tmp_path: Path) -> None:
     footprint = shapely.from_wkb(bytes(wkb))
     assert footprint.area == pytest.approx(8.0 * 0.3, rel=0.01)
     assert gfa == pytest.approx(8.0 * 0.3, rel=0.01) and h == pytest.approx(3.0, rel=0.01)
+
+
+def test_dask_cluster_meshes_the_same_as_the_local_kernel(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    from cim.executor import DaskExecutor
+
+    path = IFC / "AC20-FZK-Haus.ifc"
+    query = (
+        "SELECT e.global_id, e.geometry_status, e.geometry_error, e.volume, e.surface_area, "
+        "e.projected_area, e.xmin, e.ymin, e.zmax, m.n_vertices, m.positions, m.indices "
+        "FROM elements e LEFT JOIN meshes m ON m.owner_id = e.id ORDER BY e.global_id"
+    )
+    with Store.create(tmp_path / "local.duckdb", "EPSG:25832") as store:
+        run_ingest(store, path, IngestOptions(), SerialExecutor())
+        local = store.con.execute(query).fetchall()
+        local_fp = store.con.execute("SELECT ST_AsText(footprint) FROM buildings").fetchall()
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        executor = DaskExecutor(cluster)
+        try:
+            with Store.create(tmp_path / "dask.duckdb", "EPSG:25832") as store:
+                run_ingest(store, path, IngestOptions(), executor)
+                remote = store.con.execute(query).fetchall()
+                remote_fp = store.con.execute(
+                    "SELECT ST_AsText(footprint) FROM buildings"
+                ).fetchall()
+        finally:
+            executor.close()
+    assert len(local) == len(remote) == 121
+    assert local == remote
+    assert local_fp == remote_fp
