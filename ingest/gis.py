@@ -161,14 +161,14 @@ def _read_ogr(path: Path, only: str | None) -> tuple[str, list[Layer]]:
     if not names:
         raise InputFileError(f"{path}: no layer with geometries in this file")
     driver = "GIS"
-    layers = []
+    layers: list[Layer] = []
     for name in names:
         try:
-            info = pyogrio.read_info(path, layer=name)
+            if not layers:  # the driver name, once (read_info costs as much as a small read)
+                driver = str(pyogrio.read_info(path, layer=name).get("driver") or driver)
             meta, table = pyogrio.read_arrow(path, layer=name, return_fids=True)
         except _OGR_ERRORS as exc:
             raise InputFileError(f"{path}: layer {name!r} cannot be read ({exc})") from exc
-        driver = str(info.get("driver") or driver)
         geom_col = table.column_names[-1]
         fids = table.column(0)
         attrs = table.select(table.column_names[1:-1])
