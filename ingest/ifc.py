@@ -481,6 +481,11 @@ class _Ingest:
             p.id(): p for p in model.by_type("IfcProduct") if getattr(p, "Representation", None)
         }
         rows = self.iterate(products)
+        # elements that only aggregate parts (IfcElementAssembly ...) keep their properties too
+        for rel in model.by_type("IfcRelAggregates"):
+            whole = rel.RelatingObject
+            if whole is not None and whole.is_a("IfcElement") and whole.id() not in rows:
+                rows[whole.id()] = ElementRow(whole, props=self.properties(whole))
         meshed = [r for r in rows.values() if r.mesh is not None]
         if meshed:
             allv = np.vstack([r.mesh.verts for r in meshed if r.mesh is not None])
@@ -513,7 +518,7 @@ class _Ingest:
             linked = link_buildings(self.store, [b for b in buildings.values() if b is not None])
         except ImportError:
             linked = 0
-        failed = [r for r in rows.values() if r.mesh is None]
+        failed = [r for pid, r in rows.items() if r.mesh is None and pid in products]
         counts: dict[str, Any] = {
             "products": len(products),
             "meshed": len(meshed),
@@ -522,6 +527,7 @@ class _Ingest:
             "storeys": len(storeys),
             "relations": n_rel,
             "linked": linked,
+            "assemblies": len(rows) - len(products),
         }
         if failed:
             by_class: dict[str, int] = defaultdict(int)
@@ -732,7 +738,13 @@ class _Ingest:
             for q in _QTO_NAMES:
                 cols[q].append(quantities[q])
             cols["quantity_source"].append(json.dumps(qsource))
-            cols["geometry_status"].append("ok" if r.mesh is not None else "failed")
+            cols["geometry_status"].append(
+                "ok"
+                if r.mesh is not None
+                else "failed"
+                if getattr(p, "Representation", None)
+                else "none"
+            )
             cols["geometry_error"].append(r.error)
             for name, value in zip(
                 ("xmin", "ymin", "zmin", "xmax", "ymax", "zmax"), bbox, strict=True

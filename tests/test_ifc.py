@@ -47,7 +47,8 @@ def test_every_sample_ingests_and_products_are_conserved(tmp_path: Path, name: s
     with Store.create(tmp_path / "s.duckdb", SAMPLE_CRS[name]) as store:
         report = ingest(store, path)
         rows = store.con.execute(
-            "SELECT global_id, geometry_status, geometry_error FROM elements"
+            "SELECT global_id, geometry_status, geometry_error FROM elements "
+            "WHERE geometry_status <> 'none'"
         ).fetchall()
         assert {r[0] for r in rows} == expected and len(rows) == len(expected)
         ok = [r for r in rows if r[1] == "ok"]
@@ -449,3 +450,53 @@ def test_dask_cluster_meshes_the_same_as_the_local_kernel(tmp_path: Path) -> Non
     assert len(local) == len(remote) == 121
     assert local == remote
     assert local_fp == remote_fp
+
+
+def test_assembly_parts_are_related_and_inherit_the_storey(tmp_path: Path) -> None:
+    import ifcopenshell.api.aggregate
+    import ifcopenshell.api.context
+    import ifcopenshell.api.geometry
+    import ifcopenshell.api.pset
+    import ifcopenshell.api.root
+    import ifcopenshell.api.spatial
+
+    path = wall_model(tmp_path / "a.ifc")
+    f = ifcopenshell.open(str(path))
+    body = next(c for c in f.by_type("IfcGeometricRepresentationSubContext"))
+    storey = f.by_type("IfcBuildingStorey")[0]
+    assembly = ifcopenshell.api.root.create_entity(f, ifc_class="IfcElementAssembly", name="PC-1")
+    ifcopenshell.api.geometry.edit_object_placement(f, product=assembly)
+    ifcopenshell.api.spatial.assign_container(f, products=[assembly], relating_structure=storey)
+    tekla = ifcopenshell.api.pset.add_pset(f, product=assembly, name="Tekla Assembly")
+    ifcopenshell.api.pset.edit_pset(f, pset=tekla, properties={"Cast unit type": "Prefab"})
+    parts = []
+    for i in range(2):
+        beam = ifcopenshell.api.root.create_entity(f, ifc_class="IfcBeam", name=f"B{i}")
+        m = np.eye(4)
+        m[:3, 3] = (0.0, 2.0 + i, 3.0)
+        ifcopenshell.api.geometry.edit_object_placement(f, product=beam, matrix=m)
+        rep = ifcopenshell.api.geometry.add_wall_representation(
+            f, context=body, length=4.0, height=0.5, thickness=0.3
+        )
+        ifcopenshell.api.geometry.assign_representation(f, product=beam, representation=rep)
+        parts.append(beam)
+    ifcopenshell.api.aggregate.assign_object(f, products=parts, relating_object=assembly)
+    f.write(str(path))
+    with Store.create(tmp_path / "s.duckdb") as store:
+        ingest(store, path)
+        rels = store.con.execute(
+            "SELECT r.relating_guid, e.name FROM element_relations r "
+            "JOIN elements e ON e.global_id = r.related_guid WHERE r.kind = 'aggregates'"
+        ).fetchall()
+        beams = store.con.execute(
+            "SELECT storey, building_id IS NOT NULL, volume FROM elements "
+            "WHERE ifc_class = 'IfcBeam'"
+        ).fetchall()
+        [(psets,)] = store.con.execute(
+            "SELECT psets FROM elements WHERE ifc_class = 'IfcElementAssembly'"
+        ).fetchall()
+    assert sorted(name for _, name in rels) == ["B0", "B1"]
+    assert {guid for guid, _ in rels} == {assembly.GlobalId}
+    assert [(b[0], b[1]) for b in beams] == [("F1", True), ("F1", True)]
+    assert all(b[2] == pytest.approx(4.0 * 0.5 * 0.3, rel=0.01) for b in beams)
+    assert json.loads(psets)["Tekla Assembly"]["Cast unit type"] == "Prefab"

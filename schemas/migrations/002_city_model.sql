@@ -46,7 +46,9 @@ CREATE TABLE storeys (
 );
 
 CREATE SEQUENCE elements_id_seq START 1;
--- One row per IfcProduct that has a representation.
+-- One row per IfcProduct that has a representation (geometry_status ok or failed), plus one per
+-- element that aggregates parts without a shape of its own, e.g. an IfcElementAssembly
+-- (geometry_status none): its property sets (Tekla's 'Cast unit type') describe the parts.
 CREATE TABLE elements (
     id                    BIGINT PRIMARY KEY DEFAULT nextval('elements_id_seq'),
     source_id             INTEGER NOT NULL,
@@ -73,7 +75,7 @@ CREATE TABLE elements (
     projected_area        DOUBLE,            -- horizontal projected area m2
     height                DOUBLE,            -- m
     quantity_source       JSON,              -- {"volume": "qto"|"mesh", ...}
-    geometry_status       VARCHAR NOT NULL CHECK (geometry_status IN ('ok', 'failed')),
+    geometry_status       VARCHAR NOT NULL CHECK (geometry_status IN ('ok', 'failed', 'none')),
     geometry_error        VARCHAR,
     xmin DOUBLE, ymin DOUBLE, zmin DOUBLE, xmax DOUBLE, ymax DOUBLE, zmax DOUBLE  -- project CRS
 );
