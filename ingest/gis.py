@@ -36,6 +36,7 @@ from cim.crs import crs_label, parse_crs, transformer
 from cim.errors import CrsError, InputFileError, UsageError
 from ingest import IngestContext, IngestResult
 from ingest.gis_gcj02 import gcj02_to_wgs84
+from ingest.linking import link_buildings
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -712,7 +713,7 @@ class GisIngester:
                     + _listing([f"{ref} ({why})" for ref, why in prepared.skipped])
                 )
         if counts["buildings"]:
-            ctx.progress(0.9, "building heights from LiDAR and links to other sources")
+            ctx.progress(0.9, "building heights from LiDAR")
             if _lidar_heights(store, ctx.source_id):
                 heights = {
                     str(k): int(v)
@@ -722,20 +723,16 @@ class GisIngester:
                         [ctx.source_id],
                     ).fetchall()
                 }
-            from ingest.linking import link_buildings
-
-            ids = [
-                r[0]
-                for r in store.con.execute(
-                    "SELECT id FROM buildings WHERE source_id = ?", [ctx.source_id]
-                ).fetchall()
-            ]
-            counts["linked"] = link_buildings(store, ids)
             if heights.get("unknown"):
                 result.warnings.append(
                     f"{heights['unknown']} buildings have no height (no height or floors "
                     f"attribute, no LiDAR roof under them): stored as unknown (NULL), not 0"
                 )
+        # always: a replaced source may have left other sources' links pointing at its rows
+        ids = store.con.execute(
+            "SELECT id FROM buildings WHERE source_id = ? ORDER BY id", [ctx.source_id]
+        ).fetchnumpy()["id"]
+        counts["linked"] = link_buildings(store, ids.tolist())
         counts = {k: v for k, v in counts.items() if v or k not in FEATURE_ROLES}
         counts["heights"] = heights
         counts["layers"] = per_layer

@@ -44,17 +44,38 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> pa.Ta
 
 
 def link_buildings(store: Store, building_ids: list[int]) -> int:
-    """Link the given (new) buildings to overlapping buildings of other sources.
+    """(Re)link the given buildings (new, or moved) to overlapping buildings of other sources.
 
-    Call it inside the ingest transaction after inserting the rows. Returns how many of the
-    given buildings are now linked (part of a group of two or more).
+    Call it inside the ingest transaction after inserting or moving the rows. The given
+    buildings leave the groups they were in; rows left pointing at them or at deleted rows are
+    relinked too, so ``link_buildings(store, [])`` after deleting a source repairs its links.
+    Returns how many of those buildings are now linked (in a group of two or more).
     """
-    if not building_ids:
-        return 0
     con = store.con
-    ids = pa.table({"id": np.unique(np.asarray(building_ids, dtype=np.int64))})
+    ids = pa.table({"id": np.unique(np.asarray(building_ids, dtype=np.int64))})  # sorted
     con.register("link_new_ids", ids)
     try:
+        # (re)link from scratch: the given buildings leave their groups, and rows that pointed
+        # at one of them, or at a row that is gone (its source was replaced), are linked again
+        orphans = _fetch(
+            con,
+            "SELECT id FROM buildings WHERE same_as IN (SELECT id FROM link_new_ids) "
+            "OR (same_as IS NOT NULL AND same_as NOT IN (SELECT id FROM buildings))",
+            [],
+        )
+        con.execute(
+            "UPDATE buildings SET same_as = NULL WHERE same_as IS NOT NULL AND ("
+            "id IN (SELECT id FROM link_new_ids) OR same_as IN (SELECT id FROM link_new_ids) "
+            "OR same_as NOT IN (SELECT id FROM buildings))"
+        )
+        if orphans.num_rows == 0 and ids.num_rows == 0:
+            return 0
+        if orphans.num_rows:
+            con.unregister("link_new_ids")
+            ids = pa.table(
+                {"id": np.union1d(ids.column("id").to_numpy(), orphans.column("id").to_numpy())}
+            )
+            con.register("link_new_ids", ids)
         extent = con.execute(
             "SELECT min(b.xmin), min(b.ymin), max(b.xmax), max(b.ymax) "
             "FROM buildings b JOIN link_new_ids n ON b.id = n.id WHERE b.footprint IS NOT NULL"
@@ -133,6 +154,8 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
     # groups: connected components of the IoU pairs and the existing links
     edges_a = np.concatenate([pairs[:, 0], member[has_link]])
     edges_b = np.concatenate([pairs[:, 1], current[has_link].astype(np.int64)])
+    known = np.isin(edges_a, member) & np.isin(edges_b, member)
+    edges_a, edges_b = edges_a[known], edges_b[known]
     node_a = np.searchsorted(member, edges_a)
     node_b = np.searchsorted(member, edges_b)
     n = len(member)

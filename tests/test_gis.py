@@ -533,9 +533,38 @@ def test_iou_links_two_sources(make_store: MakeStore, tmp_path: Path) -> None:
     assert r.counts["linked"] == 1
     rows = store.con.execute("SELECT id, same_as FROM buildings ORDER BY id").fetchall()
     assert rows == [(1, 5), (2, None), (3, 5), (4, None), (5, None)]
-    # replacing a source drops its rows; linking again is idempotent
+    # linking again is idempotent
     assert link_buildings(store, [1, 3, 5]) == 3
     assert store.con.execute("SELECT id, same_as FROM buildings ORDER BY id").fetchall() == rows
+    # the LoD2 source is replaced by one elsewhere: the LoD1 rows it held are linked again
+    cityjson(c, x + 500.0, y, 10.0, 12.0)
+    assert ingest(store, c).outcome == "replaced"
+    rows = store.con.execute("SELECT id, same_as FROM buildings ORDER BY id").fetchall()
+    assert rows == [(1, None), (2, None), (3, 1), (4, None), (6, None)]
+    # a building moved away (as `cim place` does) leaves its group
+    store.con.execute(
+        "UPDATE buildings SET footprint = ST_Translate(footprint, 1000, 0), "
+        "xmin = xmin + 1000, xmax = xmax + 1000 WHERE id = 1"
+    )
+    assert link_buildings(store, [1]) == 0
+    assert store.count("buildings", "same_as IS NOT NULL") == 0
+
+
+def test_replaced_source_leaves_no_dangling_link(make_store: MakeStore, tmp_path: Path) -> None:
+    store = make_store("EPSG:32633")
+    x, y = 458000.0, 5551000.0
+    a = tmp_path / "a.gpkg"
+    write_layer(a, [shapely.box(x, y, x + 10, y + 10)], crs="EPSG:32633", layer="buildings")
+    b = write_layer(
+        tmp_path / "b.gpkg", [shapely.box(x, y, x + 10, y + 11)], crs="EPSG:32633", layer="bldg"
+    )
+    ingest(store, a)
+    assert ingest(store, b).counts["linked"] == 1
+    assert store.count("buildings", "same_as = 1") == 1
+    a.unlink()
+    write_layer(a, [shapely.LineString([(x, y), (x + 9, y)])], crs="EPSG:32633", layer="roads")
+    assert ingest(store, a).outcome == "replaced"
+    assert store.con.execute("SELECT id, same_as FROM buildings").fetchall() == [(2, None)]
 
 
 # ---- LiDAR heights (when the LiDAR ingester is there) ------------------------------------
