@@ -158,6 +158,8 @@ def _read_ogr(path: Path, only: str | None) -> tuple[str, list[Layer]]:
                 f"{path}: no layer {only!r}; its layers are: "
                 + ", ".join(str(n) for n, _ in listed)
             )
+        if only not in names:
+            raise InputFileError(f"{path}: layer {only!r} has no geometries (an attribute table)")
         names = [only]
     if not names:
         raise InputFileError(f"{path}: no layer with geometries in this file")

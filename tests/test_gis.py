@@ -327,6 +327,35 @@ def test_invalid_polygons_repaired_or_skipped(make_store: MakeStore, tmp_path: P
     assert area is not None and area[0] == pytest.approx(50.0)  # the two triangles
 
 
+def test_points_and_null_geometries_skipped_for_buildings(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    store = make_store("EPSG:32618")
+    ring = [[-75.5, 39.1], [-75.4999, 39.1], [-75.4999, 39.1001], [-75.5, 39.1]]
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"h": 1}, "geometry": None},
+            {
+                "type": "Feature",
+                "properties": {"h": 2},
+                "geometry": {"type": "Point", "coordinates": [-75.5, 39.1]},
+            },
+            {
+                "type": "Feature",
+                "properties": {"h": 3},
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+            },
+        ],
+    }
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(doc))
+    r = ingest(store, path, role="buildings")
+    assert r.counts["buildings"] == 1 and r.counts["skipped"] == 2
+    skipped = next(w for w in r.warnings if "skipped" in w)
+    assert "0 (no geometry)" in skipped and "1 (not a polygon" in skipped
+
+
 def _bad_files(tmp_path: Path) -> list[Path]:
     corrupt = tmp_path / "corrupt.gpkg"
     corrupt.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 20)
