@@ -144,12 +144,21 @@ def _head(path: Path, n: int) -> bytes:
         return b""
 
 
+def _reason(exc: Exception) -> str:
+    """GDAL's message without the file path it repeats and its generic driver hint."""
+    text = str(exc).split("; It might help")[0].strip()
+    text = re.sub(r"^'[^']*'\s*", "", text)
+    return text.rstrip(".") or type(exc).__name__
+
+
 def _read_ogr(path: Path, only: str | None) -> tuple[str, list[Layer]]:
     try:
         listed = pyogrio.list_layers(path)
     except _OGR_ERRORS as exc:
         raise InputFileError(
-            f"{path}: not a readable GIS file ({exc}); check it opens in QGIS, or export it again"
+            f"{path}: not a readable GIS file ({_reason(exc)}); check it opens in QGIS, "
+            f"or export it again",
+            detail=str(exc),
         ) from exc
     names = [str(n) for n, geom_type in listed if geom_type is not None]
     if only is not None:
@@ -171,7 +180,9 @@ def _read_ogr(path: Path, only: str | None) -> tuple[str, list[Layer]]:
                 driver = str(pyogrio.read_info(path, layer=name).get("driver") or driver)
             meta, table = pyogrio.read_arrow(path, layer=name, return_fids=True)
         except _OGR_ERRORS as exc:
-            raise InputFileError(f"{path}: layer {name!r} cannot be read ({exc})") from exc
+            raise InputFileError(
+                f"{path}: layer {name!r} cannot be read ({_reason(exc)})", detail=str(exc)
+            ) from exc
         geom_col = table.column_names[-1]
         fids = table.column(0)
         attrs = table.select(table.column_names[1:-1])
