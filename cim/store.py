@@ -368,6 +368,15 @@ class Store:
             self.con.execute(f'DELETE FROM "{table}" WHERE source_id = ?', [source_id])
         self.con.execute("DELETE FROM sources WHERE id = ?", [source_id])
 
+    def features(
+        self, role: str, bbox: tuple[float, float, float, float] | None = None
+    ) -> list[Any]:
+        """GIS features of one role (roads, landcover, parks, pois, boundary), optionally only
+        those intersecting ``bbox`` (project CRS). See ``ingest.gis.features``."""
+        from ingest.gis import features  # the GIS ingester owns the features table
+
+        return features(self, role, bbox)
+
     def count(self, table: str, where: str = "", params: list[Any] | None = None) -> int:
         sql = f'SELECT count(*) FROM "{table}"' + (f" WHERE {where}" if where else "")
         row = self.con.execute(sql, params or []).fetchone()

@@ -129,6 +129,15 @@ class IngestError(CimError, RuntimeError):
     http_status = 500
 
 
+def _relink(store: Store) -> None:
+    """After rows were deleted, repair links (buildings.same_as) that pointed at them."""
+    try:
+        from ingest.linking import link_buildings
+    except ImportError:
+        return
+    link_buildings(store, [])
+
+
 def registry() -> list[Ingester]:
     """Every available ingester, in the order they are asked."""
     found: list[Ingester] = []
@@ -207,6 +216,7 @@ def run_ingest(
     with store.transaction() as con:
         if old is not None:
             store.delete_source(old.id)
+            _relink(store)
         row = con.execute(
             "INSERT INTO sources (path, name, kind, sha256, size_bytes, status, options, job_id) "
             "VALUES (?, ?, ?, ?, ?, 'ingested', ?, ?) RETURNING id",

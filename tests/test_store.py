@@ -119,3 +119,17 @@ def test_transaction_rolls_back(store: Store) -> None:
         )
         raise RuntimeError("boom")
     assert store.sources() == []
+
+
+def test_store_features_reaches_the_gis_layers(store: Store) -> None:
+    from cim.executor import SerialExecutor
+    from ingest import IngestOptions, run_ingest
+    from tests.conftest import SAMPLES
+
+    options = IngestOptions(layer="streets", crs=None)
+    run_ingest(store, SAMPLES / "gis" / "bubenec.gpkg", options, SerialExecutor())
+    roads = store.features("roads")
+    assert len(roads) == 35
+    first = roads[0]
+    near = store.features("roads", first.geometry.bounds)
+    assert first.id in {r.id for r in near} and len(near) < len(roads)
