@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError as _PyprojCRSError
@@ -59,3 +60,38 @@ def transformer(src: CRS | str, dst: CRS | str) -> Transformer:
     s = src.to_wkt() if isinstance(src, CRS) else src
     d = dst.to_wkt() if isinstance(dst, CRS) else dst
     return _transformer(s, d)
+
+
+def check_in_project_area(
+    project: CRS, bounds: tuple[float, float, float, float], what: str, margin_deg: float = 1.0
+) -> None:
+    """Refuse data lying outside the project CRS's area of use (a wrong CRS, or the wrong store).
+
+    ``bounds`` (xmin, ymin, xmax, ymax) are in the project CRS. Far outside its area, a
+    projection such as Gauss-Kruger distorts beyond use, and the data is almost surely
+    mislabelled: say so instead of storing it.
+    """
+    area = project.area_of_use
+    xmin, ymin, xmax, ymax = bounds
+    if area is None or not all(map(math.isfinite, bounds)):
+        if not all(map(math.isfinite, bounds)):
+            raise CrsError(f"{what}: coordinates do not map into the project CRS; check --crs")
+        return
+    xs = [xmin, xmax, xmin, xmax, (xmin + xmax) / 2]
+    ys = [ymin, ymin, ymax, ymax, (ymin + ymax) / 2]
+    lon, lat = transformer(project, CRS.from_epsg(4326)).transform(xs, ys)
+    ok = all(
+        math.isfinite(lo)
+        and math.isfinite(la)
+        and area.west - margin_deg <= lo <= area.east + margin_deg
+        and area.south - margin_deg <= la <= area.north + margin_deg
+        for lo, la in zip(lon, lat, strict=True)
+    )
+    if not ok:
+        name = area.name.rstrip(".")
+        raise CrsError(
+            f"{what} lies around lon {lon[4]:.4f}, lat {lat[4]:.4f}, outside the area of the "
+            f"project CRS {crs_label(project)} ({name}: {area.west:g}..{area.east:g}E, "
+            f"{area.south:g}..{area.north:g}N): check the file's CRS (--crs), or use a store "
+            f"whose CRS covers it (cim init --crs ...)"
+        )

@@ -32,7 +32,7 @@ import shapely
 from numpy.typing import NDArray
 from pyproj import CRS
 
-from cim.crs import crs_label, parse_crs, transformer
+from cim.crs import check_in_project_area, crs_label, parse_crs, transformer
 from cim.errors import CrsError, InputFileError, UsageError
 from ingest import IngestContext, IngestResult
 from ingest.gis_gcj02 import gcj02_to_wgs84
@@ -704,6 +704,13 @@ class GisIngester:
             prepared = prepare_geometries(
                 layer.geoms, layer.refs, reproject, polygons_only=(role == "buildings")
             )
+            kept = prepared.geoms[prepared.keep]
+            if len(kept):
+                check_in_project_area(
+                    store.crs,
+                    tuple(shapely.total_bounds(kept)),
+                    f"{path}: layer {layer.name!r} ({label})",
+                )
             if role == "buildings":
                 by_source = insert_buildings(store, ctx.source_id, layer, prepared, storey_height)
                 for k, v in by_source.items():

@@ -121,15 +121,29 @@ def test_transaction_rolls_back(store: Store) -> None:
     assert store.sources() == []
 
 
-def test_store_features_reaches_the_gis_layers(store: Store) -> None:
+def test_store_features_reaches_the_gis_layers(tmp_path: Path) -> None:
     from cim.executor import SerialExecutor
     from ingest import IngestOptions, run_ingest
     from tests.conftest import SAMPLES
 
-    options = IngestOptions(layer="streets", crs=None)
+    store = Store.create(tmp_path / "prague.duckdb", "EPSG:32633")
+    options = IngestOptions(layer="streets")
     run_ingest(store, SAMPLES / "gis" / "bubenec.gpkg", options, SerialExecutor())
     roads = store.features("roads")
     assert len(roads) == 35
     first = roads[0]
     near = store.features("roads", first.geometry.bounds)
     assert first.id in {r.id for r in near} and len(near) < len(roads)
+    store.close()
+
+
+def test_data_outside_the_project_crs_area_is_refused(store: Store) -> None:
+    from cim.errors import CrsError
+    from cim.executor import SerialExecutor
+    from ingest import IngestOptions, run_ingest
+    from tests.conftest import SAMPLES
+
+    path = SAMPLES / "gis" / "bubenec.gpkg"  # Prague, into a Tongliao store (EPSG:4550)
+    with pytest.raises(CrsError, match=r"bubenec\.gpkg.*outside the area of the project CRS"):
+        run_ingest(store, path, IngestOptions(), SerialExecutor())
+    assert store.sources() == [] and store.count("features") == 0
