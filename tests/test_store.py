@@ -147,3 +147,33 @@ def test_data_outside_the_project_crs_area_is_refused(store: Store) -> None:
     with pytest.raises(CrsError, match=r"bubenec\.gpkg.*outside the area of the project CRS"):
         run_ingest(store, path, IngestOptions(), SerialExecutor())
     assert store.sources() == [] and store.count("features") == 0
+
+
+def test_spatial_works_with_the_network_unplugged(tmp_path: Path) -> None:
+    """Run in a new network namespace (no interfaces up): the extension must come from disk."""
+    import shutil
+    import subprocess
+    import sys
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-n", "true"]).returncode != 0:
+        pytest.skip("cannot create a network namespace here (needs root)")
+    code = (
+        "import socket, sys\n"
+        "from cim.store import Store\n"
+        "try:\n"
+        "    socket.create_connection(('1.1.1.1', 443), timeout=2)\n"
+        "    sys.exit('the network is reachable: the test proves nothing')\n"
+        "except OSError:\n"
+        "    pass\n"
+        "s = Store.create(sys.argv[1])\n"
+        "print(s.con.execute('SELECT ST_AsText(ST_Point(1, 2))').fetchone()[0])\n"
+    )
+    r = subprocess.run(
+        [unshare, "-n", sys.executable, "-c", code, str(tmp_path / "offline.duckdb")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "POINT (1 2)"
