@@ -109,3 +109,51 @@ def test_running_job_progress_is_readable_while_the_store_is_locked(store_path: 
     from cim.jobs import live_folder
 
     assert not list(live_folder(store_path).glob("*.json"))  # recovery removed the mirror
+
+
+def test_killed_ingest_leaves_nothing_and_its_job_is_failed(store_path: Path) -> None:
+    """A real `cim ingest` killed mid-way: no source, no rows, and the job is marked failed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from cim.jobs import live_jobs
+    from tests.conftest import SAMPLES
+
+    Store.create(store_path, "EPSG:26916").close()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cim.cli",
+            "--store",
+            str(store_path),
+            "ingest",
+            str(SAMPLES / "ifc" / "duplex.ifc"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            live = live_jobs(store_path)
+            if live and live[0]["progress"] >= 0.1:  # past reading, into the geometry
+                break
+            if proc.poll() is not None:
+                pytest.fail("the ingest finished before it could be killed")
+            time.sleep(0.02)
+        else:
+            pytest.fail("the ingest never reported progress")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with Store.open(store_path) as store:
+        [job] = list_jobs(store)
+        assert job.status == "failed" and "died" in (job.error or "")
+        assert store.sources() == []
+        for table in store.tables_with_source_id():
+            assert store.count(table) == 0, table
