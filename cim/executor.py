@@ -18,7 +18,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from cim.errors import UsageError
@@ -38,6 +38,22 @@ class Executor(Protocol):
     ) -> Iterator[R]: ...
 
     def close(self) -> None: ...
+
+
+def _bounded(submit: Callable[[T], Any], items: Iterable[T], limit: int) -> Iterator[Any]:
+    """Submit items keeping at most ``limit`` in flight; yield results in submission order.
+    ``submit`` returns a future with ``result()`` and ``cancel()`` (concurrent or Dask)."""
+    pending: deque[Any] = deque()
+    try:
+        for item in items:
+            pending.append(submit(item))
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
 
 
 class SerialExecutor:
@@ -79,18 +95,7 @@ class LocalExecutor:
         self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
     ) -> Iterator[R]:
         pool = self._get_pool()
-        limit = window or 2 * self.workers
-        pending: deque[Future[R]] = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= limit:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
+        return _bounded(lambda item: pool.submit(fn, item), items, window or 2 * self.workers)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -124,18 +129,10 @@ class DaskExecutor:
     def map(
         self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
     ) -> Iterator[R]:
-        limit = window or 2 * self.workers
-        pending: deque[Any] = deque()
-        try:
-            for item in items:
-                pending.append(self._client.submit(fn, item, pure=False))
-                if len(pending) >= limit:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
+        client = self._client
+        return _bounded(
+            lambda item: client.submit(fn, item, pure=False), items, window or 2 * self.workers
+        )
 
     def close(self) -> None:
         self._client.close()
