@@ -7,14 +7,14 @@ two measurements run in fresh child processes:
   (laspy's default backend: lazrs, parallel over LAZ chunks), nothing else;
 * ``ingest``: ``cim ingest`` of the same file into a new store (``run_ingest``: decode,
   reprojection, Morton sort, insert, DTM, building heights, commit), with the local executor
-  (one worker per core) as the CLI uses it; with ``--parallel`` the synthetic cloud is also
-  ingested with decoding forced into the executor's worker processes.
+  (one worker per core) as the CLI uses it; with ``--serial-too`` the synthetic cloud is also
+  ingested with ``--workers 1`` (everything in the ingest process).
 
 Peak memory is the largest resident set of the child and all its descendants (executor
 workers included), sampled every 20 ms. Usage::
 
     .venv/bin/python benchmarks/lidar_ingest.py                 # samples + 50M synthetic LAS
-    .venv/bin/python benchmarks/lidar_ingest.py --points 5e6 --laz
+    .venv/bin/python benchmarks/lidar_ingest.py --points 5e6 --laz --serial-too
     .venv/bin/python benchmarks/lidar_ingest.py --no-samples --points 2e7
 """
 
@@ -64,15 +64,16 @@ def child_ingest(
     crs: str | None,
     workers: int | None,
     store_dir: str,
-    force_parallel: bool,
 ) -> dict[str, float]:
-    import ingest.lidar
+    import scipy.ndimage  # noqa: F401 - imported once per process by the CLI too
+
     from cim.executor import get_executor
     from cim.store import Store
     from ingest import IngestOptions, registry, run_ingest
 
-    ingest.lidar.FORCE_PARALLEL = force_parallel
-    registry()  # import every ingester before the clock starts (ifcopenshell is slow to load)
+    # import every ingester (ifcopenshell is slow to load) and scipy before the clock starts:
+    # a `cim ingest` process pays that once (about 1 s), whatever the number of files
+    registry()
     store_path = Path(store_dir) / f"bench_{time.time_ns()}.duckdb"
     store = Store.create(store_path, project_crs)
     executor = get_executor(None, workers)
@@ -175,11 +176,9 @@ def measure(
     crs: str | None,
     workers: int | None,
     tmp: str,
-    force_parallel: bool = False,
 ) -> None:
     decode = run_child(["decode", str(path)])
     args = ["ingest", str(path), project_crs, crs or "-", str(workers or 0), tmp]
-    args.append("parallel" if force_parallel else "-")
     ingest = run_child(args)
     assert ingest["points"] == decode["points"], (ingest, decode)
     ratio = decode["seconds"] / ingest["seconds"]
@@ -198,14 +197,9 @@ def child_main(argv: list[str]) -> None:
     if argv[0] == "decode":
         result = child_decode(argv[1])
     else:
-        path, project_crs, crs, workers, tmp, parallel = argv[1:7]
+        path, project_crs, crs, workers, tmp = argv[1:6]
         result = child_ingest(
-            path,
-            project_crs,
-            None if crs == "-" else crs,
-            int(workers) or None,
-            tmp,
-            parallel == "parallel",
+            path, project_crs, None if crs == "-" else crs, int(workers) or None, tmp
         )
     print(json.dumps(result))
 
@@ -219,9 +213,9 @@ def main() -> None:
     parser.add_argument("--laz", action="store_true", help="synthetic cloud as LAZ, not LAS")
     parser.add_argument("--workers", type=int, help="executor workers (default: one per core)")
     parser.add_argument(
-        "--parallel",
+        "--serial-too",
         action="store_true",
-        help="also ingest the synthetic cloud with decoding fanned out to the local executor",
+        help="also ingest the synthetic cloud with --workers 1 (decoding in the ingest process)",
     )
     parser.add_argument("--no-samples", action="store_true", help="skip the sample files")
     parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic cloud")
@@ -243,9 +237,9 @@ def main() -> None:
                 flush=True,
             )
             measure(path, "EPSG:2154", None, args.workers, tmp)
-            if args.parallel:
-                print("same, decoding in the executor's workers:", flush=True)
-                measure(path, "EPSG:2154", None, args.workers, tmp, force_parallel=True)
+            if args.serial_too:
+                print("same, --workers 1 (decoding in the ingest process):", flush=True)
+                measure(path, "EPSG:2154", None, 1, tmp)
 
 
 if __name__ == "__main__":

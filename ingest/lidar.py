@@ -42,7 +42,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -70,16 +69,17 @@ log = logging.getLogger(__name__)
 
 #: points decoded per chunk (about 45 MB of arrays per chunk in flight)
 CHUNK_POINTS = 1_000_000
-#: decoding fans out to the executor only for files this large, and only when the executor has
-#: more workers than this machine has cores (a Dask cluster). On one machine lazrs already
-#: decodes a LAZ file on every core in this process; with 2 cores, 2 forkserver workers made a
-#: 5M-point LAZ ingest 1.4x slower (9.9 s against 7.2 s: each chunk's records are pickled back).
+#: files with at least this many points are decoded and reprojected by the executor's workers
+#: while this process sorts and appends (when the executor has more than one worker). lazrs
+#: already decodes on every core, but the overlap pays: on 2 cores a 50M-point LAZ ingested in
+#: 43 s with 2 forkserver workers against 52 s in-process (5M: 4.8 s against 5.0 s); below a
+#: few million points the workers' start-up and the pickled chunks cost more than they save.
 PARALLEL_MIN_POINTS = 4_000_000
 #: the external sort: points per bucket sorted in memory, and points held before spilling
 BUCKET_POINTS = 4_000_000
 SPILL_POINTS = 4_000_000
-#: DuckDB's buffer pool while points are appended (by default it may grow to 80% of RAM,
-#: keeping every written block of a large insert cached: 3 GB for 50M points)
+#: DuckDB's buffer pool while points are appended (by default it may grow to 80% of RAM and
+#: keep the blocks just written cached)
 DUCKDB_MEMORY_LIMIT = "1GB"
 #: DTM cell size (m), coarsened so a DTM has at most DTM_MAX_CELLS cells
 DTM_RESOLUTION = 1.0
@@ -338,14 +338,6 @@ def _memory_limit(store: Store, limit: str) -> Iterator[None]:
             con.execute(f"SET memory_limit = '{old}'")
 
 
-#: use the executor whatever its size (tests and benchmarks of the parallel path)
-FORCE_PARALLEL = False
-
-
-def _local_cores() -> int:
-    return os.cpu_count() or 1
-
-
 # ---- the ingester ------------------------------------------------------------------------
 def _decimal_mm(values: np.ndarray) -> pa.Array:
     """int64 millimetres as an Arrow decimal64(18, 3) without a copy (DuckDB reads it as
@@ -510,9 +502,7 @@ class LidarIngester:
         ctx.progress(0.0, f"{path.name}: {n_header:,} points, {fmt}, {cloud_crs.label}")
 
         con = store.con
-        parallel = (
-            ctx.executor.workers > _local_cores() or FORCE_PARALLEL
-        ) and n_header >= PARALLEL_MIN_POINTS
+        parallel = ctx.executor.workers > 1 and n_header >= PARALLEL_MIN_POINTS
         chunks = (
             ctx.executor.map(decode_chunk, specs, window=2 * ctx.executor.workers)
             if parallel

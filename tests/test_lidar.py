@@ -458,7 +458,6 @@ def test_parallel_decode_same_points(
 ) -> None:
     """The executor path (forkserver workers, each seeking its chunk) stores the same points."""
     monkeypatch.setattr(lidar, "PARALLEL_MIN_POINTS", 0)
-    monkeypatch.setattr(lidar, "FORCE_PARALLEL", True)
     monkeypatch.setattr(lidar, "CHUNK_POINTS", 20_000)
     serial = make_store("EPSG:2154")
     parallel = make_store("EPSG:2154")
@@ -549,3 +548,26 @@ def test_replacing_a_cloud_refreshes_heights(make_store: MakeStore, tmp_path: Pa
         [ids],
     ).fetchall()
     assert statuses == [("no_coverage",)]
+
+
+# ---- the command line ---------------------------------------------------------------------------
+def test_cli_ingest_laz(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cim.cli import cli
+
+    store = str(tmp_path / "cli.duckdb")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--store", store, "init", "--crs", "EPSG:5490"]).exit_code == 0
+    failed = runner.invoke(cli, ["--store", store, "ingest", str(ST_BARTH)])
+    assert failed.exit_code != 0
+    assert "--crs" in failed.output and ST_BARTH.name in failed.output
+    ok = runner.invoke(
+        cli, ["--store", store, "ingest", "--json", "--crs", "EPSG:5490", str(ST_BARTH)]
+    )
+    assert ok.exit_code == 0, ok.output
+    doc = json.loads(ok.stdout)
+    assert doc["reports"][0]["counts"]["points"] == 249_120
+    assert doc["reports"][0]["format"] == "LAS 1.2 PF1 (LAZ)"
+    status = runner.invoke(cli, ["--store", store, "status", "--json"])
+    assert json.loads(status.stdout)["counts"]["points"] == 249_120
