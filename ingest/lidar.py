@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: points decoded per chunk (about 45 MB of arrays per chunk in flight)
+#: points decoded per chunk (48 MB of records per chunk in flight)
 CHUNK_POINTS = 1_000_000
 #: files with at least this many points are decoded and reprojected by the executor's workers
 #: while this process sorts and appends (when the executor has more than one worker). lazrs
