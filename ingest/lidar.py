@@ -7,10 +7,11 @@ to the project CRS with pyproj (one vectorised call), quantised to integer milli
 a Morton key; an external sort (``ingest.lidar_sort``) partitions the records by key prefix,
 spilling to files next to the store beyond ``SPILL_POINTS``, and emits them in key order in
 batches of at most ``BUCKET_POINTS``, which are appended to ``points`` as Arrow decimal64
-columns. Memory is bounded by those constants (about 0.5 GB of records) whatever the file size;
-the 50M-point benchmark stays well under 2 GB. Decoding fans out to ``ctx.executor`` only when
-it is larger than this machine (see ``PARALLEL_MIN_POINTS``): lazrs already decodes on every
-local core.
+columns by a writer thread while the next batch is sorted; a reader thread decodes the next
+chunks meanwhile. Memory is bounded by those constants (about 0.6 GB of records) and DuckDB's
+``DUCKDB_MEMORY_LIMIT`` whatever the file size: 1.3-1.6 GB peak for 50M points. Decoding fans
+out to ``ctx.executor`` only when it has more than ``PARALLEL_MIN_WORKERS`` workers (see there
+for the measurements): on 2 cores lazrs already decodes on both.
 
 Units. x/y are converted by the reprojection (a CRS in US survey feet comes out in metres); z is
 scaled by the vertical unit: the vertical CRS of a compound CRS, else the GeoTIFF
@@ -43,11 +44,13 @@ import json
 import logging
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, Full, Queue
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -70,11 +73,14 @@ log = logging.getLogger(__name__)
 #: points decoded per chunk (48 MB of records per chunk in flight)
 CHUNK_POINTS = 1_000_000
 #: files with at least this many points are decoded and reprojected by the executor's workers
-#: while this process sorts and appends (when the executor has more than one worker). lazrs
-#: already decodes on every core, but the overlap pays: on 2 cores a 50M-point LAZ ingested in
-#: 43 s with 2 forkserver workers against 52 s in-process (5M: 4.8 s against 5.0 s); below a
-#: few million points the workers' start-up and the pickled chunks cost more than they save.
+#: while this process sorts and appends, when the executor has more than PARALLEL_MIN_WORKERS
+#: workers. On 2 cores it does not pay: lazrs already decodes on both cores and a reader thread
+#: overlaps decoding with sorting; 2 forkserver workers were within the noise of in-process
+#: decoding on a 50M-point LAZ (38 s against 36 s; 43 s against 52 s in an earlier build) and
+#: cost 0.3 GB more. With more cores (or a Dask cluster) the workers add the reprojection and
+#: key computation in parallel.
 PARALLEL_MIN_POINTS = 4_000_000
+PARALLEL_MIN_WORKERS = 2
 #: the external sort: points per bucket sorted in memory, and points held before spilling
 BUCKET_POINTS = 4_000_000
 SPILL_POINTS = 4_000_000
@@ -324,6 +330,45 @@ def _serial_chunks(specs: Sequence[ChunkSpec]) -> Iterator[np.ndarray]:
             yield _process(points, spec)
 
 
+def _prefetch(chunks: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+    """Decode the next chunks in a thread while the caller sorts this one (lazrs and numpy
+    release the GIL while they work)."""
+    queue: Queue[tuple[np.ndarray | None, BaseException | None]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        queue.put((chunk, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((None, None))
+        except BaseException as exc:
+            queue.put((None, exc))
+
+    thread = threading.Thread(target=run, name="cim-lidar-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            chunk, error = queue.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a reader waiting to put
+            with contextlib.suppress(Empty):
+                queue.get_nowait()
+            thread.join(timeout=0.05)
+
+
 @contextlib.contextmanager
 def _memory_limit(store: Store, limit: str) -> Iterator[None]:
     """Set DuckDB's memory limit for a while, then put back what it was."""
@@ -502,11 +547,11 @@ class LidarIngester:
         ctx.progress(0.0, f"{path.name}: {n_header:,} points, {fmt}, {cloud_crs.label}")
 
         con = store.con
-        parallel = ctx.executor.workers > 1 and n_header >= PARALLEL_MIN_POINTS
+        parallel = ctx.executor.workers > PARALLEL_MIN_WORKERS and n_header >= PARALLEL_MIN_POINTS
         chunks = (
             ctx.executor.map(decode_chunk, specs, window=2 * ctx.executor.workers)
             if parallel
-            else _serial_chunks(specs)
+            else _prefetch(_serial_chunks(specs))
         )
         shift = bucket_shift(n_header, _area_m2(header, cloud_crs, dst), BUCKET_POINTS)
         stats = _CloudStats()

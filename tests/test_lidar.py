@@ -458,6 +458,7 @@ def test_parallel_decode_same_points(
 ) -> None:
     """The executor path (forkserver workers, each seeking its chunk) stores the same points."""
     monkeypatch.setattr(lidar, "PARALLEL_MIN_POINTS", 0)
+    monkeypatch.setattr(lidar, "PARALLEL_MIN_WORKERS", 1)
     monkeypatch.setattr(lidar, "CHUNK_POINTS", 20_000)
     serial = make_store("EPSG:2154")
     parallel = make_store("EPSG:2154")
