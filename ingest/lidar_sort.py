@@ -98,15 +98,23 @@ class ExternalSort:
         if self.shift >= 64:
             self._append(0, records)
         else:
-            ids, inverse, counts = np.unique(
-                records["key"] >> np.uint64(self.shift), return_inverse=True, return_counts=True
-            )
-            if len(ids) == 1:
-                self._append(int(ids[0]), records)
-            else:
-                # a stable sort of small integers is a radix sort in numpy: linear time
-                small = inverse.astype(np.uint16 if len(ids) < 2**16 else np.uint32)
+            buckets = records["key"] >> np.uint64(self.shift)
+            lo, hi = int(buckets.min()), int(buckets.max())
+            if lo == hi:
+                self._append(lo, records)
+            elif hi - lo < 2**16:
+                # a counting sort: the bucket ids of a chunk span a small range, and a stable
+                # argsort of uint16 is numpy's linear radix sort (np.unique sorts the uint64s)
+                small = (buckets - np.uint64(lo)).astype(np.uint16)
+                counts = np.bincount(small, minlength=hi - lo + 1)
                 records = take(records, np.argsort(small, kind="stable"))
+                ends = np.cumsum(counts)
+                for offset in np.flatnonzero(counts):
+                    end, count = int(ends[offset]), int(counts[offset])
+                    self._append(lo + int(offset), records[end - count : end])
+            else:
+                ids, inverse, counts = np.unique(buckets, return_inverse=True, return_counts=True)
+                records = take(records, np.argsort(inverse, kind="stable"))
                 ends = np.cumsum(counts)
                 for bucket, end, count in zip(ids, ends, counts, strict=True):
                     self._append(int(bucket), records[end - count : end])
@@ -121,7 +129,7 @@ class ExternalSort:
         for bucket, parts in self._mem.items():
             with self._file(bucket).open("ab") as f:
                 for part in parts:
-                    f.write(part.tobytes())
+                    f.write(np.ascontiguousarray(part).data)  # no copy: slices are contiguous
             self._on_disk[bucket] = self._on_disk.get(bucket, 0) + sum(len(p) for p in parts)
         self._mem.clear()
         self._mem_points = 0
