@@ -605,7 +605,8 @@ def _table_has_rows(store: Store, names: tuple[str, ...]) -> bool:
 
 
 def _lidar_heights(store: Store, source_id: int) -> int:
-    """Fill unknown heights of this source's buildings from LiDAR points already in the store."""
+    """Roof heights of this source's buildings from LiDAR points already in the store: every
+    building gets its roof percentiles (for PV), unknown heights are filled (others are kept)."""
     try:
         from ingest.lidar import derive_building_heights
     except ImportError:
@@ -613,7 +614,7 @@ def _lidar_heights(store: Store, source_id: int) -> int:
     if not _table_has_rows(store, ("points", "point_chunks")):
         return 0
     rows = store.con.execute(
-        "SELECT id FROM buildings WHERE source_id = ? AND height IS NULL ORDER BY id", [source_id]
+        "SELECT id FROM buildings WHERE source_id = ? ORDER BY id", [source_id]
     ).fetchall()
     if not rows:
         return 0

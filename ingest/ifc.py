@@ -523,6 +523,7 @@ class _Ingest:
                 json.dumps(placement.params),
             ],
         )
+        lidar_roofs(self.store, [b for b in buildings.values() if b is not None])
         try:  # link to footprints of the same building from other sources (GIS, LiDAR)
             from ingest.linking import link_buildings
 
@@ -915,6 +916,7 @@ def place(store: Store, source_id: int, anchor: Anchor) -> dict[str, Any]:
         "UPDATE sources SET status = 'ingested', crs = ?, warnings = '[]' WHERE id = ?",
         [store.crs_label, source_id],
     )
+    lidar_roofs(store, moved)
     try:
         from ingest.linking import link_buildings
 
@@ -929,6 +931,23 @@ def place(store: Store, source_id: int, anchor: Anchor) -> dict[str, Any]:
         "linked": linked,
         "anchor": placement.params,
     }
+
+
+def lidar_roofs(store: Store, building_ids: list[int]) -> None:
+    """Roof percentiles from LiDAR points already in the store (the model's height stays)."""
+    con = store.con
+    if (
+        not building_ids
+        or not con.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_name = 'points'"
+        ).fetchone()
+    ):
+        return
+    if not con.execute("SELECT 1 FROM points LIMIT 1").fetchone():
+        return
+    from ingest.lidar import derive_building_heights
+
+    derive_building_heights(store, building_ids)
 
 
 def _to_project(outline: BaseGeometry, matrix: np.ndarray) -> BaseGeometry:

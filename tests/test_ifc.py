@@ -500,3 +500,29 @@ def test_assembly_parts_are_related_and_inherit_the_storey(tmp_path: Path) -> No
     assert [(b[0], b[1]) for b in beams] == [("F1", True), ("F1", True)]
     assert all(b[2] == pytest.approx(4.0 * 0.5 * 0.3, rel=0.01) for b in beams)
     assert json.loads(psets)["Tekla Assembly"]["Cast unit type"] == "Prefab"
+
+
+def test_lidar_roofs_for_an_ifc_building_keep_the_model_height(tmp_path: Path) -> None:
+    laz = SAMPLES / "lidar" / "lidarprod" / "870000_6618000.subset.postValidation.laz"
+    with Store.create(tmp_path / "s.duckdb", "EPSG:2154") as store:
+        run_ingest(store, laz, IngestOptions(), SerialExecutor())
+        # the 8 m cell with the most building points: put an 8 x 8 m IFC block over it
+        [(cx, cy)] = store.con.execute(
+            "SELECT floor(x / 8) * 8, floor(y / 8) * 8 FROM points WHERE classification = 6 "
+            "GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1"
+        ).fetchall()
+        path = wall_model(
+            tmp_path / "block.ifc",
+            length=8.0,
+            thickness=8.0,
+            height=3.0,
+            map_conversion={"Eastings": float(cx), "Northings": float(cy), "OrthogonalHeight": 0.0},
+            crs_name="EPSG:2154",
+        )
+        ingest(store, path)
+        [(status, n, p70, height, source)] = store.con.execute(
+            "SELECT h.status, h.n_points, h.roof_p70, b.height, b.height_source "
+            "FROM buildings b JOIN building_heights h ON h.building_id = b.id"
+        ).fetchall()
+    assert status == "ok" and n > 20 and p70 is not None
+    assert source == "ifc" and height == pytest.approx(3.0, rel=0.01)
