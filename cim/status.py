@@ -50,6 +50,14 @@ def status_document(store: Store) -> dict[str, Any]:
                     f"`cim place {s.id} --anchor LON,LAT[,ELEV[,ROTATION]]`",
                 }
             )
+        if s.kind == "lidar" and s.counts.get("building_points") == 0:
+            attention.append(
+                {
+                    "source_id": s.id,
+                    "reason": "heights_unavailable",
+                    "message": f"{s.name} has no building class (6): no roof heights from it",
+                }
+            )
         failed = s.counts.get("failed") if isinstance(s.counts, dict) else None
         if failed:
             attention.append(
@@ -71,6 +79,16 @@ def status_document(store: Store) -> dict[str, Any]:
                 }
             )
             break  # the newest failure is enough here; `cim jobs` lists them all
+    if "buildings" in existing:
+        unknown = store.count("buildings", "height IS NULL AND same_as IS NULL")
+        if unknown:
+            attention.append(
+                {
+                    "reason": "heights_unknown",
+                    "message": f"{unknown} building(s) have no known height: add a height or "
+                    f"floors attribute, or ingest LiDAR covering them",
+                }
+            )
     counts = {t: store.count(t) for t in COUNTED_TABLES if t in existing}
     counts["sources"] = len(sources)
     return {

@@ -122,3 +122,24 @@ def test_ingest_json_reports_every_file_and_fails_only_the_bad_one(tmp_path: Pat
     status = json.loads(run("--store", str(store), "status", "--json").stdout)
     assert [s["name"] for s in status["sources"]] == ["TallBuilding.ifc"]
     assert status["sources"][0]["counts"]["products"] == 84
+
+
+def test_status_lists_what_needs_attention(tmp_path: Path) -> None:
+    from tests.conftest import SAMPLES
+
+    store = tmp_path / "c.duckdb"
+    assert run("--store", str(store), "init", "--crs", "EPSG:32610").returncode == 0
+    r = run("--store", str(store), "ingest", str(SAMPLES / "lidar" / "autzen_trim.laz"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(run("--store", str(store), "status", "--json").stdout)
+    validate_against(doc, "status.schema.json")
+    assert [a["reason"] for a in doc["attention"]] == ["heights_unavailable"]
+    assert doc["counts"]["points"] == 110000
+    prague = tmp_path / "prague.duckdb"
+    assert run("--store", str(prague), "init", "--crs", "EPSG:32633").returncode == 0
+    bubenec = SAMPLES / "gis" / "bubenec.gpkg"
+    r = run("--store", str(prague), "ingest", str(bubenec), "--layer", "buildings")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(run("--store", str(prague), "status", "--json").stdout)
+    [item] = doc["attention"]
+    assert item["reason"] == "heights_unknown" and item["message"].startswith("144 building")
