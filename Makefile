@@ -28,12 +28,14 @@ pytest: install
 
 test: lint typecheck pytest
 
-# Runs the pipeline as far as it is built: a store in Tongliao's CRS, the sample IFC models
-# placed side by side in Tongliao (their own georeferences point elsewhere), then the status.
-# Tiles, the analyzers and the map server are not built yet, so the demo stops here.
+# Runs the pipeline as far as it is built: a store in Tongliao's CRS with the sample IFC models
+# placed side by side (their own georeferences point elsewhere), and one store per other sample
+# region in a CRS that covers it (LiDAR + footprints of Paris-Saclay, Montpellier's six tiles,
+# Prague, Dover). Tiles, the analyzers and the map server are not built yet: the demo stops here.
+DEMO := $(dir $(STORE))
 demo: install
-	rm -f $(STORE) $(STORE).wal
-	mkdir -p $(dir $(STORE))
+	rm -rf $(DEMO)
+	mkdir -p $(DEMO)
 	$(BIN)/cim --store $(STORE) init --crs EPSG:4550 --origin 122.2630,43.6170
 	$(BIN)/cim --store $(STORE) ingest samples/ifc/AC20-FZK-Haus.ifc --anchor 122.2600,43.6200,180,0
 	$(BIN)/cim --store $(STORE) ingest samples/ifc/duplex.ifc --anchor 122.2610,43.6200,180,0
@@ -42,7 +44,16 @@ demo: install
 	$(BIN)/cim --store $(STORE) ingest samples/ifc/IfcOpenHouse.ifc
 	$(BIN)/cim --store $(STORE) place IfcOpenHouse.ifc --anchor 122.2650,43.6190,180,0
 	$(BIN)/cim --store $(STORE) status
-	@echo "demo: store built at $(STORE); tiles, analyzers and the map server are not built yet"
+	$(BIN)/cim --store $(DEMO)lidarprod.duckdb init --crs EPSG:2154
+	$(BIN)/cim --store $(DEMO)lidarprod.duckdb ingest samples/lidar/lidarprod/*.shp samples/lidar/lidarprod/*.laz
+	$(BIN)/cim --store $(DEMO)montpellier.duckdb init --crs EPSG:2154
+	$(BIN)/cim --store $(DEMO)montpellier.duckdb ingest samples/lidar/montpellier/*.laz
+	$(BIN)/cim --store $(DEMO)prague.duckdb init --crs EPSG:32633
+	$(BIN)/cim --store $(DEMO)prague.duckdb ingest samples/gis/bubenec.gpkg
+	$(BIN)/cim --store $(DEMO)dover.duckdb init --crs EPSG:32618
+	$(BIN)/cim --store $(DEMO)dover.duckdb ingest samples/gis/delaware_buildings.geojson
+	$(BIN)/cim --store $(DEMO)lidarprod.duckdb status
+	@echo "demo: stores built in $(DEMO); tiles, analyzers and the map server are not built yet"
 
 # The benchmarks print their figures (the LiDAR one at 5M synthetic points here; its default,
 # 50M, needs about 2 minutes and 2 GB of temporary disk).
