@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,24 @@ def store(store_path: Path) -> Iterator[Store]:
     try:
         yield s
     finally:
+        s.close()
+
+
+MakeStore = Callable[[str], Store]
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Iterator[MakeStore]:
+    """Stores in any project CRS, closed at the end of the test."""
+    opened: list[Store] = []
+
+    def make(crs: str) -> Store:
+        s = Store.create(tmp_path / f"s{len(opened)}.duckdb", crs)
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
         s.close()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +24,13 @@ from ingest import IngestOptions, IngestReport, registry, run_ingest
 from ingest.gis import INGESTER, features, guess_role, map_attributes
 from ingest.gis_gcj02 import gcj02_to_wgs84, in_china, wgs84_to_gcj02
 from ingest.linking import link_buildings
-from tests.conftest import SAMPLES, snapshot
+from tests.conftest import SAMPLES, MakeStore, snapshot
 
 BUBENEC = SAMPLES / "gis" / "bubenec.gpkg"
 DELAWARE = SAMPLES / "gis" / "delaware_buildings.geojson"
 LIDARPROD_SHP = SAMPLES / "lidar" / "lidarprod" / "870000_6618000.subset.postIA.shp"
 LIDARPROD_LAZ = SAMPLES / "lidar" / "lidarprod" / "870000_6618000.subset.postValidation.laz"
 GEOD = Geod(ellps="WGS84")
-
-MakeStore = Callable[[str], Store]
-
-
-@pytest.fixture
-def make_store(tmp_path: Path) -> Iterator[MakeStore]:
-    opened: list[Store] = []
-
-    def make(crs: str) -> Store:
-        s = Store.create(tmp_path / f"s{len(opened)}.duckdb", crs)
-        opened.append(s)
-        return s
-
-    yield make
-    for s in opened:
-        s.close()
 
 
 def ingest(store: Store, path: Path, **options: Any) -> IngestReport:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import laspy
@@ -19,7 +18,7 @@ from cim.errors import CrsError, InputFileError
 from cim.executor import Executor, LocalExecutor, SerialExecutor
 from cim.store import Store
 from ingest import IngestOptions, IngestReport, registry, run_ingest
-from tests.conftest import SAMPLES, snapshot
+from tests.conftest import SAMPLES, MakeStore, snapshot
 
 LIDAR = SAMPLES / "lidar"
 MONTPELLIER = sorted((LIDAR / "montpellier").glob("*.laz"))
@@ -37,23 +36,6 @@ CASES = [
     (AUTZEN, "EPSG:32610", None),
     (ST_BARTH, "EPSG:5490", "EPSG:5490"),
 ]
-
-
-MakeStore = Callable[[str], Store]
-
-
-@pytest.fixture
-def make_store(tmp_path: Path) -> Iterator[MakeStore]:
-    opened: list[Store] = []
-
-    def make(crs: str) -> Store:
-        s = Store.create(tmp_path / f"s{len(opened)}.duckdb", crs)
-        opened.append(s)
-        return s
-
-    yield make
-    for s in opened:
-        s.close()
 
 
 def ingest(
