@@ -526,3 +526,24 @@ def test_lidar_roofs_for_an_ifc_building_keep_the_model_height(tmp_path: Path) -
         ).fetchall()
     assert status == "ok" and n > 20 and p70 is not None
     assert source == "ifc" and height == pytest.approx(3.0, rel=0.01)
+
+
+def test_union_of_triangles_matches_geos() -> None:
+    """The Clipper union behind projected areas and outlines against shapely's union_all:
+    overlapping triangles, a square ring with a hole, an island in the hole, far coordinates."""
+    from ingest.ifc import _union_of_triangles
+
+    rng = np.random.default_rng(3)
+    soup = rng.uniform(0, 10, size=(300, 3, 2))
+    ring = []
+    for x0, y0, x1, y1 in [(0, 0, 9, 3), (0, 6, 9, 9), (0, 3, 3, 6), (6, 3, 9, 6), (4, 4, 5, 5)]:
+        ring += [[(x0, y0), (x1, y0), (x1, y1)], [(x0, y0), (x1, y1), (x0, y1)]]
+    far = soup[:50] + np.array([500000.0, 4830000.0])
+    for tris in (soup, np.array(ring, dtype=float), far):
+        ours = _union_of_triangles(tris)
+        geos = shapely.union_all(shapely.polygons(tris))
+        assert ours.is_valid
+        assert ours.area == pytest.approx(geos.area, rel=1e-6)
+        assert shapely.symmetric_difference(ours, geos).area < 1e-6 * geos.area
+    with_hole = _union_of_triangles(np.array(ring, dtype=float))
+    assert with_hole.area == pytest.approx(81 - 9 + 1)  # 9x9 square, 3x3 hole, 1x1 island
