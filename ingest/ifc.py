@@ -310,6 +310,7 @@ class _Ingest:
         self.ctx = ctx
         self.warnings: list[str] = []
         self.unit_scale = float(uunit.calculate_unit_scale(model))
+        self._type_sets: dict[int, dict[str, tuple[bool, dict[str, Any]]]] = {}
         area = float(uunit.calculate_unit_scale(model, "AREAUNIT"))
         self.qscale = {
             "volume": float(uunit.calculate_unit_scale(model, "VOLUMEUNIT")),
@@ -412,23 +413,38 @@ class _Ingest:
         return "skipped by the geometry iterator"
 
     # ---- properties -----------------------------------------------------------------------
-    def properties(self, product: Any) -> dict[str, Any]:
-        allsets = uel.get_psets(product)
-        psets: dict[str, Any] = {}
-        qsets: dict[str, Any] = {}
-        for name, props in allsets.items():
-            target = qsets
+    def _sets(self, entity: Any, inherit: bool) -> dict[str, tuple[bool, dict[str, Any]]]:
+        """{set name: (is a quantity set, its values)} of an occurrence's or a type's sets."""
+        out: dict[str, tuple[bool, dict[str, Any]]] = {}
+        for name, props in uel.get_psets(entity, should_inherit=inherit).items():
             ent_id = props.get("id")
+            is_qto = False
             if ent_id is not None:
                 ent = self.model.by_id(ent_id)
-                if not (ent.is_a("IfcElementQuantity") or ent.is_a("IfcQuantitySet")):
-                    target = psets
-            target[name] = _jsonable(props)
+                is_qto = bool(ent.is_a("IfcElementQuantity") or ent.is_a("IfcQuantitySet"))
+            out[name] = (is_qto, _jsonable(props))
+        return out
+
+    def properties(self, product: Any) -> dict[str, Any]:
+        """Property and quantity sets, the type's merged under the occurrence's own (the type's
+        sets are read once per type: many occurrences share them)."""
+        ptype = uel.get_type(product)
+        merged: dict[str, tuple[bool, dict[str, Any]]] = {}
+        if ptype is not None:
+            key = ptype.id()
+            if key not in self._type_sets:
+                self._type_sets[key] = self._sets(ptype, inherit=False)
+            merged.update(self._type_sets[key])
+        for name, (is_qto, values) in self._sets(product, inherit=False).items():
+            if name in merged:
+                values = {**merged[name][1], **values}
+            merged[name] = (is_qto, values)
+        psets = {name: values for name, (is_qto, values) in merged.items() if not is_qto}
+        qsets = {name: values for name, (is_qto, values) in merged.items() if is_qto}
         flags: dict[str, Any] = {}
         for name in sorted(psets):
             if name.startswith("Pset_") and name.endswith("Common"):
                 flags.update(psets[name])
-        ptype = uel.get_type(product)
         materials = sorted({m.Name for m in uel.get_materials(product) if getattr(m, "Name", None)})
         return {
             "psets": psets,
