@@ -2,9 +2,12 @@
 
 For each sample: the full `cim` ingest (open, geometry, properties, quantities, store writes)
 beside a bare ifcopenshell geometry iteration of the same file with the same settings (open +
-iterate + copy the buffers), both in fresh processes, with peak memory (max RSS). Also the
-default opencascade kernel, with the summed mesh volume of each kernel to show they agree.
-Target: full ingest within 1.5x of the bare iteration.
+iterate + copy the buffers), each in a fresh process, with peak memory (max RSS). Each process
+does its work twice and reports both: "cold" is the first run (it pays one-time library set-up:
+DuckDB's first Arrow scan, pyproj's database, lazy imports), "warm" the second, which is what an
+operator ingesting many files sees for every file after the first. Also the default
+opencascade kernel, with the summed mesh volume of each kernel (they differ where opencascade's
+triangles are wound inconsistently). Target: full ingest within 1.5x of the bare iteration.
 
     .venv/bin/python benchmarks/ifc_ingest.py [FILES...]
 """
@@ -18,8 +21,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def twice(work: Any) -> dict[str, float]:
+    first = work()
+    second = work()
+    return {**second, "cold": first["seconds"], "seconds": second["seconds"]}
 
 
 def bare(path: str, library: str) -> dict[str, float]:
@@ -74,7 +84,7 @@ def full(path: str) -> dict[str, float]:
 
 
 def child(mode: str, path: str) -> None:
-    out = full(path) if mode == "full" else bare(path, mode)
+    out = twice(lambda: full(path) if mode == "full" else bare(path, mode))
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
@@ -93,11 +103,11 @@ def run(mode: str, path: Path) -> dict[str, float]:
 def main(argv: list[str]) -> None:
     files = [Path(a) for a in argv] or sorted((ROOT / "samples" / "ifc").glob("*.ifc"))
     header = (
-        f"{'file':<22}{'ingest s':>9}{'bare s':>8}{'ratio':>7}{'occ s':>7}"
+        f"{'file':<22}{'ingest s':>9}{'bare s':>8}{'ratio':>7}{'cold':>7}{'occ s':>7}"
         f"{'ingest MB':>10}{'bare MB':>9}  shapes  (mesh volume hybrid / occ, m3)"
     )
     print(header)
-    worst = 0.0
+    worst = worst_cold = 0.0
     for f in files:
         best_full = min((run("full", f) for _ in range(2)), key=lambda d: d["seconds"])
         best_bare = min(
@@ -106,13 +116,19 @@ def main(argv: list[str]) -> None:
         )
         occ = run("opencascade", f)
         ratio = best_full["seconds"] / best_bare["seconds"]
+        cold = best_full["cold"] / best_bare["cold"]
         worst = max(worst, ratio)
+        worst_cold = max(worst_cold, cold)
         print(
             f"{f.name:<22}{best_full['seconds']:>9.2f}{best_bare['seconds']:>8.2f}{ratio:>7.2f}"
+            f"{cold:>7.2f}"
             f"{occ['seconds']:>7.2f}{best_full['peak_mb']:>10.0f}{best_bare['peak_mb']:>9.0f}"
             f"  {int(best_full['shapes']):>5}  ({best_bare['volume']:.2f} / {occ['volume']:.2f})"
         )
-    print(f"worst ingest/bare ratio: {worst:.2f} (target <= 1.5)")
+    print(
+        f"worst ingest/bare ratio: {worst:.2f} warm, {worst_cold:.2f} cold (first file of a "
+        f"process); target <= 1.5"
+    )
 
 
 if __name__ == "__main__":
