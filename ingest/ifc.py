@@ -41,6 +41,7 @@ import pyclipper
 import shapely
 import shapely.errors
 from pyproj import CRS
+from pyproj.exceptions import CRSError
 from shapely.geometry.base import BaseGeometry
 
 from cim.errors import CrsError, InputFileError, UnsupportedFile
@@ -474,15 +475,12 @@ class _Ingest:
             method = (
                 "rigid_operation" if ops and ops[0].is_a("IfcRigidOperation") else "map_conversion"
             )
-            try:
-                if not name:
-                    raise CrsError("no CRS name")
-                map_crs = CRS.from_user_input(str(name).replace(" ", ""))
-            except Exception as exc:
+            map_crs = _map_crs(name)
+            if map_crs is None:
                 raise CrsError(
                     f"{self.path}: its IfcProjectedCRS name {name!r} is not a known CRS; "
                     f"give the EPSG code in the model, or place it with --anchor LON,LAT"
-                ) from exc
+                )
             params = {
                 "eastings": float(helmert.e),
                 "northings": float(helmert.n),
@@ -1156,6 +1154,20 @@ def _building_of(entity: Any) -> Any:
             nxt = uel.get_container(p)
         p = nxt
         seen += 1
+    return None
+
+
+def _map_crs(name: Any) -> CRS | None:
+    """The CRS an IfcProjectedCRS names: "EPSG:4550", "EPSG 4550", or a registered name such as
+    "CGCS2000 / 3-degree Gauss-Kruger CM 123E" (PROJ looks names up in its database)."""
+    if not name:
+        return None
+    text = str(name).strip()
+    for candidate in (text, text.replace(" ", ""), text.replace(" ", ":", 1)):
+        try:
+            return CRS.from_user_input(candidate)
+        except CRSError:  # try the next spelling
+            continue
     return None
 
 

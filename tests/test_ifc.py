@@ -176,6 +176,21 @@ def test_ifc4x3_rigid_operation(tmp_path: Path) -> None:
     assert np.allclose(box, (500110.0, 4830220.0, 180.0), atol=0.01)
 
 
+@pytest.mark.parametrize(
+    "name", ["EPSG:4550", "EPSG 4550", "CGCS2000 / 3-degree Gauss-Kruger CM 123E"]
+)
+def test_projected_crs_by_code_or_by_name(tmp_path: Path, name: str) -> None:
+    path = wall_model(
+        tmp_path / "w.ifc",
+        crs_name=name,
+        map_conversion={"Eastings": 500000.0, "Northings": 4830000.0, "OrthogonalHeight": 0.0},
+    )
+    with Store.create(tmp_path / "s.duckdb", "EPSG:4550") as store:
+        ingest(store, path)
+        [(x, y)] = store.con.execute("SELECT xmin, ymin FROM elements").fetchall()
+    assert (x, y) == pytest.approx((500000.0, 4830000.0), abs=0.01)
+
+
 def test_map_conversion_into_another_project_crs(tmp_path: Path) -> None:
     """Map CRS EPSG:4550 (CM 123E), store in EPSG:4549 (CM 120E): pyproj does the hop."""
     e0, n0 = 400000.0, 4830000.0
