@@ -60,7 +60,7 @@ import pyarrow as pa
 import shapely
 from pyproj import CRS
 
-from cim.crs import parse_crs, transformer
+from cim.crs import check_in_project_area, parse_crs, transformer
 from cim.errors import CrsError, InputFileError
 from ingest import IngestContext, IngestResult
 from ingest.lidar_sort import RECORD, ExternalSort, bucket_shift
@@ -214,6 +214,15 @@ def _area_m2(header: laspy.LasHeader, cloud: CloudCrs, dst: CRS) -> float:
     except Exception:  # bounds the CRS cannot take: buckets then split themselves
         return 1.0
     return area if math.isfinite(area) and area > 0 else 1.0
+
+
+def _check_area(header: laspy.LasHeader, cloud: CloudCrs, dst: CRS, path: Path) -> None:
+    """Refuse a cloud lying outside the project CRS's area (a wrong --crs, or the wrong store)."""
+    t = transformer(cloud.horizontal_wkt, dst.to_wkt())
+    bounds = t.transform_bounds(
+        float(header.mins[0]), float(header.mins[1]), float(header.maxs[0]), float(header.maxs[1])
+    )
+    check_in_project_area(dst, bounds, f"{path} ({cloud.label})")
 
 
 def _decompression_selection() -> Any:
@@ -528,6 +537,7 @@ class LidarIngester:
         if cloud_crs.z_factor != 1.0:
             log.info("%s: z in %s, scaled by %s", path.name, cloud_crs.z_unit, cloud_crs.z_factor)
         has_rgb = pf in _RGB_FORMATS
+        _check_area(header, cloud_crs, dst, path)
         src_wkt = cloud_crs.horizontal_wkt
         dst_wkt = dst.to_wkt()
         if CRS.from_wkt(src_wkt) == dst:

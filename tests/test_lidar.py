@@ -408,7 +408,7 @@ def test_autzen_heights_unavailable(make_store: MakeStore) -> None:
 @pytest.mark.parametrize("keep", [0.5, 0.02])
 def test_truncated_laz_fails_cleanly(make_store: MakeStore, tmp_path: Path, keep: float) -> None:
     store = make_store("EPSG:32610")
-    ingest(store, MONTPELLIER[0], "EPSG:2154")  # something already in the store
+    ingest(store, AUTZEN)  # something already in the store
     before = snapshot(store)
     data = AUTZEN.read_bytes()
     bad = tmp_path / "autzen_truncated.laz"
@@ -417,6 +417,13 @@ def test_truncated_laz_fails_cleanly(make_store: MakeStore, tmp_path: Path, keep
         ingest(store, bad)
     assert bad.name in str(err.value)
     assert snapshot(store) == before
+
+
+def test_cloud_outside_the_project_crs_area_is_refused(make_store: MakeStore) -> None:
+    store = make_store("EPSG:4550")  # Tongliao; Montpellier is in France
+    with pytest.raises(CrsError, match="outside the area of the project CRS"):
+        ingest(store, MONTPELLIER[0])
+    assert store.sources() == [] and store.count("points") == 0
 
 
 def test_garbage_after_header_fails_cleanly(make_store: MakeStore, tmp_path: Path) -> None:
