@@ -113,8 +113,7 @@ def render_status(doc: dict[str, Any], console: Console) -> None:
     if doc["sources"]:
         table = Table("id", "name", "kind", "format", "status", "counts")
         for s in doc["sources"]:
-            shown = [(k, v) for k, v in s["counts"].items() if isinstance(v, int) and v][:4]
-            counts = ", ".join(f"{v} {k}" for k, v in shown)
+            counts = _summary(s["kind"], s["counts"])
             table.add_row(
                 str(s["id"]), s["name"], s["kind"], s["format"] or "", s["status"], counts
             )
@@ -123,3 +122,18 @@ def render_status(doc: dict[str, Any], console: Console) -> None:
         console.print("no sources yet: add files with `cim ingest PATH...`")
     for item in doc["attention"]:
         console.print(f"[yellow]attention[/]: {item['message']}")
+
+
+#: the counts the console table shows first, per kind (all of them are in --json)
+_SUMMARY_KEYS = {
+    "ifc": ("products", "meshed", "failed", "buildings"),
+    "lidar": ("points", "ground_points", "building_points", "buildings_with_heights"),
+    "gis": ("buildings", "roads", "landcover", "parks", "pois", "boundary", "repaired", "skipped"),
+}
+
+
+def _summary(kind: str, counts: dict[str, Any]) -> str:
+    keys = _SUMMARY_KEYS.get(kind, ())
+    always = {"products", "meshed", "failed", "points"}
+    shown = [(k, counts[k]) for k in keys if k in counts and (counts[k] or k in always)]
+    return ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in shown)
