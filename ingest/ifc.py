@@ -551,6 +551,11 @@ class _Ingest:
         products = {
             p.id(): p for p in model.by_type("IfcProduct") if getattr(p, "Representation", None)
         }
+        if not products:
+            raise InputFileError(
+                f"{self.path}: no element with geometry (no IfcProduct with a representation): "
+                f"nothing to put on the map; export the model with its 3D geometry"
+            )
         rows = self.iterate(products)
         # elements that only aggregate parts (IfcElementAssembly ...) keep their properties too
         for rel in model.by_type("IfcRelAggregates"):

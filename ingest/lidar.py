@@ -527,6 +527,10 @@ class LidarIngester:
                 detail=repr(exc),
             ) from exc
         n_header = int(header.point_count)
+        if n_header == 0:
+            raise InputFileError(
+                f"{path}: the header says the cloud has no points; export it again"
+            )
         version = f"{header.version.major}.{header.version.minor}"
         pf = int(header.point_format.id)
         compressed = bool(header.are_points_compressed)

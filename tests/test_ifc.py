@@ -562,3 +562,19 @@ def test_union_of_triangles_matches_geos() -> None:
         assert shapely.symmetric_difference(ours, geos).area < 1e-6 * geos.area
     with_hole = _union_of_triangles(np.array(ring, dtype=float))
     assert with_hole.area == pytest.approx(81 - 9 + 1)  # 9x9 square, 3x3 hole, 1x1 island
+
+
+def test_a_model_without_geometry_is_refused(tmp_path: Path) -> None:
+    import ifcopenshell.api.project
+    import ifcopenshell.api.root
+    import ifcopenshell.api.unit
+
+    model = ifcopenshell.api.project.create_file(version="IFC4")
+    ifcopenshell.api.root.create_entity(model, ifc_class="IfcProject", name="Empty")
+    ifcopenshell.api.unit.assign_unit(model)
+    path = tmp_path / "empty_project.ifc"
+    model.write(str(path))
+    with Store.create(tmp_path / "s.duckdb") as store:
+        with pytest.raises(InputFileError, match=r"empty_project\.ifc: no element with geometry"):
+            ingest(store, path)
+        assert store.sources() == []

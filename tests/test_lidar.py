@@ -569,3 +569,16 @@ def test_cli_ingest_laz(tmp_path: Path) -> None:
     assert doc["reports"][0]["format"] == "LAS 1.2 PF1 (LAZ)"
     status = runner.invoke(cli, ["--store", store, "status", "--json"])
     assert json.loads(status.stdout)["counts"]["points"] == 249_120
+
+
+def test_a_cloud_without_points_is_refused(make_store: MakeStore, tmp_path: Path) -> None:
+    from pyproj import CRS
+
+    header = laspy.LasHeader(point_format=3, version="1.2")
+    header.add_crs(CRS.from_epsg(2154))
+    path = tmp_path / "zero.las"
+    laspy.LasData(header).write(str(path))
+    store = make_store("EPSG:2154")
+    with pytest.raises(InputFileError, match=r"zero\.las: the header says the cloud has no points"):
+        ingest(store, path)
+    assert store.sources() == []
