@@ -161,6 +161,24 @@ def choose_ingester(path: Path) -> Ingester:
     raise UnsupportedFile(f"{path}: not a file cim can ingest (known kinds: {known})")
 
 
+def check_options(path: Path, kind: str, options: IngestOptions) -> None:
+    """Options that do not apply to this kind of file are a mistake worth saying, not ignoring."""
+    wrong = []
+    if options.anchor is not None and kind != "ifc":
+        wrong.append("--anchor places IFC models")
+    if options.layer is not None and kind != "gis":
+        wrong.append("--layer picks a GIS layer")
+    if options.role is not None and kind != "gis":
+        wrong.append("--role says what a GIS layer is")
+    if options.crs is not None and kind == "ifc":
+        wrong.append("--crs does not apply to IFC models (their georeference, or --anchor)")
+    if wrong:
+        what = {"ifc": "an IFC model", "lidar": "a LiDAR cloud", "gis": "a GIS file"}.get(
+            kind, kind
+        )
+        raise UsageError(f"{path}: is {what}, and " + "; ".join(wrong))
+
+
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -192,6 +210,7 @@ def run_ingest(
     t0 = time.perf_counter()
     p = check_readable(path)
     ingester = choose_ingester(p)
+    check_options(p, ingester.kind, options)
     sha = file_sha256(p)
     report_progress = progress or (lambda f, m: None)
 

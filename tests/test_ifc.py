@@ -578,3 +578,11 @@ def test_a_model_without_geometry_is_refused(tmp_path: Path) -> None:
         with pytest.raises(InputFileError, match=r"empty_project\.ifc: no element with geometry"):
             ingest(store, path)
         assert store.sources() == []
+
+
+def test_crs_and_gis_options_do_not_apply_to_ifc(tmp_path: Path) -> None:
+    with Store.create(tmp_path / "s.duckdb") as store:
+        for options in ({"crs": "EPSG:4326"}, {"layer": "x"}, {"role": "roads"}):
+            with pytest.raises(UsageError, match="is an IFC model, and"):
+                ingest(store, IFC / "IfcOpenHouse.ifc", **options)
+        assert store.sources() == []

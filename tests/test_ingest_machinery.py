@@ -102,3 +102,14 @@ def test_missing_empty_and_unknown_files(store: Store, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedFile, match=r"x\.docx.*\.lines"):
         _ingest(store, other)
     assert store.sources() == []
+
+
+def test_options_that_do_not_apply_are_refused(store: Store, tmp_path: Path) -> None:
+    from cim.errors import UsageError
+    from ingest import Anchor
+
+    f = tmp_path / "a.lines"  # a 'gis' file for the LinesIngester
+    f.write_text("one\n")
+    with pytest.raises(UsageError, match=r"a\.lines: is a GIS file, and --anchor places IFC"):
+        run_ingest(store, f, IngestOptions(anchor=Anchor(1.0, 2.0)), SerialExecutor())
+    assert store.sources() == []
