@@ -586,3 +586,35 @@ def test_crs_and_gis_options_do_not_apply_to_ifc(tmp_path: Path) -> None:
             with pytest.raises(UsageError, match="is an IFC model, and"):
                 ingest(store, IFC / "IfcOpenHouse.ifc", **options)
         assert store.sources() == []
+
+
+def test_ifc_building_over_a_gis_footprint_is_linked_and_canonical(tmp_path: Path) -> None:
+    """A footprint from GIS and an IFC model of the same building become one building, the
+    BIM row canonical (IFC > LoD2 > LoD1)."""
+    shp = SAMPLES / "lidar" / "lidarprod" / "870000_6618000.subset.postIA.shp"
+    with Store.create(tmp_path / "s.duckdb", "EPSG:2154") as store:
+        run_ingest(store, shp, IngestOptions(role="buildings"), SerialExecutor())
+        # the most rectangular footprint: its bounding box is nearly the footprint itself
+        [(gis_id, x0, y0, x1, y1)] = store.con.execute(
+            "SELECT id, xmin, ymin, xmax, ymax FROM buildings "
+            "ORDER BY ST_Area(footprint) / ((xmax - xmin) * (ymax - ymin)) DESC LIMIT 1"
+        ).fetchall()
+        path = wall_model(
+            tmp_path / "same.ifc",
+            length=x1 - x0,
+            thickness=y1 - y0,
+            height=6.0,
+            map_conversion={"Eastings": x0, "Northings": y0, "OrthogonalHeight": 0.0},
+            crs_name="EPSG:2154",
+        )
+        report = ingest(store, path)
+        assert report.counts["linked"] == 1  # type: ignore[attr-defined]
+        rows = dict(
+            store.con.execute(
+                "SELECT lod, same_as FROM buildings WHERE id = ? OR source_id = ?",
+                [gis_id, report.source_id],  # type: ignore[attr-defined]
+            ).fetchall()
+        )
+        [(bim_id,)] = store.con.execute("SELECT id FROM buildings WHERE lod = 'BIM'").fetchall()
+    assert rows["BIM"] is None  # canonical
+    assert rows["LoD1"] == bim_id
