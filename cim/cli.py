@@ -135,12 +135,6 @@ def init(ctx: click.Context, crs: str, origin: str | None) -> None:
 
 
 # ---- status ----------------------------------------------------------------------------
-def status_document(store: Store) -> dict[str, Any]:
-    from cim.status import status_document as build
-
-    return build(store)
-
-
 @cli.command()
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document (schemas/status.schema.json)."
@@ -148,6 +142,8 @@ def status_document(store: Store) -> dict[str, Any]:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Sources, counts, jobs, and what needs attention."""
+    from cim.status import status_document
+
     with open_store(ctx) as store:
         doc = status_document(store)
     if as_json:

@@ -25,7 +25,14 @@ from pyproj import CRS
 
 from cim import __version__
 from cim.crs import DEFAULT_PROJECT_CRS, check_project_crs, crs_label, parse_crs
-from cim.errors import CrsError, SchemaVersionError, StoreError, StoreLocked, StoreNotFound
+from cim.errors import (
+    CrsError,
+    NotFound,
+    SchemaVersionError,
+    StoreError,
+    StoreLocked,
+    StoreNotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -325,8 +332,6 @@ class Store:
 
     def source(self, ref: int | str) -> SourceRow:
         """A source by id, by file name or by path."""
-        from cim.errors import NotFound
-
         if isinstance(ref, int) or str(ref).isdigit():
             rows = self.con.execute(
                 f"SELECT {_SOURCE_COLS} FROM sources WHERE id = ?", [int(ref)]

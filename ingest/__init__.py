@@ -131,25 +131,14 @@ class IngestError(CimError, RuntimeError):
 
 def _relink(store: Store) -> None:
     """After rows were deleted, repair links (buildings.same_as) that pointed at them."""
-    try:
-        from ingest.linking import link_buildings
-    except ImportError:
-        return
+    from ingest.linking import link_buildings  # lazily: it pulls in scipy and shapely
+
     link_buildings(store, [])
 
 
 def registry() -> list[Ingester]:
     """Every available ingester, in the order they are asked."""
-    found: list[Ingester] = []
-    for name in INGESTER_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # that kind is not built yet
-            raise
-        found.append(module.INGESTER)
-    return found
+    return [importlib.import_module(name).INGESTER for name in INGESTER_MODULES]
 
 
 def choose_ingester(path: Path) -> Ingester:

@@ -36,6 +36,7 @@ from cim.crs import check_in_project_area, crs_label, parse_crs, transformer
 from cim.errors import CrsError, InputFileError, UsageError
 from ingest import IngestContext, IngestResult
 from ingest.gis_gcj02 import gcj02_to_wgs84
+from ingest.lidar import heights_from_points
 from ingest.linking import link_buildings
 
 if TYPE_CHECKING:
@@ -592,33 +593,13 @@ def insert_features(
     return n
 
 
-def _table_has_rows(store: Store, names: tuple[str, ...]) -> bool:
-    for name in names:
-        exists = store.con.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'main' AND table_name = ?",
-            [name],
-        ).fetchone()
-        if exists and exists[0] and store.count(name) > 0:
-            return True
-    return False
-
-
 def _lidar_heights(store: Store, source_id: int) -> int:
     """Roof heights of this source's buildings from LiDAR points already in the store: every
     building gets its roof percentiles (for PV), unknown heights are filled (others are kept)."""
-    try:
-        from ingest.lidar import derive_building_heights
-    except ImportError:
-        return 0
-    if not _table_has_rows(store, ("points", "point_chunks")):
-        return 0
     rows = store.con.execute(
         "SELECT id FROM buildings WHERE source_id = ? ORDER BY id", [source_id]
     ).fetchall()
-    if not rows:
-        return 0
-    return int(derive_building_heights(store, [r[0] for r in rows]))
+    return int(heights_from_points(store, [r[0] for r in rows]))
 
 
 def _listing(items: list[str]) -> str:

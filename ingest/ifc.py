@@ -18,12 +18,13 @@ What is written, all tagged with the source id:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import multiprocessing
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ from cim.georef import (
     origin_placement,
 )
 from ingest import Anchor, IngestContext, IngestResult
+from ingest.lidar import heights_from_points
+from ingest.linking import link_buildings
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -157,6 +160,8 @@ class ElementRow:
     stats: dict[str, float] = field(default_factory=dict)
     outline: BaseGeometry | None = None  # projected outline in model metres (shell elements)
     props: dict[str, Any] = field(default_factory=dict)
+    storey: Any = None  # the IfcBuildingStorey it stands in (through its assembly if a part)
+    building: Any = None  # the IfcBuilding above that storey (or above the element itself)
 
 
 def _mesh_stats(
@@ -563,6 +568,9 @@ class _Ingest:
             if whole is not None and whole.is_a("IfcElement") and whole.id() not in rows:
                 rows[whole.id()] = ElementRow(whole, props=self.properties(whole))
         meshed = [r for r in rows.values() if r.mesh is not None]
+        for r in rows.values():  # where each element stands, once (both writers need it)
+            r.storey = _storey_of(r.product)
+            r.building = _building_of(r.storey if r.storey is not None else r.product)
         if meshed:
             allv = np.vstack([r.mesh.verts for r in meshed if r.mesh is not None])
             lo, hi = allv.min(axis=0), allv.max(axis=0)
@@ -588,13 +596,10 @@ class _Ingest:
                 json.dumps(placement.params),
             ],
         )
-        lidar_roofs(self.store, [b for b in buildings.values() if b is not None])
-        try:  # link to footprints of the same building from other sources (GIS, LiDAR)
-            from ingest.linking import link_buildings
-
-            linked = link_buildings(self.store, [b for b in buildings.values() if b is not None])
-        except ImportError:
-            linked = 0
+        new_buildings = [b for b in buildings.values() if b is not None]
+        heights_from_points(self.store, new_buildings)  # LiDAR roofs; the model's height stays
+        # link to footprints of the same building from other sources (GIS, LiDAR)
+        linked = link_buildings(self.store, new_buildings)
         failed = [r for pid, r in rows.items() if r.mesh is None and pid in products]
         counts: dict[str, Any] = {
             "products": len(products),
@@ -650,8 +655,7 @@ class _Ingest:
         groups: dict[int | None, list[ElementRow]] = defaultdict(list)
         storey_members: dict[int, list[ElementRow]] = defaultdict(list)
         for r in rows.values():
-            st = _storey_of(r.product)
-            b = _building_of(st) if st is not None else _building_of(r.product)
+            st, b = r.storey, r.building
             groups[b.id() if b else None].append(r)
             if st is not None:
                 storey_members[st.id()].append(r)
@@ -768,8 +772,7 @@ class _Ingest:
             p = r.product
             element_ids[pid] = eid
             props = r.props or self.properties(p)
-            st = _storey_of(p)
-            b = _building_of(st) if st is not None else _building_of(p)
+            st, b = r.storey, r.building
             flags = props["flags"]
             quantities: dict[str, float | None] = {}
             qsource: dict[str, str] = {}
@@ -827,15 +830,7 @@ class _Ingest:
                 ("xmin", "ymin", "zmin", "xmax", "ymax", "zmax"), bbox, strict=True
             ):
                 cols[name].append(float(value) if value is not None else None)
-        table = pa.table(cols)
-        con.register("_ifc_elements", table)
-        try:
-            column_list = ", ".join(cols)
-            con.execute(
-                f"INSERT INTO elements ({column_list}) SELECT {column_list} FROM _ifc_elements"
-            )
-        finally:
-            con.unregister("_ifc_elements")
+        insert_arrow(self.store, "elements", pa.table(cols))
         return element_ids
 
     def write_meshes(
@@ -867,14 +862,7 @@ class _Ingest:
             for k in cols
         }
         arrays = {k: pa.array(v, type=schema[k]) for k, v in cols.items()}
-        table = pa.table(arrays)
-        con = self.store.con
-        con.register("_ifc_meshes", table)
-        try:
-            names = ", ".join(cols)
-            con.execute(f"INSERT INTO meshes ({names}) SELECT {names} FROM _ifc_meshes")
-        finally:
-            con.unregister("_ifc_meshes")
+        insert_arrow(self.store, "meshes", pa.table(arrays))
 
     def write_relations(self, source_id: int) -> int:
         rels: list[tuple[int, str, str, str]] = []
@@ -951,14 +939,11 @@ def place(store: Store, source_id: int, anchor: Anchor) -> dict[str, Any]:
                 for i, k in enumerate(("id", "xmin", "ymin", "zmin", "xmax", "ymax", "zmax"))
             }
         )
-        con.register("_placed_boxes", table)
-        try:
+        with _registered(store, "_placed_boxes", table):
             con.execute(
                 "UPDATE elements SET xmin = b.xmin, ymin = b.ymin, zmin = b.zmin, xmax = b.xmax, "
                 "ymax = b.ymax, zmax = b.zmax FROM _placed_boxes b WHERE elements.id = b.id"
             )
-        finally:
-            con.unregister("_placed_boxes")
     moved = []
     for bid, attrs in con.execute(
         "SELECT id, attributes FROM buildings WHERE source_id = ?", [source_id]
@@ -981,13 +966,8 @@ def place(store: Store, source_id: int, anchor: Anchor) -> dict[str, Any]:
         "UPDATE sources SET status = 'ingested', crs = ?, warnings = '[]' WHERE id = ?",
         [store.crs_label, source_id],
     )
-    lidar_roofs(store, moved)
-    try:
-        from ingest.linking import link_buildings
-
-        linked = link_buildings(store, moved)
-    except ImportError:
-        linked = 0
+    heights_from_points(store, moved)
+    linked = link_buildings(store, moved)
     return {
         "source_id": source_id,
         "method": "anchor",
@@ -996,23 +976,6 @@ def place(store: Store, source_id: int, anchor: Anchor) -> dict[str, Any]:
         "linked": linked,
         "anchor": placement.params,
     }
-
-
-def lidar_roofs(store: Store, building_ids: list[int]) -> None:
-    """Roof percentiles from LiDAR points already in the store (the model's height stays)."""
-    con = store.con
-    if (
-        not building_ids
-        or not con.execute(
-            "SELECT 1 FROM information_schema.tables WHERE table_name = 'points'"
-        ).fetchone()
-    ):
-        return
-    if not con.execute("SELECT 1 FROM points LIMIT 1").fetchone():
-        return
-    from ingest.lidar import derive_building_heights
-
-    derive_building_heights(store, building_ids)
 
 
 def _to_project(outline: BaseGeometry, matrix: np.ndarray) -> BaseGeometry:
@@ -1071,20 +1034,31 @@ def anchor_placement(project_crs: CRS, anchor: Anchor, half_extent: float = 100.
 
 
 # ---- helpers -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _registered(store: Store, name: str, data: pa.Table) -> Iterator[str]:
+    """An Arrow table visible to SQL as ``name`` for the duration of the block."""
+    store.con.register(name, data)
+    try:
+        yield name
+    finally:
+        store.con.unregister(name)
+
+
+def insert_arrow(store: Store, table: str, data: pa.Table) -> None:
+    """Bulk insert of an Arrow table whose columns are named like the table's."""
+    cols = ", ".join(data.column_names)
+    with _registered(store, f"_insert_{table}", data) as name:
+        store.con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM {name}')
+
+
 def insert_rows(
     store: Store, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
 ) -> None:
     """Bulk insert through Arrow (DuckDB's executemany costs about 1 ms a row)."""
-    if not rows:
-        return
-    data = pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)})
-    name = f"_insert_{table}"
-    store.con.register(name, data)
-    try:
-        cols = ", ".join(columns)
-        store.con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM {name}')
-    finally:
-        store.con.unregister(name)
+    if rows:
+        insert_arrow(
+            store, table, pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)})
+        )
 
 
 def model_schema(model: ifcopenshell.file) -> str:

@@ -858,6 +858,14 @@ def _ground_levels(store: Store, ids: list[int], footprints: list[Any]) -> dict[
     return out
 
 
+def heights_from_points(store: Store, building_ids: list[int]) -> int:
+    """``derive_building_heights`` for new or moved buildings, when the store has points at all
+    (the GIS and IFC ingesters call this; without points there is nothing to derive)."""
+    if not building_ids or store.con.execute("SELECT 1 FROM points LIMIT 1").fetchone() is None:
+        return 0
+    return derive_building_heights(store, building_ids)
+
+
 def derive_building_heights(store: Store, building_ids: list[int] | None = None) -> int:
     """Compute or refresh ``building_heights`` for the buildings (all when None) from the points.
 
