@@ -6,9 +6,9 @@ two measurements run in fresh child processes:
 * ``decode``: laspy alone reads every point in chunks of 1M and materialises scaled x, y, z
   (laspy's default backend: lazrs, parallel over LAZ chunks), nothing else;
 * ``ingest``: ``cim ingest`` of the same file into a new store (``run_ingest``: decode,
-  reprojection, Morton sort, insert, DTM, building heights, commit), with the local executor
-  (one worker per core) as the CLI uses it; with ``--serial-too`` the synthetic cloud is also
-  ingested with ``--workers 1`` (everything in the ingest process).
+  reprojection, Hilbert sort in runs, insert, DTM, building heights, commit), with the local
+  executor (one worker per core) as the CLI uses it; with ``--serial-too`` the synthetic cloud
+  is also ingested with ``--workers 1`` (everything in the ingest process).
 
 Peak memory is the largest resident set of the child and all its descendants (executor
 workers included), sampled every 20 ms. Usage::
@@ -122,7 +122,7 @@ def generate(path: Path, n_points: int, laz: bool, chunk: int = 2_000_000) -> No
     """A LAS 1.4 PF7 (RGB) cloud in EPSG:2154 over a square at 16 points/m2, written in chunks.
 
     Points come in flight-strip order (the order a scanner writes them): strips 100 m wide
-    swept south to north, so the Morton sort has real work. Ground (class 2) with a gentle
+    swept south to north, so the sort has real work. Ground (class 2) with a gentle
     slope, and 20 m x 20 m buildings (class 6) 6-30 m tall on a 60 m grid.
     """
     import laspy

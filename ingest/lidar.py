@@ -2,16 +2,16 @@
 
 Reading. laspy (lazrs backend for LAZ) reads LAS 1.2-1.4, point formats 0-10, in chunks of
 ``CHUNK_POINTS``. Only the dimensions kept are decompressed (laspy's ``DecompressionSelection``
-skips GPS time, NIR, scan angle and extra bytes of layered LAZ 1.4). Each chunk is reprojected
-to the project CRS with pyproj (one vectorised call), quantised to integer millimetres and given
-a Morton key; an external sort (``ingest.lidar_sort``) partitions the records by key prefix,
-spilling to files next to the store beyond ``SPILL_POINTS``, and emits them in key order in
-batches of at most ``BUCKET_POINTS``, which are appended to ``points`` as Arrow decimal64
-columns by a writer thread while the next batch is sorted; a reader thread decodes the next
-chunks meanwhile. Memory is bounded by those constants (about 0.6 GB of records) and DuckDB's
-``DUCKDB_MEMORY_LIMIT`` whatever the file size: 1.3-1.6 GB peak for 50M points. Decoding fans
-out to ``ctx.executor`` only when it has more than ``PARALLEL_MIN_WORKERS`` workers (see there
-for the measurements): on 2 cores lazrs already decodes on both.
+skips GPS time, NIR, scan angle and extra bytes of layered LAZ 1.4). A reader thread decodes
+each chunk, reprojects it to the project CRS with pyproj (one vectorised call; without a
+reprojection, integer millimetres come straight from the stored integers), and gives every
+point the Hilbert key of its cell in a 256 x 256 grid over the cloud (``SortGrid``). The main
+thread gathers chunks into runs of ``RUN_POINTS`` and sorts each run by key (``_Runs``); a
+writer thread adds a run's ground points to the DTM grid and appends the run to ``points`` as
+Arrow decimal64 columns while the next run is decoded and sorted. Memory is bounded by those
+constants and DuckDB's ``DUCKDB_MEMORY_LIMIT`` whatever the file size. Decoding fans out to
+``ctx.executor`` only when it has more than ``PARALLEL_MIN_WORKERS`` workers (see there for the
+measurements): on 2 cores lazrs already decodes on both.
 
 Units. x/y are converted by the reprojection (a CRS in US survey feet comes out in metres); z is
 scaled by the vertical unit: the vertical CRS of a compound CRS, else the GeoTIFF
@@ -19,13 +19,16 @@ scaled by the vertical unit: the vertical CRS of a compound CRS, else the GeoTIF
 No vertical datum shift is applied: z stays in the file's vertical datum, in metres.
 
 Storage. One ``points`` table in the store, so the store stays one transactional file (no
-Parquet files beside it to keep in step). Each source's rows are appended in the order of a
-Morton key of the point's 1 m cell, so each DuckDB row group (122,880 rows) holds a compact
-patch of ground and the row groups' min/max of x and y (zone maps) let a box or footprint
-query read only the row groups it touches. x/y/z are ``DECIMAL(18,3)``: exact millimetres
-stored as 64-bit integers, which DuckDB compresses by frame of reference and bit packing.
-Measured on 10M points over 1 km2: 6.9 bytes per point for x, y, z and class (20 as DOUBLE);
-a 50 m box query for class 6 took 2.8 ms (5.5 ms as DOUBLE, 82 ms unsorted). A whole point
+Parquet files beside it to keep in step). Each source's rows are appended run by run, each
+run in Hilbert order of its points' cells, so each DuckDB row group (122,880 rows) holds a
+compact patch of ground and the row groups' min/max of x and y (zone maps) let a box or
+footprint query read only the row groups it touches: about one row group per run that passed
+over the box (for a cloud in scanner order, the flight strips over it). x/y/z are
+``DECIMAL(18,3)``: exact millimetres stored as 64-bit integers, which DuckDB compresses by
+frame of reference and bit packing.
+Measured on 10M points over 1 km2 (sorted as one run): 6.9 bytes per point for x, y, z and
+class (20 as DOUBLE); a 50 m box query for class 6 took 2.8 ms (5.5 ms as DOUBLE, 82 ms
+unsorted). A whole point
 with intensity, returns, RGB and source costs about 16 bytes in the store. Queries must
 compare x/y with DECIMAL(18,3) constants, else DuckDB casts the column and cannot use the zone
 maps; ``points_in_box`` and ``points_in_polygon`` do this.
@@ -43,7 +46,6 @@ import contextlib
 import json
 import logging
 import math
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -63,7 +65,6 @@ from pyproj import CRS
 from cim.crs import check_in_project_area, parse_crs, transformer
 from cim.errors import CrsError, InputFileError
 from ingest import IngestContext, IngestResult
-from ingest.lidar_sort import RECORD, ExternalSort, bucket_shift
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -81,9 +82,14 @@ CHUNK_POINTS = 1_000_000
 #: key computation in parallel.
 PARALLEL_MIN_POINTS = 4_000_000
 PARALLEL_MIN_WORKERS = 2
-#: the external sort: points per bucket sorted in memory, and points held before spilling
-BUCKET_POINTS = 4_000_000
-SPILL_POINTS = 4_000_000
+#: points sorted and appended together (see _Runs), about 40 bytes each while in memory;
+#: 2M points went 20% faster than 8M on 2 cores (the pipeline stalls less)
+RUN_POINTS = 2_000_000
+#: rows per Arrow record batch handed to DuckDB, which appends the batches of a run on all its
+#: threads (a single 4M-row batch took 2x as long on 2 cores)
+ARROW_BATCH = 262_144
+#: decoded chunks queued ahead of the sorting thread
+PREFETCH_CHUNKS = 4
 #: DuckDB's buffer pool while points are appended (by default it may grow to 80% of RAM and
 #: keep the blocks just written cached)
 DUCKDB_MEMORY_LIMIT = "1GB"
@@ -127,6 +133,7 @@ class ChunkSpec:
     dst_wkt: str
     z_factor: float
     has_rgb: bool
+    grid: SortGrid
 
 
 def _horizontal(crs: CRS) -> CRS:
@@ -200,29 +207,18 @@ def _label(crs: CRS) -> str:
     return str(crs.name)
 
 
-def _area_m2(header: laspy.LasHeader, cloud: CloudCrs, dst: CRS) -> float:
-    """The header's bounds in the project CRS (m2), to size the sort's buckets."""
-    try:
-        t = transformer(cloud.horizontal_wkt, dst.to_wkt())
-        x0, y0, x1, y1 = t.transform_bounds(
-            float(header.mins[0]),
-            float(header.mins[1]),
-            float(header.maxs[0]),
-            float(header.maxs[1]),
-        )
-        area = float((x1 - x0) * (y1 - y0))
-    except Exception:  # bounds the CRS cannot take: buckets then split themselves
-        return 1.0
-    return area if math.isfinite(area) and area > 0 else 1.0
-
-
-def _check_area(header: laspy.LasHeader, cloud: CloudCrs, dst: CRS, path: Path) -> None:
-    """Refuse a cloud lying outside the project CRS's area (a wrong --crs, or the wrong store)."""
+def _project_bounds(
+    header: laspy.LasHeader, cloud: CloudCrs, dst: CRS, path: Path
+) -> tuple[float, float, float, float]:
+    """The header's x/y bounds in the project CRS. Refuses a cloud lying outside the project
+    CRS's area (a wrong --crs, or the wrong store)."""
     t = transformer(cloud.horizontal_wkt, dst.to_wkt())
     bounds = t.transform_bounds(
         float(header.mins[0]), float(header.mins[1]), float(header.maxs[0]), float(header.maxs[1])
     )
     check_in_project_area(dst, bounds, f"{path} ({cloud.label})")
+    x0, y0, x1, y1 = (float(v) for v in bounds)
+    return x0, y0, x1, y1
 
 
 def _decompression_selection() -> Any:
@@ -239,56 +235,168 @@ def _decompression_selection() -> Any:
     )
 
 
-# A hand-written Morton key because neither numpy nor scipy has a bit interleave, and the
-# per-point Python of packages like pymorton is 100x slower than these six vector operations.
-_MASKS = (
-    (16, 0x0000FFFF0000FFFF),
-    (8, 0x00FF00FF00FF00FF),
-    (4, 0x0F0F0F0F0F0F0F0F),
-    (2, 0x3333333333333333),
-    (1, 0x5555555555555555),
-)
+def _hilbert_table(order: int = 8) -> np.ndarray:
+    """The Hilbert curve index of every cell of a 2**order square grid, as table[iy, ix].
+
+    Hilbert, not Morton (Z) order: consecutive cells are always neighbours, so the stretch of
+    cells in one DuckDB row group is a compact patch. A Z-order stretch that crosses a quadrant
+    boundary jumps across the grid, and its row group's min/max box spans both sides (measured:
+    a 5 m box read 4-6 of 25 row groups in Z order, 1-3 in Hilbert order). The classic xy2d
+    loop, vectorised over the whole grid once (no library ships a vectorised one).
+    """
+    n = 1 << order
+    y, x = (a.ravel() for a in np.mgrid[0:n, 0:n].astype(np.int64))
+    d = np.zeros(n * n, dtype=np.int64)
+    s = n // 2
+    while s > 0:
+        rx = (x & s) > 0
+        ry = (y & s) > 0
+        d += s * s * ((3 * rx) ^ ry)
+        flip = ~ry & rx
+        x = np.where(flip, n - 1 - x, x)
+        y = np.where(flip, n - 1 - y, y)
+        x, y = np.where(~ry, y, x), np.where(~ry, x, y)
+        s //= 2
+    return d.astype(np.uint16).reshape(n, n)
 
 
-def _spread_bits(v: np.ndarray) -> np.ndarray:
-    """Spread the low 32 bits of ``v`` to the even bits of a uint64."""
-    out = v.astype(np.uint64) & np.uint64(0xFFFFFFFF)
-    for shift, mask in _MASKS:
-        out = (out | (out << np.uint64(shift))) & np.uint64(mask)
+_HILBERT = _hilbert_table().ravel()
+
+
+@dataclass(frozen=True)
+class SortGrid:
+    """256 x 256 cells over a cloud's bounds in the project CRS; the sort key of a point is the
+    Hilbert index of its cell (points outside the bounds go to the edge cells).
+
+    The key only has to make each DuckDB row group (122,880 rows) a compact patch of ground, so
+    its zone maps on x/y prune: 65,536 cells split a 1 km tile at 16 points/m2 into 4 m cells
+    of 250 points, and a row group then covers about 500 neighbouring cells.
+    """
+
+    x0: float
+    y0: float
+    cell: float
+
+    @classmethod
+    def over(cls, bounds: tuple[float, float, float, float]) -> SortGrid:
+        x0, y0, x1, y1 = bounds
+        side = max(x1 - x0, y1 - y0, 1e-3)
+        return cls(x0, y0, side / 255.999)
+
+    def key(self, x: np.ndarray, y: np.ndarray, unit: float = 1.0) -> np.ndarray:
+        """Keys of points at ``x * unit``, ``y * unit`` metres."""
+        inv = 1.0 / self.cell
+        fx = x * (unit * inv)
+        fx -= self.x0 * inv
+        fy = y * (unit * inv)
+        fy -= self.y0 * inv
+        cell = np.clip(fy, 0, 255, out=fy).astype(np.uint16)
+        cell <<= np.uint16(8)
+        cell |= np.clip(fx, 0, 255, out=fx).astype(np.uint16)
+        return _HILBERT[cell]
+
+
+#: a decoded chunk or a run: columns as they go to the ``points`` table (x/y/z in integer
+#: millimetres of the project CRS; red/green/blue only when the format has them) and ``key``
+Columns = dict[str, np.ndarray]
+_KEPT = {
+    "x": np.int64,
+    "y": np.int64,
+    "z": np.int64,
+    "classification": np.uint8,
+    "intensity": np.uint16,
+    "return_number": np.uint8,
+    "number_of_returns": np.uint8,
+    "point_source_id": np.uint16,
+}
+_RGB = {"red": np.uint16, "green": np.uint16, "blue": np.uint16}
+
+
+def _dtypes(has_rgb: bool) -> dict[str, Any]:
+    return {**_KEPT, **(_RGB if has_rgb else {}), "key": np.uint16}
+
+
+def _mm(values: np.ndarray, factor: float) -> np.ndarray:
+    """float coordinates -> integer millimetres (in place on ``values``)."""
+    np.multiply(values, factor, out=values)
+    np.rint(values, out=values)
+    return values.astype(np.int64)
+
+
+def _integral(v: float) -> bool:
+    return abs(v - round(v)) < 1e-9 * max(1.0, abs(v))
+
+
+def _mm_exact(raw: np.ndarray, scale: float, offset: float, factor: float) -> np.ndarray | None:
+    """The stored integers of a dimension -> integer millimetres without floats, when its scale
+    and offset are whole millimetres (0.01, 0.001 ...): ``raw * s + o``, exact and 3x faster
+    than scaling to metres and rounding. None when they are not."""
+    s, o = scale * 1000.0 * factor, offset * 1000.0 * factor
+    if not (_integral(s) and _integral(o)):
+        return None
+    out = raw.astype(np.int64)
+    out *= round(s)
+    out += round(o)
     return out
 
 
-def morton_key(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Z-order key of the 1 m cell of each (x, y) in metres; one grid for the whole store."""
-    offset = 2**31  # projected coordinates are within +-2e7 m: shift them to unsigned 32 bits
-    ix = np.clip(np.floor(x) + offset, 0, 2**32 - 1)
-    iy = np.clip(np.floor(y) + offset, 0, 2**32 - 1)
-    return _spread_bits(ix) | (_spread_bits(iy) << np.uint64(1))
+def _coordinate(points: laspy.ScaleAwarePointRecord, axis: int, factor: float) -> np.ndarray:
+    """Dimension ``axis`` (0 x, 1 y, 2 z) in integer millimetres, scaled by ``factor``."""
+    raw = np.asarray(points.array["XYZ"[axis]])
+    exact = _mm_exact(raw, float(points.scales[axis]), float(points.offsets[axis]), factor)
+    if exact is not None:
+        return exact
+    return _mm(np.array(points["xyz"[axis]], dtype=np.float64), 1000.0 * factor)
 
 
-def _process(points: laspy.ScaleAwarePointRecord, spec: ChunkSpec) -> np.ndarray:
-    """Decoded points -> ``RECORD``s in the project CRS and integer millimetres."""
-    x = np.array(points.x, dtype=np.float64)
-    y = np.array(points.y, dtype=np.float64)
-    if spec.src_wkt != spec.dst_wkt:
-        transformer(spec.src_wkt, spec.dst_wkt).transform(x, y, inplace=True)
-    rec = np.empty(len(x), dtype=RECORD)
-    rec["key"] = morton_key(x, y)
-    rec["x"] = np.rint(x * 1000.0)
-    rec["y"] = np.rint(y * 1000.0)
-    rec["z"] = np.rint(np.asarray(points.z) * (1000.0 * spec.z_factor))
-    rec["classification"] = points.classification
-    rec["intensity"] = points.intensity
-    rec["return_number"] = points.return_number
-    rec["number_of_returns"] = points.number_of_returns
-    rec["point_source_id"] = points.point_source_id
-    if spec.has_rgb:
-        rec["red"] = points.red
-        rec["green"] = points.green
-        rec["blue"] = points.blue
+def _process(points: laspy.ScaleAwarePointRecord, spec: ChunkSpec) -> Columns:
+    """Decoded points -> columns in the project CRS and integer millimetres, with sort keys."""
+    out: Columns = {}
+    if spec.src_wkt == spec.dst_wkt:
+        out["x"], out["y"] = _coordinate(points, 0, 1.0), _coordinate(points, 1, 1.0)
+        out["key"] = spec.grid.key(out["x"], out["y"], unit=0.001)
     else:
-        rec["red"] = rec["green"] = rec["blue"] = 0
-    return rec
+        x = np.array(points.x, dtype=np.float64)
+        y = np.array(points.y, dtype=np.float64)
+        transformer(spec.src_wkt, spec.dst_wkt).transform(x, y, inplace=True)
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise InputFileError(
+                f"{spec.path}: some points cannot be transformed to the project CRS (points "
+                f"{spec.start}-{spec.start + len(x)}); check the file's CRS or pass --crs"
+            )
+        out["key"] = spec.grid.key(x, y)
+        out["x"], out["y"] = _mm(x, 1000.0), _mm(y, 1000.0)
+    out["z"] = _coordinate(points, 2, spec.z_factor)
+    for name in ("classification", "intensity", "return_number", "number_of_returns"):
+        out[name] = np.ascontiguousarray(points[name], dtype=_KEPT[name])
+    out["point_source_id"] = np.ascontiguousarray(points.point_source_id, dtype=np.uint16)
+    if spec.has_rgb:
+        for name in _RGB:
+            out[name] = np.ascontiguousarray(points[name], dtype=np.uint16)
+    return out
+
+
+@dataclass
+class Chunk:
+    """A decoded chunk and its summary, computed by the thread or worker that decoded it."""
+
+    columns: Columns
+    classes: np.ndarray  # points per class (256)
+    lo: np.ndarray  # min x, y, z (mm)
+    hi: np.ndarray  # max x, y, z (mm)
+
+    @classmethod
+    def of(cls, columns: Columns) -> Chunk:
+        xyz = [columns[c] for c in ("x", "y", "z")]
+        return cls(
+            columns,
+            np.bincount(columns["classification"], minlength=256),
+            np.array([int(a.min()) for a in xyz], dtype=np.int64),
+            np.array([int(a.max()) for a in xyz], dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.columns["key"])
 
 
 def _decode_error(path: str | Path, exc: BaseException) -> InputFileError:
@@ -299,7 +407,7 @@ def _decode_error(path: str | Path, exc: BaseException) -> InputFileError:
     )
 
 
-def decode_chunk(spec: ChunkSpec) -> np.ndarray:
+def decode_chunk(spec: ChunkSpec) -> Chunk:
     """Worker entry point: read ``spec.count`` points from ``spec.start`` and process them."""
     try:
         with laspy.open(spec.path, decompression_selection=_decompression_selection()) as reader:
@@ -312,10 +420,10 @@ def decode_chunk(spec: ChunkSpec) -> np.ndarray:
             f"{spec.path}: truncated: {spec.count} points expected from point {spec.start}, "
             f"{len(points)} found; export or download the file again"
         )
-    return _process(points, spec)
+    return Chunk.of(_process(points, spec))
 
 
-def _serial_chunks(specs: Sequence[ChunkSpec]) -> Iterator[np.ndarray]:
+def _serial_chunks(specs: Sequence[ChunkSpec]) -> Iterator[Chunk]:
     """All chunks in this process, through one reader (no re-open or seek per chunk)."""
     if not specs:
         return
@@ -336,13 +444,13 @@ def _serial_chunks(specs: Sequence[ChunkSpec]) -> Iterator[np.ndarray]:
                     f"{spec.start + len(points)}, before the count in its header; "
                     f"export or download the file again"
                 )
-            yield _process(points, spec)
+            yield Chunk.of(_process(points, spec))
 
 
-def _prefetch(chunks: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+def _prefetch(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
     """Decode the next chunks in a thread while the caller sorts this one (lazrs and numpy
     release the GIL while they work)."""
-    queue: Queue[tuple[np.ndarray | None, BaseException | None]] = Queue(maxsize=depth)
+    queue: Queue[tuple[Chunk | None, BaseException | None]] = Queue(maxsize=depth)
     stop = threading.Event()
 
     def run() -> None:
@@ -378,6 +486,55 @@ def _prefetch(chunks: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarr
             thread.join(timeout=0.05)
 
 
+class _Runs:
+    """Chunks gathered into runs of ``capacity`` points, each emitted sorted by key.
+
+    Why runs and not one sort of the whole cloud: the rows only need to be in key order within
+    each stretch of about a row group for the zone maps to prune, and a run of millions of
+    points sorted by a key of its cloud's 256 x 256 grid gives that. A box then reads about one
+    row group per run that passed over it (the flight strips over it, for a cloud in scanner
+    order). Memory stays bounded without spilling to disk, and a run is appended while the next
+    one is decoded. An earlier external sort of the whole cloud spent more time writing and
+    reading its spill files than DuckDB spent appending.
+    """
+
+    def __init__(self, capacity: int, has_rgb: bool) -> None:
+        self.capacity = capacity
+        self.cols = {c: np.empty(capacity, dtype=t) for c, t in _dtypes(has_rgb).items()}
+        self.n = 0
+        self.emitted = 0
+
+    def add(self, chunk: Columns) -> Iterator[Columns]:
+        """Copy ``chunk`` in; yields each run it completes."""
+        size = len(chunk["key"])
+        start = 0
+        while start < size:
+            count = min(size - start, self.capacity - self.n)
+            for name, column in self.cols.items():
+                column[self.n : self.n + count] = chunk[name][start : start + count]
+            self.n += count
+            start += count
+            if self.n == self.capacity:
+                yield self._emit()
+
+    def flush(self) -> Iterator[Columns]:
+        if self.n:
+            yield self._emit()
+
+    def _emit(self) -> Columns:
+        # stable argsort of uint16 is numpy's linear radix sort
+        order = np.argsort(self.cols["key"][: self.n], kind="stable")
+        if self.emitted % 2:
+            # every other run backwards along the curve: DuckDB's row groups do not start with
+            # the runs, and the one holding the end of a run and the start of the next would
+            # otherwise span from the curve's last cell to its first (across the whole grid)
+            order = order[::-1]
+        run = {c: np.take(a[: self.n], order) for c, a in self.cols.items() if c != "key"}
+        self.n = 0
+        self.emitted += 1
+        return run
+
+
 @contextlib.contextmanager
 def _memory_limit(store: Store, limit: str) -> Iterator[None]:
     """Set DuckDB's memory limit for a while, then put back what it was."""
@@ -400,18 +557,6 @@ def _decimal_mm(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.decimal64(18, 3), len(ints), [None, pa.py_buffer(ints)])
 
 
-_PAYLOAD = (
-    "classification",
-    "intensity",
-    "return_number",
-    "number_of_returns",
-    "point_source_id",
-    "red",
-    "green",
-    "blue",
-)
-
-
 def _append(con: duckdb.DuckDBPyConnection, sql: str, source_id: int, table: pa.Table) -> None:
     """Run ``sql``, which reads the Arrow table as ``_lidar_batch``.
 
@@ -423,26 +568,36 @@ def _append(con: duckdb.DuckDBPyConnection, sql: str, source_id: int, table: pa.
     con.execute(sql, {"sid": source_id})
 
 
-def _arrow_batch(rec: np.ndarray) -> pa.Table:
-    cols: dict[str, Any] = {c: _decimal_mm(rec[c]) for c in ("x", "y", "z")}
-    for c in _PAYLOAD:
-        cols[c] = np.ascontiguousarray(rec[c])
-    return pa.table(cols)
+def _store_run(
+    con: duckdb.DuckDBPyConnection, sql: str, source_id: int, run: Columns, ground: _GroundGrid
+) -> None:
+    """The writer thread's work on a run: its ground points into the DTM grid, then its rows
+    into the table (the sorting thread is the busiest; this one waits on DuckDB otherwise)."""
+    ground.add(run)
+    _append(con, sql, source_id, _arrow_batch(run))
+
+
+def _arrow_batch(run: Columns) -> pa.Table:
+    """A run as an Arrow table in record batches of ARROW_BATCH rows, which DuckDB appends on
+    all its threads (in order: it keeps the insertion order)."""
+    table = pa.table(
+        {c: _decimal_mm(a) if c in ("x", "y", "z") else a for c, a in run.items() if c != "key"}
+    )
+    return pa.Table.from_batches(table.to_batches(max_chunksize=ARROW_BATCH))
 
 
 class _CloudStats:
-    """Class counts, bounds and the ground grid, accumulated as sorted batches go by."""
+    """Class counts and bounds of the whole cloud, from the chunks' summaries."""
 
     def __init__(self) -> None:
         self.classes = np.zeros(256, dtype=np.int64)
         self.lo = np.full(3, np.iinfo(np.int64).max, dtype=np.int64)
         self.hi = np.full(3, np.iinfo(np.int64).min, dtype=np.int64)
 
-    def add(self, rec: np.ndarray) -> None:
-        self.classes += np.bincount(rec["classification"], minlength=256)
-        for k, c in enumerate(("x", "y", "z")):
-            self.lo[k] = min(self.lo[k], int(rec[c].min()))
-            self.hi[k] = max(self.hi[k], int(rec[c].max()))
+    def add(self, chunk: Chunk) -> None:
+        self.classes += chunk.classes
+        np.minimum(self.lo, chunk.lo, out=self.lo)
+        np.maximum(self.hi, chunk.hi, out=self.hi)
 
     def bbox(self) -> list[float | None]:
         if self.lo[0] > self.hi[0]:
@@ -464,21 +619,56 @@ class _GroundGrid:
         self.ny = math.floor((ymax - self.oy) / res) + 1
         self.sum = np.zeros(self.nx * self.ny, dtype=np.float64)
         self.count = np.zeros(self.nx * self.ny, dtype=np.int64)
+        self._cells: list[np.ndarray] = []
+        self._z: list[np.ndarray] = []
+        self._pending = 0
 
-    def add(self, rec: np.ndarray) -> None:
-        mask = rec["classification"] == GROUND
+    def add(self, chunk: Columns) -> None:
+        mask = chunk["classification"] == GROUND
         if not mask.any():
             return
-        x, y, z = (rec[c][mask] for c in ("x", "y", "z"))
-        i = np.clip(((x / 1000.0 - self.ox) // self.res).astype(np.int64), 0, self.nx - 1)
-        j = np.clip(((y / 1000.0 - self.oy) // self.res).astype(np.int64), 0, self.ny - 1)
-        cell = j * self.nx + i
+        x, y, z = (chunk[c][mask] for c in ("x", "y", "z"))
+        # whole millimetres: the origin and cell size are whole metres
+        res, ox, oy = round(self.res * 1000), round(self.ox * 1000), round(self.oy * 1000)
+        x -= ox
+        x //= res
+        y -= oy
+        y //= res
+        np.clip(x, 0, self.nx - 1, out=x)
+        np.clip(y, 0, self.ny - 1, out=y)
+        y *= self.nx
+        y += x
+        self._cells.append(y)
+        self._z.append(z)
+        self._pending += len(z)
+        if self._pending >= 4_000_000:  # a bincount over the whole grid is worth it
+            self._bin()
+
+    def _bin(self) -> None:
+        if not self._cells:
+            return
+        cell, z = np.concatenate(self._cells), np.concatenate(self._z) / 1000.0
         size = self.nx * self.ny
-        self.sum += np.bincount(cell, weights=z / 1000.0, minlength=size)
+        self.sum += np.bincount(cell, weights=z, minlength=size)
         self.count += np.bincount(cell, minlength=size)
+        self._cells, self._z, self._pending = [], [], 0
+
+    def covers(self, bbox: list[float | None]) -> bool:
+        """Whether the grid holds the cloud's actual x/y bounds (to one cell)."""
+        x0, y0, x1, y1 = bbox[0], bbox[1], bbox[3], bbox[4]
+        if x0 is None or y0 is None or x1 is None or y1 is None:
+            return True
+        r = self.res
+        return (
+            x0 >= self.ox - r
+            and y0 >= self.oy - r
+            and x1 <= self.ox + (self.nx + 1) * r
+            and y1 <= self.oy + (self.ny + 1) * r
+        )
 
     def save(self, store: Store, source_id: int) -> int:
         """Fill the gaps and write the DTM row; returns the number of cells."""
+        self._bin()
         flat_known = self.count > 0
         flat = np.full(self.nx * self.ny, np.nan)
         flat[flat_known] = self.sum[flat_known] / self.count[flat_known]
@@ -541,11 +731,12 @@ class LidarIngester:
         if cloud_crs.z_factor != 1.0:
             log.info("%s: z in %s, scaled by %s", path.name, cloud_crs.z_unit, cloud_crs.z_factor)
         has_rgb = pf in _RGB_FORMATS
-        _check_area(header, cloud_crs, dst, path)
+        bounds = _project_bounds(header, cloud_crs, dst, path)
         src_wkt = cloud_crs.horizontal_wkt
         dst_wkt = dst.to_wkt()
         if CRS.from_wkt(src_wkt) == dst:
             src_wkt = dst_wkt  # same CRS: skip the transformation
+        grid = SortGrid.over(bounds)
         specs = [
             ChunkSpec(
                 str(path),
@@ -555,6 +746,7 @@ class LidarIngester:
                 dst_wkt,
                 cloud_crs.z_factor,
                 has_rgb,
+                grid,
             )
             for start in range(0, n_header, CHUNK_POINTS)
         ]
@@ -565,51 +757,53 @@ class LidarIngester:
         chunks = (
             ctx.executor.map(decode_chunk, specs, window=2 * ctx.executor.workers)
             if parallel
-            else _prefetch(_serial_chunks(specs))
+            else _prefetch(_serial_chunks(specs), PREFETCH_CHUNKS)
         )
-        shift = bucket_shift(n_header, _area_m2(header, cloud_crs, dst), BUCKET_POINTS)
         stats = _CloudStats()
-        done = 0
+        ground = _GroundGrid(*bounds)
+        runs = _Runs(min(RUN_POINTS, n_header), has_rgb)
+        rgb = "red, green, blue" if has_rgb else "NULL, NULL, NULL"
+        insert = (
+            f"INSERT INTO points SELECT $sid, x, y, z, classification, intensity, "
+            f"return_number, number_of_returns, {rgb}, point_source_id FROM _lidar_batch"
+        )
+        done = written = 0
+        # one writer thread: DuckDB appends run k (it releases the GIL) while this thread
+        # gathers and sorts run k+1 and a reader thread decodes; the connection is used by the
+        # writer alone meanwhile
         with (
             _memory_limit(store, DUCKDB_MEMORY_LIMIT),
-            tempfile.TemporaryDirectory(prefix=".cim-lidar-", dir=store.path.parent) as tmp,
+            ThreadPoolExecutor(1, thread_name_prefix="cim-lidar-writer") as writer,
         ):
-            sorter = ExternalSort(Path(tmp), shift, SPILL_POINTS, BUCKET_POINTS)
-            for rec in chunks:
-                sorter.add(rec)
-                stats.add(rec)
-                done += len(rec)
-                ctx.progress(0.6 * done / max(n_header, 1), f"decoded {done:,} points")
+            pending: Future[None] | None = None
+
+            def store_runs(done_runs: Iterator[Columns]) -> None:
+                nonlocal pending, written
+                for run in done_runs:
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(_store_run, con, insert, ctx.source_id, run, ground)
+                    written += len(run["x"])
+
+            for chunk in chunks:
+                stats.add(chunk)
+                done += len(chunk)
+                store_runs(runs.add(chunk.columns))
+                ctx.progress(0.95 * done / n_header, f"stored {written:,} of {done:,} points")
             if done != n_header:
                 raise InputFileError(
                     f"{path}: the header says {n_header} points but {done} were read; "
                     f"the file is truncated, export or download it again"
                 )
-            bbox = stats.bbox()
-            ground = None
-            if stats.classes[GROUND] and bbox[0] is not None:
-                ground = _GroundGrid(bbox[0], bbox[1], bbox[3], bbox[4])  # type: ignore[arg-type]
-            rgb = "red, green, blue" if has_rgb else "NULL, NULL, NULL"
-            insert = (
-                f"INSERT INTO points SELECT $sid, x, y, z, classification, intensity, "
-                f"return_number, number_of_returns, {rgb}, point_source_id FROM _lidar_batch"
+            store_runs(runs.flush())
+            if pending is not None:
+                pending.result()
+        bbox = stats.bbox()
+        if not ground.covers(bbox):
+            warnings.append(
+                f"{path.name}: points lie outside the bounds in the file's header; the terrain "
+                f"model covers the header's bounds only"
             )
-            written = 0
-            # one writer thread: DuckDB appends batch k (it releases the GIL) while this
-            # thread sorts batch k+1; the connection is used by that thread alone meanwhile
-            with ThreadPoolExecutor(1, thread_name_prefix="cim-lidar-writer") as writer:
-                pending: Future[None] | None = None
-                for rec in sorter.sorted_batches():
-                    table = _arrow_batch(rec)
-                    if pending is not None:
-                        pending.result()
-                    pending = writer.submit(_append, con, insert, ctx.source_id, table)
-                    if ground is not None:
-                        ground.add(rec)
-                    written += len(rec)
-                    ctx.progress(0.6 + 0.3 * written / max(done, 1), f"stored {written:,} points")
-                if pending is not None:
-                    pending.result()
         assert written == done
         classes = {int(c): int(n) for c, n in enumerate(stats.classes) if n}
         has_ground = classes.get(GROUND, 0) > 0
@@ -636,7 +830,7 @@ class LidarIngester:
         )
         ctx.progress(0.9, "terrain model")
         dtm_cells = 0
-        if ground is not None:
+        if has_ground:
             dtm_cells = ground.save(store, ctx.source_id)
         else:
             warnings.append(f"{path.name}: no ground points (class 2): no terrain model")

@@ -262,7 +262,7 @@ def test_points_in_polygon_matches_shapely(make_store: MakeStore) -> None:
 
 
 def test_box_query_prunes_row_groups(make_store: MakeStore) -> None:
-    """The Morton order makes each row group a compact patch: a small box reads few rows."""
+    """The sort makes each row group a compact patch: a small box reads few rows."""
     store = make_store("EPSG:2154")
     for path in MONTPELLIER:
         ingest(store, path)
@@ -283,12 +283,31 @@ def test_box_query_prunes_row_groups(make_store: MakeStore) -> None:
     assert total == 405_937 and 0 < scanned <= 2 * 122_880
 
 
-def test_morton_key_orders_cells() -> None:
-    x = np.array([0.5, 1.5, 0.5, 1.5])
-    y = np.array([0.5, 0.5, 1.5, 1.5])
-    keys = lidar.morton_key(x, y)
-    assert list(np.argsort(keys)) == [0, 1, 2, 3]  # the Z pattern
-    assert len(set(keys.tolist())) == 4
+def test_sort_key_follows_a_hilbert_curve() -> None:
+    grid = lidar.SortGrid.over((0.0, 0.0, 256.0, 256.0))
+    x = np.array([0.5, 1.5, 1.5, 0.5, 255.9, -5.0, 300.0])
+    y = np.array([0.5, 0.5, 1.5, 1.5, 0.5, -5.0, -5.0])
+    keys = grid.key(x, y)
+    assert keys[:4].tolist() == [0, 1, 2, 3]  # the first U of the curve
+    assert keys[4] == 0xFFFF  # it ends in the other southern corner
+    assert keys[5] == 0 and keys[6] == 0xFFFF  # beyond the bounds: clipped to the edge cells
+    # from integer millimetres, as the ingester computes them
+    assert (grid.key((x * 1000).astype(np.int64), (y * 1000).astype(np.int64), 0.001) == keys).all()
+    # every step along the curve goes to a neighbouring cell
+    iy, ix = np.unravel_index(np.argsort(lidar._HILBERT), (256, 256))
+    assert (np.abs(np.diff(iy)) + np.abs(np.diff(ix)) == 1).all()
+
+
+@pytest.mark.parametrize("scale,offset", [(0.01, 700000.0), (0.001, -12.345), (0.0025, 0.0)])
+def test_integer_millimetres_match_float_rounding(scale: float, offset: float) -> None:
+    """The exact integer path gives what scaling to metres and rounding gives."""
+    raw = np.random.default_rng(7).integers(-(2**31), 2**31 - 1, 100_000, dtype=np.int64)
+    expected = np.rint((raw * scale + offset) * 1000.0).astype(np.int64)
+    exact = lidar._mm_exact(raw.astype(np.int32), scale, offset, 1.0)
+    if scale == 0.0025:  # 2.5 mm: not whole millimetres, so the float path is taken
+        assert exact is None
+    else:
+        assert exact is not None and (exact == expected).all()
 
 
 # ---- building heights -------------------------------------------------------------------------
@@ -465,55 +484,43 @@ def test_parallel_decode_same_points(
     assert serial.con.execute(q).fetchone() == parallel.con.execute(q).fetchone()
 
 
-# ---- the external sort --------------------------------------------------------------------------
-def random_records(n: int, seed: int, spread: float = 3000.0) -> np.ndarray:
-    from ingest.lidar_sort import RECORD
-
-    rng = np.random.default_rng(seed)
-    rec = np.zeros(n, dtype=RECORD)
-    x = 700_000 + rng.random(n) * spread
-    y = 6_600_000 + rng.random(n) * spread
-    rec["key"] = lidar.morton_key(x, y)
-    rec["x"] = np.rint(x * 1000)
-    rec["intensity"] = np.arange(n) % 60_000
-    return rec
-
-
-@pytest.mark.parametrize(
-    "shift,spread",
-    [
-        (64, 3000.0),  # one bucket, too big: split again and again
-        (20, 3000.0),  # 1 km cells: 9 buckets
-        (2, 12.0),  # 2 m cells: 36 buckets
-        (0, 2.0),  # 1 m cells, 4 of them, each over max_bucket: emitted in slices
-    ],
-)
-def test_external_sort_orders_and_conserves(tmp_path: Path, shift: int, spread: float) -> None:
-    from ingest.lidar_sort import ExternalSort
-
-    rec = random_records(50_000, seed=shift, spread=spread)
-    sorter = ExternalSort(tmp_path, shift, budget=7_000, max_bucket=9_000)
-    for part in np.array_split(rec, 13):
-        sorter.add(part)
-    batches = list(sorter.sorted_batches())
-    out = np.concatenate(batches)
-    assert len(out) == len(rec)
-    assert sorted(out["x"].tolist()) == sorted(rec["x"].tolist())
-    assert all(len(b) <= 9_000 for b in batches)
-    # ordered by key at the resolution of the sort (16 bits below each bucket's prefix): the
-    # 1 m keys may be out of order only within sub-cells; check a coarse order strictly
-    coarse = out["key"] >> np.uint64(24 if shift else 0)
-    assert np.all(np.diff(coarse.astype(np.int64)) >= 0)
-    assert list(tmp_path.iterdir()) == []  # spill files removed
+# ---- sorted runs ------------------------------------------------------------------------------
+def test_runs_sorted_and_conserved() -> None:
+    rng = np.random.default_rng(3)
+    grid = lidar.SortGrid.over((0.0, 0.0, 1000.0, 1000.0))
+    runs = lidar._Runs(7_000, has_rgb=False)
+    chunks, out = [], []
+    for size in (3_000, 10_000, 1, 6_999, 500):  # chunks smaller and larger than a run
+        x, y = rng.integers(0, 1_000_000, size), rng.integers(0, 1_000_000, size)  # mm
+        chunk = {
+            "key": grid.key(x, y, 0.001),
+            "x": x,
+            "y": y,
+            "z": np.arange(size, dtype=np.int64),
+            **{
+                c: rng.integers(0, 200, size).astype(t)
+                for c, t in lidar._KEPT.items()
+                if c not in ("x", "y", "z")
+            },
+        }
+        chunks.append(chunk)
+        out += list(runs.add(chunk))
+    out += list(runs.flush())
+    assert [len(r["x"]) for r in out] == [7_000, 7_000, 6_500]
+    assert "key" not in out[0] and "red" not in out[0]
+    for k, run in enumerate(out):  # along the curve, every other run backwards
+        steps = np.diff(grid.key(run["x"], run["y"], 0.001).astype(np.int64))
+        assert (steps >= 0).all() if k % 2 == 0 else (steps <= 0).all()
+    for column in lidar._KEPT:
+        got = np.sort(np.concatenate([r[column] for r in out]))
+        assert (got == np.sort(np.concatenate([c[column] for c in chunks]))).all()
 
 
-def test_ingest_through_spilled_buckets(
-    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Small chunks, buckets and budget: the spill and split paths store the same cloud."""
+def test_ingest_through_small_runs(make_store: MakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small chunks and runs (a chunk split across runs) store the same cloud."""
     monkeypatch.setattr(lidar, "CHUNK_POINTS", 7_000)
-    monkeypatch.setattr(lidar, "BUCKET_POINTS", 5_000)
-    monkeypatch.setattr(lidar, "SPILL_POINTS", 12_000)
+    monkeypatch.setattr(lidar, "RUN_POINTS", 5_000)
+    monkeypatch.setattr(lidar, "ARROW_BATCH", 1_000)
     small = make_store("EPSG:2154")
     report = ingest(small, LIDARPROD_LAZ)
     monkeypatch.undo()
@@ -524,6 +531,70 @@ def test_ingest_through_spilled_buckets(
     assert small.con.execute(q).fetchone() == default.con.execute(q).fetchone()
     q = "SELECT building_id, status FROM building_heights ORDER BY 1"
     assert small.con.execute(q).fetchall() == default.con.execute(q).fetchall()
+    q = "SELECT nx, ny, measured_cells, z FROM dtm"
+    assert small.con.execute(q).fetchall() == default.con.execute(q).fetchall()
+
+
+def write_strips(path: Path, n: int, wrong_bounds: bool = False, shuffle: bool = False) -> None:
+    """A LAS cloud in flight-strip order (100 m strips swept south to north), 16 points/m2,
+    or in random order."""
+    side = float(np.sqrt(n / 16.0))
+    header = laspy.LasHeader(point_format=1, version="1.2")
+    header.scales = np.array([0.01, 0.01, 0.01])
+    header.offsets = np.array([700000.0, 6600000.0, 0.0])
+    header.add_crs(__import__("pyproj").CRS.from_epsg(2154))
+    rng = np.random.default_rng(5)
+    idx = rng.permutation(n) if shuffle else np.arange(n)
+    per_strip = int(np.ceil(n / np.ceil(side / 100.0)))
+    pts = laspy.ScaleAwarePointRecord.zeros(n, header=header)
+    pts.x = np.minimum(700000.0 + (idx // per_strip) * 100.0 + rng.random(n) * 100.0, 700000 + side)
+    pts.y = 6600000.0 + (idx % per_strip) / per_strip * side
+    pts.z = 50.0 + rng.random(n)
+    pts.classification = np.full(n, 2, dtype=np.uint8)
+    with laspy.open(path, mode="w", header=header) as writer:
+        writer.write_points(pts)
+    if wrong_bounds:  # LAS 1.2 header: max x, min x, max y, min y (doubles) from byte 179
+        with path.open("r+b") as f:
+            f.seek(179)
+            f.write(np.array([700010.0, 700000.0, 6600010.0, 6600000.0], "<f8").tobytes())
+
+
+def test_box_query_prunes_row_groups_of_a_cloud_in_random_order(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Points in random order, sorted run by run: a 5 m box reads a few of the 25 row groups
+    (unsorted, every row group would span the whole cloud and all would be read)."""
+    monkeypatch.setattr(lidar, "RUN_POINTS", 1_500_000)
+    path = tmp_path / "shuffled.las"
+    write_strips(path, 3_000_000, shuffle=True)
+    store = make_store("EPSG:2154")
+    ingest(store, path)
+    store.con.execute("PRAGMA enable_profiling = 'json'")
+    try:
+        scanned = []
+        for x, y in [(700100, 6600100), (700300, 6600050), (700217, 6600333)]:
+            row = store.con.execute(
+                "EXPLAIN ANALYZE SELECT count(*) FROM points WHERE "
+                f"x BETWEEN {x}::{lidar.DECIMAL} AND {x + 5}::{lidar.DECIMAL} AND "
+                f"y BETWEEN {y}::{lidar.DECIMAL} AND {y + 5}::{lidar.DECIMAL}"
+            ).fetchone()
+            assert row is not None
+            scanned.append(json.loads(row[1])["cumulative_rows_scanned"])
+    finally:
+        store.con.execute("PRAGMA disable_profiling")
+    # two runs, each along a Hilbert curve: one or two row groups per run
+    # (measured 2-3.5 row groups; 4-6.3 when the runs were in Z order)
+    assert all(0 < s <= 4 * 122_880 for s in scanned), scanned
+
+
+def test_points_outside_the_header_bounds(make_store: MakeStore, tmp_path: Path) -> None:
+    """A header whose bounds are too small: every point is kept, the DTM is said to be cut."""
+    path = tmp_path / "wrong_bounds.las"
+    write_strips(path, 20_000, wrong_bounds=True)
+    store = make_store("EPSG:2154")
+    report = ingest(store, path)
+    assert report.counts["points"] == store.count("points") == 20_000
+    assert any("outside the bounds in the file's header" in w for w in report.warnings)
 
 
 def test_replacing_a_cloud_refreshes_heights(make_store: MakeStore, tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 -- 003: LiDAR point clouds (ingest/lidar.py): the points, one row per LAS/LAZ source, a terrain
 -- model per source, and building heights derived from the points.
 
--- Every point of every cloud, in the project CRS. Rows of each source are inserted sorted by a
--- Morton (Z-order) key of their 1 m cell, so each row group (122,880 rows) covers a compact
--- area and DuckDB's per-row-group min/max (zone maps) on x and y skip the rest of the table for
+-- Every point of every cloud, in the project CRS. Rows of each source are inserted in runs of
+-- millions of points, each sorted along a Hilbert curve over the cloud (ingest/lidar.py
+-- SortGrid), so each row group (122,880 rows) covers a compact area and DuckDB's per-row-group min/max (zone maps) on x and y skip the rest of the table for
 -- box and footprint queries. x/y/z are DECIMAL(18,3): exact millimetres stored as integers,
 -- which DuckDB compresses with frame-of-reference bit packing (about 7 bytes per point for
 -- x+y+z+class, against 20 as DOUBLE). Compare them with DECIMAL(18,3) constants, not DOUBLEs,
