@@ -10,8 +10,9 @@ two measurements run in fresh child processes:
   executor (one worker per core) as the CLI uses it; with ``--serial-too`` the synthetic cloud
   is also ingested with ``--workers 1`` (everything in the ingest process).
 
-Peak memory is the largest resident set of the child and all its descendants (executor
-workers included), sampled every 20 ms. Usage::
+Each measurement runs twice and the faster run counts (the machine is shared). Peak memory is
+the largest resident set of the child and all its descendants (executor workers included),
+sampled every 20 ms, over both runs. Usage::
 
     .venv/bin/python benchmarks/lidar_ingest.py                 # samples + 50M synthetic LAS
     .venv/bin/python benchmarks/lidar_ingest.py --points 5e6 --laz --serial-too
@@ -170,16 +171,24 @@ def fmt_rate(points: float, seconds: float) -> str:
     return f"{points / seconds / 1e6:6.2f} M/s"
 
 
+def best_of(runs: int, args: list[str]) -> dict[str, float]:
+    """The fastest of ``runs`` children (this machine is shared and noisy), with the largest
+    peak memory of them."""
+    results = [run_child(args) for _ in range(runs)]
+    best = min(results, key=lambda r: r["seconds"])
+    return {**best, "peak_rss": max(r["peak_rss"] for r in results)}
+
+
 def measure(
     path: Path,
     project_crs: str,
     crs: str | None,
     workers: int | None,
     tmp: str,
+    runs: int = 2,
 ) -> None:
-    decode = run_child(["decode", str(path)])
-    args = ["ingest", str(path), project_crs, crs or "-", str(workers or 0), tmp]
-    ingest = run_child(args)
+    decode = best_of(runs, ["decode", str(path)])
+    ingest = best_of(runs, ["ingest", str(path), project_crs, crs or "-", str(workers or 0), tmp])
     assert ingest["points"] == decode["points"], (ingest, decode)
     ratio = decode["seconds"] / ingest["seconds"]
     print(
