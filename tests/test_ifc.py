@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import ifcopenshell
+import ifcopenshell.api.pset
 import ifcopenshell.util.geolocation as ugeo
 import numpy as np
 import pytest
@@ -244,6 +245,33 @@ def test_quantities_come_from_qto_sets_when_present(tmp_path: Path) -> None:
     for volume, qsource, qsets in rows:
         qname, quantity = json.loads(qsource)["volume"][4:].split(".")
         assert volume == pytest.approx(json.loads(qsets)[qname][quantity])
+
+
+@pytest.mark.parametrize("factor", [1.03, 1000.0])
+def test_a_qto_in_the_wrong_unit_gives_way_to_the_mesh(tmp_path: Path, factor: float) -> None:
+    """Revit writes some volumes as m2 x mm: a Qto 1000x the shape's is not taken, and said."""
+    length, height, thickness = 6.0, 3.0, 0.25
+    true_volume = length * height * thickness
+    path = wall_model(tmp_path / "w.ifc", length=length, height=height, thickness=thickness)
+    model = ifcopenshell.open(path)
+    [wall] = model.by_type("IfcWall")
+    qto = ifcopenshell.api.pset.add_qto(model, product=wall, name="Qto_WallBaseQuantities")
+    ifcopenshell.api.pset.edit_qto(model, qto=qto, properties={"NetVolume": true_volume * factor})
+    model.write(str(path))
+    with Store.create(tmp_path / "s.duckdb") as store:
+        warnings = ingest(store, path).warnings  # type: ignore[attr-defined]
+        [(volume, qsource)] = store.con.execute(
+            "SELECT volume, quantity_source FROM elements"
+        ).fetchall()
+    source = json.loads(qsource)["volume"]
+    if factor < 10:
+        assert volume == pytest.approx(true_volume * factor)
+        assert source == "qto:Qto_WallBaseQuantities.NetVolume"
+        assert not any("Qto" in w for w in warnings)
+    else:
+        assert volume == pytest.approx(true_volume, rel=0.01)
+        assert source == "mesh (qto:Qto_WallBaseQuantities.NetVolume = 4500 implausible)"
+        assert any("1 x Qto_WallBaseQuantities.NetVolume" in w for w in warnings)
 
 
 def test_flags_from_the_file(tmp_path: Path) -> None:
