@@ -242,7 +242,7 @@ def _hilbert_table(order: int = 8) -> np.ndarray:
     Hilbert, not Morton (Z) order: consecutive cells are always neighbours, so the stretch of
     cells in one DuckDB row group is a compact patch. A Z-order stretch that crosses a quadrant
     boundary jumps across the grid, and its row group's min/max box spans both sides (measured:
-    a 5 m box read 4-6 of 25 row groups in Z order, 1-3 in Hilbert order). The classic xy2d
+    a 5 m box read 4-6.3 of 25 row groups in Z order, 2-3.5 in Hilbert order). The classic xy2d
     loop, vectorised over the whole grid once (no library ships a vectorised one).
     """
     n = 1 << order
@@ -581,9 +581,7 @@ def _store_run(
 def _arrow_batch(run: Columns) -> pa.Table:
     """A run as an Arrow table in record batches of ARROW_BATCH rows, which DuckDB appends on
     all its threads (in order: it keeps the insertion order)."""
-    table = pa.table(
-        {c: _decimal_mm(a) if c in ("x", "y", "z") else a for c, a in run.items() if c != "key"}
-    )
+    table = pa.table({c: _decimal_mm(a) if c in ("x", "y", "z") else a for c, a in run.items()})
     return pa.Table.from_batches(table.to_batches(max_chunksize=ARROW_BATCH))
 
 
