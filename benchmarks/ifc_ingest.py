@@ -3,11 +3,12 @@
 For each sample: the full `cim` ingest (open, geometry, properties, quantities, store writes)
 beside a bare ifcopenshell geometry iteration of the same file with the same settings (open +
 iterate + copy the buffers), each in a fresh process, with peak memory (max RSS). Each process
-does its work twice and reports both: "cold" is the first run (it pays one-time library set-up:
-DuckDB's first Arrow scan, pyproj's database, lazy imports), "warm" the second, which is what an
-operator ingesting many files sees for every file after the first. Also the default
-opencascade kernel, with the summed mesh volume of each kernel (they differ where opencascade's
-triangles are wound inconsistently). Target: full ingest within 1.5x of the bare iteration.
+does its work several times: "cold" is the first run (it pays one-time library set-up: DuckDB's
+first Arrow scan, pyproj's database, lazy imports), "warm" the fastest of the 2-5 runs after it,
+which is what an operator ingesting many files sees for every file after the first. Also the
+default opencascade kernel, with the summed mesh volume of each kernel (they differ where
+opencascade's triangles are wound inconsistently). Target: full ingest within 1.5x of the bare
+iteration.
 
     .venv/bin/python benchmarks/ifc_ingest.py [FILES...]
 """
@@ -26,10 +27,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def twice(work: Any) -> dict[str, float]:
+def repeated(work: Any) -> dict[str, float]:
+    """The first run ("cold") and the fastest of the warm runs after it: at least two, up to
+    five while they take under two seconds in all (the machine is shared and noisy; the
+    fastest run is the one least disturbed, for the ingest and the bare iteration alike)."""
     first = work()
-    second = work()
-    return {**second, "cold": first["seconds"], "seconds": second["seconds"]}
+    warm = [work(), work()]
+    while len(warm) < 5 and sum(w["seconds"] for w in warm) < 2.0:
+        warm.append(work())
+    best = min(warm, key=lambda w: w["seconds"])
+    return {**best, "cold": first["seconds"], "warm_runs": len(warm)}
 
 
 def bare(path: str, library: str) -> dict[str, float]:
@@ -84,7 +91,7 @@ def full(path: str) -> dict[str, float]:
 
 
 def child(mode: str, path: str) -> None:
-    out = twice(lambda: full(path) if mode == "full" else bare(path, mode))
+    out = repeated(lambda: full(path) if mode == "full" else bare(path, mode))
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
@@ -109,11 +116,13 @@ def main(argv: list[str]) -> None:
     print(header)
     worst = worst_cold = 0.0
     for f in files:
-        best_full = min((run("full", f) for _ in range(2)), key=lambda d: d["seconds"])
-        best_bare = min(
-            (run("hybrid-cgal-simple-opencascade", f) for _ in range(2)),
-            key=lambda d: d["seconds"],
-        )
+        # two processes of each, interleaved so that a busy spell of the machine hits both
+        fulls, bares = [], []
+        for _ in range(2):
+            fulls.append(run("full", f))
+            bares.append(run("hybrid-cgal-simple-opencascade", f))
+        best_full = min(fulls, key=lambda d: d["seconds"])
+        best_bare = min(bares, key=lambda d: d["seconds"])
         occ = run("opencascade", f)
         ratio = best_full["seconds"] / best_bare["seconds"]
         cold = best_full["cold"] / best_bare["cold"]

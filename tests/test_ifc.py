@@ -646,3 +646,62 @@ def test_ifc_building_over_a_gis_footprint_is_linked_and_canonical(tmp_path: Pat
         [(bim_id,)] = store.con.execute("SELECT id FROM buildings WHERE lod = 'BIM'").fetchall()
     assert rows["BIM"] is None  # canonical
     assert rows["LoD1"] == bim_id
+
+
+def _get_psets_reference(product: object) -> dict[str, object]:
+    """ifcopenshell's own reading of an occurrence's sets, as the ingest stores them."""
+    import ifcopenshell.util.element as uel
+
+    return {
+        name: ifc_mod._jsonable(values)
+        for name, values in uel.get_psets(product, should_inherit=False).items()
+    }
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_CRS))
+def test_property_sets_read_as_ifcopenshell_reads_them(name: str) -> None:
+    # the ingest reads sets from one pass over the relations, with a fast path for single
+    # values and simple quantities; every product of every sample must get what get_psets gives
+    model = ifcopenshell.open(str(IFC / name))
+    reader = ifc_mod._Ingest(IFC / name, model, None, None)  # type: ignore[arg-type]
+    products = [p for p in model.by_type("IfcProduct") if p.Representation]
+    n_sets = 0
+    for product in products:
+        ours = {k: v for k, (_, v) in reader._occurrence_sets(product).items()}
+        assert ours == _get_psets_reference(product), product
+        n_sets += len(ours)
+    if name != "IfcOpenHouse.ifc":  # the one sample nearly without sets
+        assert n_sets > len(products)
+
+
+def test_shared_and_non_simple_property_sets(tmp_path: Path) -> None:
+    path = wall_model(tmp_path / "w.ifc")
+    model = ifcopenshell.open(str(path))
+    wall = model.by_type("IfcWall")[0]
+    twin = ifcopenshell.api.root.copy_class(model, product=wall)
+    shared = ifcopenshell.api.pset.add_pset(model, product=wall, name="Shared")
+    ifcopenshell.api.pset.edit_pset(model, pset=shared, properties={"Code": "A-1", "Area": 2.5})
+    model.by_type("IfcRelDefinesByProperties")[-1].RelatedObjects = [wall, twin]
+    # an enumerated value and a complex quantity take ifcopenshell's general reader
+    enum = model.createIfcPropertyEnumeratedValue(
+        "Finish", None, [model.createIfcLabel("Matte"), model.createIfcLabel("Raw")]
+    )
+    pset = model.createIfcPropertySet(ifcopenshell.guid.new(), None, "Pset_Custom", None, [enum])
+    length = model.createIfcQuantityLength("Part", None, None, 1.5)
+    complex_q = model.createIfcPhysicalComplexQuantity("Layer", None, [length], "Layer", None, None)
+    qto = model.createIfcElementQuantity(
+        ifcopenshell.guid.new(), None, "Qto_Custom", None, None, [complex_q]
+    )
+    for definition in (pset, qto):
+        model.createIfcRelDefinesByProperties(
+            ifcopenshell.guid.new(), None, None, None, [twin], definition
+        )
+    reader = ifc_mod._Ingest(path, model, None, None)  # type: ignore[arg-type]
+    for product in (wall, twin):
+        sets = reader._occurrence_sets(product)
+        assert {k: v for k, (_, v) in sets.items()} == _get_psets_reference(product)
+        assert sets["Shared"] == (False, {"Code": "A-1", "Area": 2.5})
+    sets = reader._occurrence_sets(twin)
+    assert sets["Pset_Custom"] == (False, {"Finish": ["Matte", "Raw"]})
+    assert sets["Qto_Custom"][0] is True
+    assert sets["Qto_Custom"][1]["Layer"]["properties"] == {"Part": 1.5}

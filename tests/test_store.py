@@ -177,3 +177,24 @@ def test_spatial_works_with_the_network_unplugged(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "POINT (1 2)"
+
+
+def test_absent_pandas_is_answered_without_a_path_search(store: Store) -> None:
+    # DuckDB tries `import pandas` for every parameter; when pandas is not installed the store
+    # answers that from a finder at the head of sys.meta_path, with the same error as before
+    import importlib.machinery
+    import sys
+
+    import pyarrow as pa
+
+    finders = [f for f in sys.meta_path if isinstance(f, store_mod._AbsentModule)]
+    if importlib.machinery.PathFinder.find_spec("pandas") is not None:
+        assert finders == []  # pandas is installed: nothing is hidden
+        return
+    assert len(finders) == 1
+    with pytest.raises(ModuleNotFoundError) as err:
+        import pandas  # noqa: F401
+    assert err.value.name == "pandas"
+    numbers = pa.table({"a": [1, 2, 3]})  # pyarrow's pandas shim still loads
+    assert store.con.execute("SELECT sum(a) + ? FROM numbers", [1]).fetchone() == (7,)
+    assert numbers.num_rows == 3
