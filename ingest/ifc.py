@@ -175,12 +175,22 @@ def _mesh_stats(
     v, f = mesh.verts, mesh.faces
     if len(f) == 0:
         return {}, None
+    lo, hi = v.min(axis=0), v.max(axis=0)
     tri = v[f]
     a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
     cross = np.cross(b - a, c - a)
     area = 0.5 * np.linalg.norm(cross, axis=1)
-    volume = abs(float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0)
-    zmin, zmax = float(v[:, 2].min()), float(v[:, 2].max())
+    # Volume by the divergence theorem, about the mesh's centre (world coordinates can be
+    # large). It is only a volume if the surface is closed: an open one's (a tree of crossed
+    # planes, a terrain, a bed missing its underside) changes with the origin, by d.A/3 for
+    # a shift d, where A, the sum of the triangles' area vectors, is zero for a closed surface.
+    # Kept when that change over the mesh's extent is within VOLUME_TOLERANCE of it.
+    centre = (lo + hi) / 2
+    ca, cb, cc = a - centre, b - centre, c - centre
+    volume = abs(float(np.einsum("ij,ij->i", ca, np.cross(cb, cc)).sum()) / 6.0)
+    drift = float(np.linalg.norm(hi - lo) * np.linalg.norm(cross.sum(axis=0) / 2.0) / 6.0)
+    closed = drift <= VOLUME_TOLERANCE * volume
+    zmin, zmax = float(lo[2]), float(hi[2])
     # Horizontal projected area = area of the union of the triangles' shadows on the ground.
     # For a closed solid the upward-facing triangles alone cover that shadow (every vertical
     # line through it leaves the solid through one), and they barely overlap, which makes the
@@ -196,11 +206,12 @@ def _mesh_stats(
         outline = _union_of_triangles(tri[keep][:, :, :2])
         projected = float(outline.area)
     stats = {
-        "volume": volume,
         "surface_area": float(area.sum()),
         "projected_area": projected,
         "height": zmax - zmin,
     }
+    if closed:
+        stats["volume"] = volume
     return stats, outline
 
 
@@ -898,6 +909,8 @@ class _Ingest:
                     qsource[q] = "mesh"
                 else:
                     quantities[q] = None
+                    if q == "volume" and r.stats:
+                        qsource[q] = "none (the mesh is not closed)"
             if r.mesh is not None:
                 pv = placement.apply(r.mesh.verts)
                 bbox = [*pv.min(axis=0), *pv.max(axis=0)]
@@ -1325,6 +1338,9 @@ def _qto_value(ent: Any, names: tuple[str, ...]) -> float | None:
 
 #: a Qto quantity more than this factor away from its mesh's is taken for a unit error
 QTO_MESH_FACTOR = 10.0
+
+#: a mesh's volume is kept when an open surface could make it wrong by at most this fraction
+VOLUME_TOLERANCE = 0.01
 
 
 def _plausible(qto: float, mesh: float) -> bool:

@@ -592,6 +592,56 @@ def test_union_of_triangles_matches_geos() -> None:
     assert with_hole.area == pytest.approx(81 - 9 + 1)  # 9x9 square, 3x3 hole, 1x1 island
 
 
+def _box_mesh(lo: tuple[float, float, float], size: float, drop_top: bool = False) -> object:
+    """A cube as the kernel gives it: one vertex per face corner, faces wound outwards."""
+    from ingest.ifc import MeshData
+
+    corners = np.array(
+        [[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], dtype=np.float64
+    )
+    quads = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+    if drop_top:
+        quads.remove((4, 5, 7, 6))
+    tris = [t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))]
+    verts = (corners[np.array(tris).ravel()] * size + np.array(lo)).astype(np.float64)
+    faces = np.arange(len(verts), dtype=np.uint32).reshape(-1, 3)
+    return MeshData(verts, np.zeros_like(verts, np.float32), faces, np.zeros(len(faces)), [])
+
+
+def test_mesh_volume_only_for_closed_surfaces_and_exact_far_from_the_origin() -> None:
+    from ingest.ifc import _mesh_stats
+
+    # a 2 m cube at UTM-like coordinates: 8 m3 to the micro-cubic-metre
+    stats, _ = _mesh_stats(_box_mesh((500_000.0, 4_830_000.0, 120.0), 2.0))  # type: ignore[arg-type]
+    assert stats["volume"] == pytest.approx(8.0, abs=1e-6)
+    assert stats["surface_area"] == pytest.approx(24.0)
+    assert stats["projected_area"] == pytest.approx(4.0)
+    # the same cube without its top is no solid: its "volume" would depend on the origin
+    for lo in ((0.0, 0.0, 0.0), (500_000.0, 4_830_000.0, 120.0)):
+        open_stats, _ = _mesh_stats(_box_mesh(lo, 2.0, drop_top=True))  # type: ignore[arg-type]
+        assert "volume" not in open_stats
+        assert open_stats["surface_area"] == pytest.approx(20.0)
+        assert open_stats["projected_area"] == pytest.approx(4.0)
+
+
+def test_open_meshes_get_no_volume_on_a_real_model(tmp_path: Path) -> None:
+    # LargeBuilding's Revit RPC trees are crossed open surfaces: their summed "volume" was
+    # 2,000 m3, and different for each copy of the same tree depending on where it stood
+    with Store.create(tmp_path / "s.duckdb", "EPSG:26919") as store:
+        ingest(store, IFC / "LargeBuilding.ifc")
+        trees = store.con.execute(
+            "SELECT volume, quantity_source ->> 'volume', surface_area FROM elements "
+            "WHERE name LIKE 'M_RPC Tree%'"
+        ).fetchall()
+        assert len(trees) == 11
+        assert {t[:2] for t in trees} == {(None, "none (the mesh is not closed)")}
+        assert len({round(t[2], 6) for t in trees}) == 1  # the same tree, the same area
+        walls = store.con.execute(
+            "SELECT count(*) FROM elements WHERE ifc_class = 'IfcWallStandardCase' AND volume > 0"
+        ).fetchone()
+        assert walls == (18,)
+
+
 def test_a_model_without_geometry_is_refused(tmp_path: Path) -> None:
     import ifcopenshell.api.project
     import ifcopenshell.api.root
