@@ -394,8 +394,10 @@ class Store:
 
     def tables_with_source_id(self) -> list[str]:
         rows = self.con.execute(
-            "SELECT table_name FROM information_schema.columns "
-            "WHERE column_name = 'source_id' AND table_schema = 'main' ORDER BY table_name"
+            "SELECT c.table_name FROM information_schema.columns c "
+            "JOIN information_schema.tables t USING (table_schema, table_name) "
+            "WHERE c.column_name = 'source_id' AND c.table_schema = 'main' "
+            "AND t.table_type = 'BASE TABLE' ORDER BY c.table_name"
         ).fetchall()
         return [r[0] for r in rows]
 

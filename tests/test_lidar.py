@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import laspy
@@ -653,3 +654,62 @@ def test_a_cloud_without_points_is_refused(make_store: MakeStore, tmp_path: Path
     with pytest.raises(InputFileError, match=r"zero\.las: the header says the cloud has no points"):
         ingest(store, path)
     assert store.sources() == []
+
+
+def test_points_of_an_older_store_are_packed_by_the_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cim.store as store_mod
+
+    real = store_mod._schema_files
+    monkeypatch.setattr(
+        store_mod, "_schema_files", lambda: (real()[0], [m for m in real()[1] if m[0] <= 4])
+    )
+    path = tmp_path / "old.duckdb"
+    rows = [  # the old points table's columns, RGB and not, the largest values of each field
+        (
+            1,
+            Decimal("770000.125"),
+            Decimal("6277000.5"),
+            Decimal("-3.25"),
+            6,
+            65535,
+            15,
+            15,
+            65535,
+            0,
+            1234,
+            65535,
+        ),
+        (
+            1,
+            Decimal("770001.000"),
+            Decimal("6277001.0"),
+            Decimal("12.0"),
+            2,
+            7,
+            1,
+            2,
+            None,
+            None,
+            None,
+            3,
+        ),
+    ]
+    with Store.create(path, "EPSG:2154") as old:
+        assert old.schema_version == 4
+        old.con.executemany("INSERT INTO points VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    monkeypatch.setattr(store_mod, "_schema_files", real)
+    with Store.open(path) as store:
+        assert store.schema_version >= 5
+        got = store.con.execute("SELECT * FROM points").fetchall()
+        assert got == rows  # the view reads as the table did, in the same order
+        packed = store.con.execute("SELECT attributes, rgb FROM point_rows").fetchall()
+        assert packed[0] == (
+            lidar.pack_attributes(*(np.array([v]) for v in (65535, 15, 15, 65535)))[0],
+            lidar.pack_rgb(np.array([65535]), np.array([0]), np.array([1234]))[0],
+        )
+        assert packed[1][1] is None
+        with store.transaction():
+            store.delete_source(1)  # the view is not a table to delete from
+        assert store.count("points") == 0
