@@ -21,13 +21,13 @@ No vertical datum shift is applied: z stays in the file's vertical datum, in met
 Storage. One ``point_rows`` table in the store, so the store stays one transactional file (no
 Parquet files beside it to keep in step), read through the ``points`` view (migration 005):
 intensity, returns and source id are packed into one integer and RGB into another, because
-DuckDB's append costs per column (12 columns: 260 ns of CPU a point; these 7: about 165). Each source's rows are appended run by run, each
-run in Hilbert order of its points' cells, so each DuckDB row group (122,880 rows) holds a
-compact patch of ground and the row groups' min/max of x and y (zone maps) let a box or
-footprint query read only the row groups it touches: about one row group per run that passed
-over the box (for a cloud in scanner order, the flight strips over it). x/y/z are
-``DECIMAL(18,3)``: exact millimetres stored as 64-bit integers, which DuckDB compresses by
-frame of reference and bit packing.
+DuckDB's append costs per column (12 columns: 260 ns of CPU a point; these 7: about 165).
+Each source's rows are appended run by run, each run in Hilbert order of its points' cells, so
+each DuckDB row group (122,880 rows) holds a compact patch of ground and the row groups'
+min/max of x and y (zone maps) let a box or footprint query read only the row groups it
+touches: about one row group per run that passed over the box (for a cloud in scanner order,
+the flight strips over it). x/y/z are ``DECIMAL(18,3)``: exact millimetres stored as 64-bit
+integers, which DuckDB compresses by frame of reference and bit packing.
 Measured on 10M points over 1 km2 (sorted as one run): 6.9 bytes per point for x, y, z and
 class (20 as DOUBLE); a 50 m box query for class 6 took 2.8 ms (5.5 ms as DOUBLE, 82 ms
 unsorted). A whole point
