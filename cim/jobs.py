@@ -275,6 +275,9 @@ def run_job(
     except CimError as exc:
         job._finish("failed", str(exc), None)
         raise
+    except KeyboardInterrupt:
+        job._finish("failed", "interrupted (Ctrl-C): nothing of it was kept", None)
+        raise
     except BaseException as exc:
         job._finish("failed", f"{type(exc).__name__}: {exc}", None)
         raise

@@ -143,3 +143,46 @@ def test_status_lists_what_needs_attention(tmp_path: Path) -> None:
     doc = json.loads(run("--store", str(prague), "status", "--json").stdout)
     [item] = doc["attention"]
     assert item["reason"] == "heights_unknown" and item["message"].startswith("144 building")
+
+
+def test_ctrl_c_during_an_ingest_keeps_nothing_and_says_so(tmp_path: Path) -> None:
+    import signal
+
+    from tests.conftest import SAMPLES
+
+    store = tmp_path / "c.duckdb"
+    assert run("--store", str(store), "init", "--crs", "EPSG:2154").returncode == 0
+    # the real CLI, with its first append slowed down so that Ctrl-C lands in the middle
+    code = (
+        "import sys, time\n"
+        "import ingest.lidar as L\n"
+        "real = L._store_run\n"
+        "def slow(*args):\n"
+        "    print('APPENDING', flush=True)\n"
+        "    time.sleep(2)\n"
+        "    return real(*args)\n"
+        "L._store_run = slow\n"
+        "from cim.cli import cli\n"
+        "cli(sys.argv[1:])\n"
+    )
+    cloud = SAMPLES / "lidar" / "lidarprod" / "870000_6618000.subset.postValidation.laz"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--store", str(store), "ingest", str(cloud)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "APPENDING"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted: nothing of the unfinished step was kept" in err
+    assert "Traceback" not in err
+    doc = json.loads(run("--store", str(store), "status", "--json").stdout)
+    assert doc["sources"] == [] and doc["counts"]["points"] == 0
+    jobs = json.loads(run("--store", str(store), "jobs", "--json").stdout)
+    assert [(j["status"], j["error"]) for j in jobs["jobs"]] == [
+        ("failed", "interrupted (Ctrl-C): nothing of it was kept")
+    ]
