@@ -713,3 +713,58 @@ def test_points_of_an_older_store_are_packed_by_the_migration(
         with store.transaction():
             store.delete_source(1)  # the view is not a table to delete from
         assert store.count("points") == 0
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["las", "laz"])
+@pytest.mark.parametrize("point_format", range(11))
+def test_every_point_format_keeps_every_attribute(
+    make_store: MakeStore, tmp_path: Path, point_format: int, compressed: bool
+) -> None:
+    # LAS 1.2 holds formats 0-3, 1.3 adds the waveform formats 4-5, 1.4 adds 6-10
+    version = "1.2" if point_format <= 3 else "1.3" if point_format <= 5 else "1.4"
+    header = laspy.LasHeader(point_format=point_format, version=version)
+    header.scales = np.array([0.001, 0.001, 0.001])
+    header.offsets = np.array([770000.0, 6277000.0, 0.0])
+    header.add_crs(__import__("pyproj").CRS.from_epsg(2154))
+    rng = np.random.default_rng(point_format)
+    n = 2_000
+    pts = laspy.ScaleAwarePointRecord.zeros(n, header=header)
+    pts.x = 770000.0 + rng.integers(0, 50_000, n) / 1000.0
+    pts.y = 6277000.0 + rng.integers(0, 50_000, n) / 1000.0
+    pts.z = rng.integers(-5_000, 60_000, n) / 1000.0
+    top_class, top_return = (31, 7) if point_format <= 5 else (255, 15)
+    pts.classification = rng.integers(0, top_class + 1, n)
+    pts.intensity = rng.integers(0, 65536, n)
+    pts.number_of_returns = rng.integers(1, top_return + 1, n)
+    pts.return_number = np.minimum(rng.integers(1, top_return + 1, n), pts.number_of_returns)
+    pts.point_source_id = rng.integers(0, 65536, n)
+    has_rgb = point_format in (2, 3, 5, 7, 8, 10)
+    if has_rgb:
+        for c in ("red", "green", "blue"):
+            setattr(pts, c, rng.integers(0, 65536, n))
+    path = tmp_path / f"pf{point_format}.{'laz' if compressed else 'las'}"
+    with laspy.open(path, mode="w", header=header, do_compress=compressed) as writer:
+        writer.write_points(pts)
+
+    store = make_store("EPSG:2154")
+    report = ingest(store, path)
+    assert report.counts["points"] == n
+    got = store.con.execute(
+        "SELECT x::DOUBLE, y::DOUBLE, z::DOUBLE, classification, intensity, return_number, "
+        "number_of_returns, point_source_id, red, green, blue FROM points ORDER BY x, y, z"
+    ).fetchall()
+    cols = [np.asarray(pts[c]) for c in ("classification", "intensity", "return_number")]
+    cols += [np.asarray(pts[c]) for c in ("number_of_returns", "point_source_id")]
+    rgb = [np.asarray(pts[c]) if has_rgb else [None] * n for c in ("red", "green", "blue")]
+    want = sorted(
+        zip(
+            np.round(np.asarray(pts.x), 3).tolist(),
+            np.round(np.asarray(pts.y), 3).tolist(),
+            np.round(np.asarray(pts.z), 3).tolist(),
+            *[np.asarray(c).tolist() for c in cols],
+            *[list(c) if has_rgb else c for c in rgb],
+            strict=True,
+        ),
+        key=lambda r: (r[0], r[1], r[2]),
+    )
+    assert got == [tuple(int(v) if isinstance(v, np.integer) else v for v in r) for r in want]
