@@ -78,6 +78,10 @@ _NOT_SHELL = (
 )
 _FLOOR_MAKERS = ("IfcWall", "IfcColumn", "IfcCurtainWall", "IfcSlab", "IfcSpace")
 
+#: a storey lower than this is no floor of its own (m): GB 50096-2011 4.0.5, "层高小于2.20m的
+#: 架空层和设备层不应计入自然层数" (a foundation level, a parapet level above the roof)
+MIN_FLOOR_HEIGHT = 2.2
+
 #: quantity names looked up in Qto sets, in order of preference (IFC4 Qto_* and Revit's
 #: IFC2X3 "BaseQuantities")
 _QTO_NAMES = {
@@ -827,15 +831,35 @@ class _Ingest:
             )
             above = below = 0
             gfa = 0.0
-            for sid, s in b_storeys:
-                mem = storey_members.get(sid, [])
-                if not _makes_floor(mem):
+            b_storeys.sort(key=lambda item: item[1]["elevation"])
+            for k, (sid, s) in enumerate(b_storeys):
+                members = storey_members.get(sid, [])
+                # storey height: to the next storey; the top one's to the top of its building
+                # elements (as the building's height: not its spaces, which some exporters
+                # draw as boxes above the roof)
+                if k + 1 < len(b_storeys):
+                    s["height"] = b_storeys[k + 1][1]["elevation"] - s["elevation"]
+                else:
+                    tops = [
+                        float(r.mesh.verts[:, 2].max())
+                        for r in members
+                        if r.mesh is not None and r.outline is not None
+                    ]
+                    s["height"] = max(tops) - s["elevation"] if tops else None
+                # the roof is no floor: a storey holding only the roof (Revit's "Roof" level)
+                # is not counted, and a roof's overhang is no floor area
+                mem = [r for r in members if not _is_roof(r)]
+                outlines = [r.outline for r in mem if r.outline is not None]
+                area = _fill_small_holes(_union_of_polygons(outlines), 1e9).area if outlines else 0
+                s["floor_area"] = round(float(area), 3)
+                low = s["height"] is not None and s["height"] < MIN_FLOOR_HEIGHT - 0.005
+                s["counted"] = _makes_floor(mem) and not low
+                s["above_ground"] = s["elevation"] >= ground_local - 0.01
+                if not s["counted"]:
                     continue
-                if s["elevation"] >= ground_local - 0.01:
+                if s["above_ground"]:
                     above += 1
-                    outlines = [r.outline for r in mem if r.outline is not None]
-                    if outlines:
-                        gfa += _fill_small_holes(_union_of_polygons(outlines), 1e9).area
+                    gfa += area
                 else:
                     below += 1
             ent = self.model.by_id(key) if key is not None else None
@@ -882,12 +906,32 @@ class _Ingest:
             result[key] = int(row[0])
         for s in storeys.values():
             storey_rows.append(
-                (source_id, s["building_ref"], s["global_id"], s["name"], s["elevation"])
+                (
+                    source_id,
+                    s["building_ref"],
+                    s["global_id"],
+                    s["name"],
+                    s["elevation"],
+                    s.get("above_ground"),
+                    s.get("height"),
+                    s.get("floor_area"),
+                    s.get("counted"),
+                )
             )
         insert_rows(
             self.store,
             "storeys",
-            ("source_id", "building_ref", "global_id", "name", "elevation"),
+            (
+                "source_id",
+                "building_ref",
+                "global_id",
+                "name",
+                "elevation",
+                "above_ground",
+                "height",
+                "floor_area",
+                "counted",
+            ),
             storey_rows,
         )
         return result
@@ -1248,6 +1292,20 @@ def _is_terrain(product: Any) -> bool:
 
 def _makes_floor(members: Iterable[ElementRow]) -> bool:
     return any(r.product.is_a(c) for r in members for c in _FLOOR_MAKERS)
+
+
+def _is_roof(row: ElementRow) -> bool:
+    """An IfcRoof, a part of one (Revit exports roofs as an IfcRoof of NOTDEFINED slabs), or
+    a slab or covering typed ROOF / ROOFING."""
+    p = row.product
+    if p.is_a("IfcRoof"):
+        return True
+    if (p.is_a("IfcSlab") or p.is_a("IfcCovering")) and (row.props or {}).get(
+        "predefined_type"
+    ) in ("ROOF", "ROOFING"):
+        return True
+    whole = uel.get_aggregate(p)
+    return bool(whole is not None and whole.is_a("IfcRoof"))
 
 
 def _ground_elevation(storey_elevations: list[float], zmin: float) -> float:

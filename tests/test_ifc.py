@@ -101,6 +101,34 @@ def test_fzk_haus_lands_at_its_ref_lat_lon(tmp_path: Path) -> None:
         assert 5 < height < 12 and above == 2
 
 
+@pytest.mark.parametrize(
+    ("name", "above", "below", "not_counted"),
+    [
+        # a foundation level 1.25 m high, and a "Roof" level of 0.63 m parapets
+        ("duplex.ifc", 2, 0, {"T/FDN": 1.25, "Roof": 0.63}),
+        # Revit's "Level 6" holds only the roof (an IfcRoof of slabs)
+        ("TallBuilding.ifc", 4, 0, {"Level 6": 0.4}),
+        ("AC20-FZK-Haus.ifc", 2, 0, {}),  # the attic is a floor: 3.6 m under the ridge
+    ],
+)
+def test_storeys_count_as_floors_as_gb_50096_counts_them(
+    tmp_path: Path, name: str, above: int, below: int, not_counted: dict[str, float]
+) -> None:
+    with Store.create(tmp_path / "s.duckdb", SAMPLE_CRS[name]) as store:
+        ingest(store, IFC / name)
+        [(n_above, n_below, gfa)] = store.con.execute(
+            "SELECT storeys_above, storeys_below, gross_floor_area FROM buildings"
+        ).fetchall()
+        rows = store.con.execute(
+            "SELECT name, height, floor_area, counted, above_ground FROM storeys"
+        ).fetchall()
+    assert (n_above, n_below) == (above, below)
+    assert {r[0]: pytest.approx(r[1], abs=0.01) for r in rows if not r[3]} == not_counted
+    counted_above = sum(r[2] for r in rows if r[3] and r[4])
+    if name != "AC20-FZK-Haus.ifc":  # FZK's area comes from its Qto
+        assert gfa == pytest.approx(counted_above)
+
+
 def _hand_map_conversion(
     x: float, y: float, e0: float, n0: float, theta: float
 ) -> tuple[float, float]:
