@@ -36,7 +36,9 @@ compare x/y with DECIMAL(18,3) constants, else DuckDB casts the column and canno
 maps; ``points_in_box`` and ``points_in_polygon`` do this.
 
 Derived. A DTM per source (``dtm``: mean z of the class-2 points per 1 m cell, gaps filled by
-normalised convolution then nearest neighbour) and, for every building footprint in the store,
+normalised convolution then nearest neighbour, the measured cells kept as a bit mask; where DTMs
+overlap, the ground comes from the one measured there, ``_ground_at``) and, for every building
+footprint in the store,
 ``building_heights``: 3D BAG-style roof percentiles (50/70/90/max) of the class-6 points inside
 it, the ground level around it, point count, density and a status. ``derive_building_heights``
 is public: the GIS ingester calls it for the buildings it adds.
@@ -50,7 +52,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -701,7 +703,8 @@ class _GroundGrid:
         known = flat_known.reshape(self.ny, self.nx)
         _fill_gaps(grid, known)
         store.con.execute(
-            "INSERT INTO dtm VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO dtm (source_id, origin_x, origin_y, resolution, nx, ny, measured_cells, "
+            "z, measured) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 source_id,
                 self.ox,
@@ -711,6 +714,7 @@ class _GroundGrid:
                 self.ny,
                 int(known.sum()),
                 grid.astype("<f4").tobytes(),
+                np.packbits(known.ravel(), bitorder="little").tobytes(),
             ],
         )
         return self.nx * self.ny
@@ -965,9 +969,16 @@ class Dtm:
     nx: int
     ny: int
     z: np.ndarray  # (ny, nx) float32
+    measured: np.ndarray | None = None  # (ny, nx) bool; None: every cell
 
     def sample(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Bilinear interpolation at cell centres; NaN outside the grid."""
+        return self.sample_with_support(x, y)[0]
+
+    def sample_with_support(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bilinear elevation (NaN outside the grid) and its support: the share of its
+        weight on measured cells, 1 where every cell used had ground points, 0 where the value
+        is filled in from cells further away."""
         fx = (np.asarray(x, dtype=np.float64) - self.origin_x) / self.resolution - 0.5
         fy = (np.asarray(y, dtype=np.float64) - self.origin_y) / self.resolution - 0.5
         inside = (fx >= -0.5) & (fx <= self.nx - 0.5) & (fy >= -0.5) & (fy <= self.ny - 0.5)
@@ -978,14 +989,28 @@ class Dtm:
         i1 = np.minimum(i0 + 1, self.nx - 1)
         j1 = np.minimum(j0 + 1, self.ny - 1)
         tx, ty = fx - i0, fy - j0
-        z = self.z
-        out = (
-            z[j0, i0] * (1 - tx) * (1 - ty)
-            + z[j0, i1] * tx * (1 - ty)
-            + z[j1, i0] * (1 - tx) * ty
-            + z[j1, i1] * tx * ty
-        )
-        return np.where(inside, out, np.nan)
+        weights = ((1 - tx) * (1 - ty), tx * (1 - ty), (1 - tx) * ty, tx * ty)
+        cells = ((j0, i0), (j0, i1), (j1, i0), (j1, i1))
+        out = sum(self.z[c] * w for c, w in zip(cells, weights, strict=True))
+        if self.measured is None:
+            support = np.ones(len(out))
+        else:
+            support = sum(self.measured[c] * w for c, w in zip(cells, weights, strict=True))
+        return np.where(inside, out, np.nan), np.where(inside, support, -1.0)
+
+
+def _ground_at(dtms: Iterable[Dtm], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Ground elevation at each (x, y) from the terrain models that cover it (NaN where none
+    does): from the model best measured there, so that overlapping clouds (flight strips,
+    tile edges) never take one's filled-in cells over another's ground points."""
+    z = np.full(len(x), np.nan)
+    best = np.full(len(x), -1.0)
+    for dtm in dtms:
+        value, support = dtm.sample_with_support(x, y)
+        better = support > best + 1e-9
+        z[better] = value[better]
+        best[better] = support[better]
+    return z
 
 
 def _fill_gaps(grid: np.ndarray, known: np.ndarray) -> None:
@@ -1029,19 +1054,23 @@ def _dtms(store: Store, bounds: tuple[float, float, float, float] | None = None)
     for sid, ox, oy, res, nx, ny in store.con.execute(
         sql + " ORDER BY source_id", params
     ).fetchall():
-        blob = store.con.execute("SELECT z FROM dtm WHERE source_id = ?", [sid]).fetchone()
+        blob = store.con.execute(
+            "SELECT z, measured FROM dtm WHERE source_id = ?", [sid]
+        ).fetchone()
         assert blob is not None
         z = np.frombuffer(blob[0], dtype="<f4").reshape(ny, nx)
-        yield Dtm(sid, ox, oy, res, nx, ny, z)
+        measured: np.ndarray | None = None
+        if blob[1] is not None:
+            bits = np.frombuffer(blob[1], dtype=np.uint8)
+            flat = np.unpackbits(bits, count=nx * ny, bitorder="little").astype(bool)
+            measured = flat.reshape(ny, nx)
+        yield Dtm(sid, ox, oy, res, nx, ny, z, measured)
 
 
 def ground_elevation(store: Store, x: float, y: float) -> float | None:
     """Terrain elevation (m) at (x, y) in the project CRS from the DTMs; None where none covers."""
-    for dtm in _dtms(store, (x, y, x, y)):
-        z = dtm.sample(np.array([x]), np.array([y]))[0]
-        if not np.isnan(z):
-            return float(z)
-    return None
+    z = _ground_at(_dtms(store, (x, y, x, y)), np.array([x]), np.array([y]))[0]
+    return None if np.isnan(z) else float(z)
 
 
 # ---- building heights --------------------------------------------------------------------
@@ -1055,18 +1084,13 @@ def _ground_levels(store: Store, ids: list[int], footprints: list[Any]) -> dict[
     coords, owner = shapely.get_coordinates(rings, return_index=True)
     if len(coords) == 0:
         return {}
-    z = np.full(len(coords), np.nan)
     bounds = (
         float(coords[:, 0].min()),
         float(coords[:, 1].min()),
         float(coords[:, 0].max()),
         float(coords[:, 1].max()),
     )
-    for dtm in _dtms(store, bounds):
-        todo = np.isnan(z)
-        if not todo.any():
-            break
-        z[todo] = dtm.sample(coords[todo, 0], coords[todo, 1])
+    z = _ground_at(_dtms(store, bounds), coords[:, 0], coords[:, 1])
     out: dict[int, float] = {}
     for k, bid in enumerate(ids):
         vals = z[owner == k]

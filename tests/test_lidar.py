@@ -768,3 +768,50 @@ def test_every_point_format_keeps_every_attribute(
         key=lambda r: (r[0], r[1], r[2]),
     )
     assert got == [tuple(int(v) if isinstance(v, np.integer) else v for v in r) for r in want]
+
+
+def _write_cloud(path: Path, xyz: np.ndarray, classes: np.ndarray) -> None:
+    header = laspy.LasHeader(point_format=1, version="1.2")
+    header.scales = np.array([0.01, 0.01, 0.01])
+    header.offsets = np.array([770000.0, 6277000.0, 0.0])
+    header.add_crs(__import__("pyproj").CRS.from_epsg(2154))
+    pts = laspy.ScaleAwarePointRecord.zeros(len(xyz), header=header)
+    pts.x, pts.y, pts.z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    pts.classification = classes
+    with laspy.open(path, mode="w", header=header) as writer:
+        writer.write_points(pts)
+
+
+def test_overlapping_clouds_take_the_ground_where_it_was_measured(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    # strip A measured the ground (z 10) along the south of a 100 m square, and one stray
+    # point in the far corner stretches its terrain model over the whole square, filled in;
+    # strip B, ingested after it, measured a terrace (z 30) in the north with a building on it
+    x0, y0 = 770000.0, 6277000.0
+    g = np.mgrid[0:100:0.5, 0:20:0.5].reshape(2, -1).T
+    a = np.column_stack([x0 + g[:, 0], y0 + g[:, 1], np.full(len(g), 10.0)])
+    a = np.vstack([a, [[x0 + 99.9, y0 + 99.9, 10.0]]])
+    g = np.mgrid[0:100:0.5, 60:100:0.5].reshape(2, -1).T
+    b = np.column_stack([x0 + g[:, 0], y0 + g[:, 1], np.full(len(g), 30.0)])
+    roof = (b[:, 0] >= x0 + 45) & (b[:, 0] < x0 + 55) & (b[:, 1] >= y0 + 75) & (b[:, 1] < y0 + 85)
+    b[roof, 2] = 42.0
+    _write_cloud(tmp_path / "a.las", a, np.full(len(a), 2))
+    _write_cloud(tmp_path / "b.las", b, np.where(roof, 6, 2))
+    store = make_store("EPSG:2154")
+    gis = add_gis_source(store)
+    house = add_building(store, gis, shapely.box(x0 + 45, y0 + 75, x0 + 55, y0 + 85))
+    ingest(store, tmp_path / "a.las")
+    ingest(store, tmp_path / "b.las")
+    # A's filled-in cells there say about 10; B measured 30
+    assert lidar.ground_elevation(store, x0 + 50, y0 + 95) == pytest.approx(30.0, abs=0.01)
+    assert lidar.ground_elevation(store, x0 + 50, y0 + 5) == pytest.approx(10.0, abs=0.01)
+    [(status, ground, height)] = store.con.execute(
+        "SELECT status, ground_z, height FROM building_heights WHERE building_id = ?", [house]
+    ).fetchall()
+    assert status == "ok"
+    assert ground == pytest.approx(30.0, abs=0.05) and height == pytest.approx(12.0, abs=0.05)
+    measured = store.con.execute(
+        "SELECT measured_cells, nx * ny FROM dtm ORDER BY source_id"
+    ).fetchall()
+    assert measured[0][0] < measured[0][1] / 3  # A's model is mostly filled in
