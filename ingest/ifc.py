@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import multiprocessing
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -870,7 +871,9 @@ class _Ingest:
                 apply_affine(to_project, np.array([[*center_of(outline), ground_local]]))[0, 2]
             )
             minx, miny, maxx, maxy = fp.bounds
+            given_name = _attr(ent, "LongName") or _attr(ent, "Name")
             attrs = {
+                "ifc_name": given_name,
                 "model_frame": {
                     "footprint_wkt": shapely.to_wkt(outline, rounding_precision=4),
                     "ground_z": ground_local,
@@ -887,7 +890,7 @@ class _Ingest:
                 [
                     source_id,
                     ent.GlobalId if ent is not None else None,
-                    _attr(ent, "LongName") or _attr(ent, "Name"),
+                    _building_name(given_name),
                     _building_use(ent) if ent is not None else None,
                     shapely.to_wkb(fp),
                     ground_z,
@@ -1406,6 +1409,23 @@ def _predefined_type(product: Any, ptype: Any) -> str | None:
     if tvalue:
         return str(tvalue)
     return str(value) if value else None
+
+
+#: names authoring tools put in their templates, not a building's name (Revit's project
+#: information placeholder "// BUILDING/NAME //", ArchiCAD's and others' defaults)
+_PLACEHOLDER_NAME = re.compile(
+    r"^\s*(//.*//|default building|building|unnamed|untitled|bâtiment|gebäude|建筑物?)\s*$",
+    re.IGNORECASE,
+)
+
+
+def _building_name(name: Any) -> str | None:
+    """The building's name for the map; None for an empty name or a template placeholder (the
+    name as given stays in ``attributes.ifc_name``)."""
+    text = str(name).strip() if name is not None else ""
+    if not text or _PLACEHOLDER_NAME.match(text):
+        return None
+    return text
 
 
 def _building_use(ent: Any) -> str | None:

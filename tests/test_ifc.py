@@ -805,3 +805,19 @@ def test_shared_and_non_simple_property_sets(tmp_path: Path) -> None:
     assert sets["Pset_Custom"] == (False, {"Finish": ["Matte", "Raw"]})
     assert sets["Qto_Custom"][0] is True
     assert sets["Qto_Custom"][1]["Layer"]["properties"] == {"Part": 1.5}
+
+
+def test_template_placeholder_is_no_building_name(tmp_path: Path) -> None:
+    from ingest.ifc import _building_name
+
+    assert _building_name("// BUILDING/NAME //") is None  # Revit's project information
+    assert _building_name("Default Building") is None
+    assert _building_name("  ") is None
+    assert _building_name("Block A") == "Block A"
+    assert _building_name("FZK-Haus") == "FZK-Haus"
+    with Store.create(tmp_path / "s.duckdb", SAMPLE_CRS["TallBuilding.ifc"]) as store:
+        ingest(store, IFC / "TallBuilding.ifc")
+        [(name, given)] = store.con.execute(
+            "SELECT name, attributes ->> 'ifc_name' FROM buildings"
+        ).fetchall()
+    assert name is None and given == "// BUILDING/NAME //"
