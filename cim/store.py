@@ -273,6 +273,8 @@ class Store:
             if version < latest:
                 if not migrate:
                     raise SchemaVersionError(f"store {p} needs migration {version} -> {latest}")
+                # said on stderr: on a store of many millions of points it takes minutes
+                log.warning("upgrading store %s from schema %d to %d", p, version, latest)
                 store._migrate(migrations)
             if recover:
                 from cim.jobs import recover_dead_jobs
