@@ -555,11 +555,11 @@ class _Ingest:
             self._def_values[key] = (is_qto, _jsonable(values))
         return self._def_values[key]
 
-    def _occurrence_sets(self, entity: Any) -> dict[str, tuple[bool, dict[str, Any]]]:
-        """What ``get_psets(entity, should_inherit=False)`` gives (sets of one name merged,
-        the last set's kind kept), as {set name: (is a quantity set, its values)}."""
+    def _merged_sets(self, definitions: Iterable[Any]) -> dict[str, tuple[bool, dict[str, Any]]]:
+        """What ``get_psets(..., should_inherit=False)`` gives for these set definitions (sets of
+        one name merged, the last set's kind kept), as {set name: (is a quantity set, values)}."""
         out: dict[str, tuple[bool, dict[str, Any]]] = {}
-        for definition in self._definitions().get(entity.id(), ()):
+        for definition in definitions:
             is_qto, values = self._definition(definition)
             name = definition.Name
             if name in out:
@@ -567,17 +567,8 @@ class _Ingest:
             out[name] = (is_qto, values)
         return out
 
-    def _sets(self, entity: Any, inherit: bool) -> dict[str, tuple[bool, dict[str, Any]]]:
-        """{set name: (is a quantity set, its values)} of a type's sets."""
-        out: dict[str, tuple[bool, dict[str, Any]]] = {}
-        for name, props in uel.get_psets(entity, should_inherit=inherit).items():
-            ent_id = props.get("id")
-            is_qto = False
-            if ent_id is not None:
-                ent = self.model.by_id(ent_id)
-                is_qto = bool(ent.is_a("IfcElementQuantity") or ent.is_a("IfcQuantitySet"))
-            out[name] = (is_qto, _jsonable(props))
-        return out
+    def _occurrence_sets(self, entity: Any) -> dict[str, tuple[bool, dict[str, Any]]]:
+        return self._merged_sets(self._definitions().get(entity.id(), ()))
 
     def properties(self, product: Any) -> dict[str, Any]:
         """Property and quantity sets, the type's merged under the occurrence's own (the type's
@@ -587,7 +578,7 @@ class _Ingest:
         if ptype is not None:
             key = ptype.id()
             if key not in self._type_sets:
-                self._type_sets[key] = self._sets(ptype, inherit=False)
+                self._type_sets[key] = self._merged_sets(_attr(ptype, "HasPropertySets") or ())
             merged.update(self._type_sets[key])
         for name, (is_qto, values) in self._occurrence_sets(product).items():
             if name in merged:

@@ -971,14 +971,10 @@ class Dtm:
     z: np.ndarray  # (ny, nx) float32
     measured: np.ndarray | None = None  # (ny, nx) bool; None: every cell
 
-    def sample(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Bilinear interpolation at cell centres; NaN outside the grid."""
-        return self.sample_with_support(x, y)[0]
-
-    def sample_with_support(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The bilinear elevation (NaN outside the grid) and its support: the share of its
-        weight on measured cells, 1 where every cell used had ground points, 0 where the value
-        is filled in from cells further away."""
+    def sample(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bilinear elevation at cell centres (NaN outside the grid) and its support: the
+        share of its weight on measured cells, 1 where every cell used had ground points, 0
+        where the value is filled in from cells further away."""
         fx = (np.asarray(x, dtype=np.float64) - self.origin_x) / self.resolution - 0.5
         fy = (np.asarray(y, dtype=np.float64) - self.origin_y) / self.resolution - 0.5
         inside = (fx >= -0.5) & (fx <= self.nx - 0.5) & (fy >= -0.5) & (fy <= self.ny - 0.5)
@@ -1006,7 +1002,7 @@ def _ground_at(dtms: Iterable[Dtm], x: np.ndarray, y: np.ndarray) -> np.ndarray:
     z = np.full(len(x), np.nan)
     best = np.full(len(x), -1.0)
     for dtm in dtms:
-        value, support = dtm.sample_with_support(x, y)
+        value, support = dtm.sample(x, y)
         better = support > best + 1e-9
         z[better] = value[better]
         best[better] = support[better]

@@ -75,10 +75,10 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
     # the usual first ingest: buildings of one source at most and no link to repair (one
     # query instead of the five below: a tenth of a small model's ingest)
     alone = con.execute(
-        "SELECT coalesce(min(source_id) = max(source_id), true) AND NOT bool_or(same_as IS NOT "
-        "NULL) FROM buildings"
+        "SELECT coalesce(min(source_id) = max(source_id), true) "
+        "AND NOT coalesce(bool_or(same_as IS NOT NULL), false) FROM buildings"
     ).fetchone()
-    if alone is not None and alone[0] is not False:
+    if alone is not None and alone[0]:
         return 0
     ids = pa.table({"id": np.unique(np.asarray(building_ids, dtype=np.int64))})  # sorted
     con.register("link_new_ids", ids)

@@ -76,6 +76,20 @@ def add_building(
     return int(row[0])
 
 
+def lambert93_header(
+    point_format: int = 1,
+    version: str = "1.2",
+    scale: float = 0.01,
+    offsets: tuple[float, float, float] = (770000.0, 6277000.0, 0.0),
+) -> laspy.LasHeader:
+    """A LAS header in EPSG:2154 (Lambert-93) for clouds the tests write."""
+    header = laspy.LasHeader(point_format=point_format, version=version)
+    header.scales = np.array([scale, scale, scale])
+    header.offsets = np.array(offsets)
+    header.add_crs(__import__("pyproj").CRS.from_epsg(2154))
+    return header
+
+
 # ---- protocol ---------------------------------------------------------------------------
 def test_registered_and_supports(tmp_path: Path) -> None:
     assert lidar.INGESTER in registry()
@@ -540,10 +554,7 @@ def write_strips(path: Path, n: int, wrong_bounds: bool = False, shuffle: bool =
     """A LAS cloud in flight-strip order (100 m strips swept south to north), 16 points/m2,
     or in random order."""
     side = float(np.sqrt(n / 16.0))
-    header = laspy.LasHeader(point_format=1, version="1.2")
-    header.scales = np.array([0.01, 0.01, 0.01])
-    header.offsets = np.array([700000.0, 6600000.0, 0.0])
-    header.add_crs(__import__("pyproj").CRS.from_epsg(2154))
+    header = lambert93_header(offsets=(700000.0, 6600000.0, 0.0))
     rng = np.random.default_rng(5)
     idx = rng.permutation(n) if shuffle else np.arange(n)
     per_strip = int(np.ceil(n / np.ceil(side / 100.0)))
@@ -722,10 +733,7 @@ def test_every_point_format_keeps_every_attribute(
 ) -> None:
     # LAS 1.2 holds formats 0-3, 1.3 adds the waveform formats 4-5, 1.4 adds 6-10
     version = "1.2" if point_format <= 3 else "1.3" if point_format <= 5 else "1.4"
-    header = laspy.LasHeader(point_format=point_format, version=version)
-    header.scales = np.array([0.001, 0.001, 0.001])
-    header.offsets = np.array([770000.0, 6277000.0, 0.0])
-    header.add_crs(__import__("pyproj").CRS.from_epsg(2154))
+    header = lambert93_header(point_format, version, scale=0.001)
     rng = np.random.default_rng(point_format)
     n = 2_000
     pts = laspy.ScaleAwarePointRecord.zeros(n, header=header)
@@ -771,10 +779,7 @@ def test_every_point_format_keeps_every_attribute(
 
 
 def _write_cloud(path: Path, xyz: np.ndarray, classes: np.ndarray) -> None:
-    header = laspy.LasHeader(point_format=1, version="1.2")
-    header.scales = np.array([0.01, 0.01, 0.01])
-    header.offsets = np.array([770000.0, 6277000.0, 0.0])
-    header.add_crs(__import__("pyproj").CRS.from_epsg(2154))
+    header = lambert93_header()
     pts = laspy.ScaleAwarePointRecord.zeros(len(xyz), header=header)
     pts.x, pts.y, pts.z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     pts.classification = classes
