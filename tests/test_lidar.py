@@ -550,6 +550,47 @@ def test_ingest_through_small_runs(make_store: MakeStore, monkeypatch: pytest.Mo
     assert small.con.execute(q).fetchall() == default.con.execute(q).fetchall()
 
 
+@pytest.mark.parametrize("scattered", [False, True])
+def test_ground_grid_sums_each_cell(scattered: bool) -> None:
+    """Ground points summed per DTM cell where each chunk is decoded, over the window of cells
+    the chunk touches (a strip) or, for points scattered over the cloud, the whole grid, equal
+    a plain per-point sum; points outside the grid count in its edge cells."""
+    grid = lidar.DtmGrid.over(700000.0, 6600000.0, 700499.5, 6600299.5)
+    assert (grid.nx, grid.ny, grid.res) == (500, 300, 1.0)
+    rng = np.random.default_rng(3)
+    ground = lidar._GroundGrid(grid)
+    expected_sum = np.zeros((grid.ny, grid.nx))
+    expected_count = np.zeros((grid.ny, grid.nx), dtype=np.int64)
+    for k in range(4):
+        n = 20_000
+        if scattered:  # anywhere, and some beyond the grid
+            x = rng.integers(-5_000, 505_000, n)
+            y = rng.integers(-5_000, 305_000, n)
+        else:  # a 40 m strip
+            x = rng.integers(100_000 * k, 100_000 * k + 40_000, n)
+            y = rng.integers(0, 300_000, n)
+        z = rng.integers(40_000, 60_000, n)
+        classification = np.where(rng.random(n) < 0.6, lidar.GROUND, 1).astype(np.uint8)
+        columns = {
+            "x": x + 700_000_000,
+            "y": y + 6_600_000_000,
+            "z": z,
+            "classification": classification,
+            "key": np.zeros(n, np.uint16),
+        }
+        chunk = lidar.Chunk.of(columns, grid)
+        assert chunk.ground is not None
+        assert (chunk.ground.total is None) == scattered  # which way it went
+        ground.add(chunk)
+        g = classification == lidar.GROUND
+        col = np.clip(x[g] // 1000, 0, grid.nx - 1)
+        row = np.clip(y[g] // 1000, 0, grid.ny - 1)
+        np.add.at(expected_sum, (row, col), z[g] / 1000.0)
+        np.add.at(expected_count, (row, col), 1)
+    assert np.array_equal(ground.count, expected_count)
+    np.testing.assert_allclose(ground.sum, expected_sum, rtol=1e-12)
+
+
 def write_strips(path: Path, n: int, wrong_bounds: bool = False, shuffle: bool = False) -> None:
     """A LAS cloud in flight-strip order (100 m strips swept south to north), 16 points/m2,
     or in random order."""
