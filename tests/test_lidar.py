@@ -571,7 +571,7 @@ def test_ground_grid_sums_each_cell(scattered: bool) -> None:
             y = rng.integers(0, 300_000, n)
         z = rng.integers(40_000, 60_000, n)
         classification = np.where(rng.random(n) < 0.6, lidar.GROUND, 1).astype(np.uint8)
-        columns = {
+        columns: dict[str, np.ndarray] = {
             "x": x + 700_000_000,
             "y": y + 6_600_000_000,
             "z": z,
