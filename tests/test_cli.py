@@ -156,12 +156,12 @@ def test_ctrl_c_during_an_ingest_keeps_nothing_and_says_so(tmp_path: Path) -> No
     code = (
         "import sys, time\n"
         "import ingest.lidar as L\n"
-        "real = L._store_run\n"
+        "real = L._append\n"
         "def slow(*args):\n"
         "    print('APPENDING', flush=True)\n"
         "    time.sleep(2)\n"
         "    return real(*args)\n"
-        "L._store_run = slow\n"
+        "L._append = slow\n"
         "from cim.cli import cli\n"
         "cli(sys.argv[1:])\n"
     )
