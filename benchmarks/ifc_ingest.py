@@ -2,7 +2,11 @@
 
 For each sample: the full `cim` ingest (open, geometry, properties, quantities, store writes)
 beside a bare ifcopenshell geometry iteration of the same file with the same settings (open +
-iterate + copy the buffers), each in a fresh process, with peak memory (max RSS). Each process
+iterate with one thread per core + copy the buffers), each in a fresh process, with peak
+memory (max RSS). The ingest runs as `cim ingest` does: its executor's workers (one per core)
+mesh chunks of the products while the ingesting process reads the properties; the workers are
+started first, as the CLI starts them, and their start is reported apart (``--workers 1``
+meshes in the ingesting process instead). Each process
 does its work several times: "cold" is the first run (it pays one-time library set-up: DuckDB's
 first Arrow scan, pyproj's database, lazy imports), "warm" the fastest of the 2-5 runs after it,
 which is what an operator ingesting many files sees for every file after the first. Also the
@@ -10,7 +14,7 @@ default opencascade kernel, with the summed mesh volume of each kernel (they dif
 opencascade's triangles are wound inconsistently). Target: full ingest within 1.5x of the bare
 iteration.
 
-    .venv/bin/python benchmarks/ifc_ingest.py [FILES...] [--tower STOREYS]
+    .venv/bin/python benchmarks/ifc_ingest.py [FILES...] [--tower STOREYS] [--workers N]
 """
 
 from __future__ import annotations
@@ -71,8 +75,7 @@ def bare(path: str, library: str) -> dict[str, float]:
     return {"seconds": time.perf_counter() - t0, "shapes": n, "volume": volume}
 
 
-def full(path: str) -> dict[str, float]:
-    from cim.executor import SerialExecutor
+def full(path: str, executor: Any) -> dict[str, float]:
     from cim.store import Store
     from ingest import IngestOptions, registry, run_ingest
 
@@ -80,7 +83,7 @@ def full(path: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.create(Path(tmp) / "b.duckdb", "EPSG:3857")
         t0 = time.perf_counter()
-        report = run_ingest(store, Path(path), IngestOptions(), SerialExecutor())
+        report = run_ingest(store, Path(path), IngestOptions(), executor)
         seconds = time.perf_counter() - t0
         [(vol,)] = store.con.execute(
             "SELECT sum(volume) FROM elements WHERE json_extract_string(quantity_source, "
@@ -90,22 +93,60 @@ def full(path: str) -> dict[str, float]:
     return {"seconds": seconds, "shapes": report.counts["meshed"], "volume": vol or 0.0}
 
 
-def child(mode: str, path: str, once: bool = False) -> None:
+def child(mode: str, path: str, once: bool = False, workers: int | None = None) -> None:
+    executor: Any = None
+    pool_seconds = 0.0
+    if mode == "full":
+        from cim.executor import get_executor
+
+        # as `cim ingest` does: the executor (one worker per core unless --workers), started
+        # at the beginning of the command; its start is paid once per command, reported apart
+        t0 = time.perf_counter()
+        executor = get_executor(None, workers)
+        executor.start(["ingest.ifc"])
+        list(executor.map(abs, range(2 * executor.workers)))  # every worker up
+        pool_seconds = time.perf_counter() - t0
+
     def work() -> dict[str, float]:
-        return full(path) if mode == "full" else bare(path, mode)
+        return full(path, executor) if mode == "full" else bare(path, mode)
 
     if once:  # a large model: one run, its time is what counts
         first = work()
         out = {**first, "cold": first["seconds"], "warm_runs": 0}
     else:
         out = repeated(work)
+    out["worker_mb"] = 0.0
+    if executor is not None:
+        out["workers"] = executor.workers
+        out["worker_mb"] = max((_peak_mb(pid) for pid in _worker_pids(executor)), default=0.0)
+        executor.close()
+    out["pool_seconds"] = pool_seconds
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
 
-def run(mode: str, path: Path, once: bool = False) -> dict[str, float]:
+def _worker_pids(executor: Any) -> list[int]:
+    """The local pool's worker processes (children of the forkserver, not of this process, so
+    RUSAGE_CHILDREN does not see them)."""
+    pool = getattr(executor, "_pool", None)
+    return list(getattr(pool, "_processes", {}) or {})
+
+
+def _peak_mb(pid: int) -> float:
+    """A live process's peak resident set (Linux VmHWM)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run(mode: str, path: Path, once: bool = False, workers: int | None = None) -> dict[str, float]:
+    extra = [*(["--once"] if once else []), *([f"--workers={workers}"] if workers else [])]
     r = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(path), *(["--once"] if once else [])],
+        [sys.executable, __file__, "--child", mode, str(path), *extra],
         capture_output=True,
         text=True,
         check=True,
@@ -219,6 +260,12 @@ def _shift(m: Any, local: Any) -> Any:
     return out
 
 
+def _workers_mb(result: dict[str, float]) -> str:
+    """Memory of the workers beside the ingesting process: their number x the largest one."""
+    n = int(result.get("workers", 1))
+    return f"{n}x{result['worker_mb']:.0f}" if n > 1 else "-"
+
+
 def main(argv: list[str]) -> None:
     import argparse
 
@@ -230,20 +277,28 @@ def main(argv: list[str]) -> None:
         metavar="STOREYS",
         help="also a generated tower of STOREYS x 301 products, ingested once (how it scales)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="the ingest's executor workers, as `cim ingest --workers` (default: one per core; "
+        "1 meshes in the ingesting process)",
+    )
     args = parser.parse_args(argv)
     files = args.files or sorted((ROOT / "samples" / "ifc").glob("*.ifc"))
     header = (
         f"{'file':<22}{'ingest s':>9}{'bare s':>8}{'ratio':>7}{'cold':>7}{'occ s':>7}"
-        f"{'ingest MB':>10}{'bare MB':>9}  shapes  (mesh volume hybrid / occ, m3)"
+        f"{'ingest MB':>10}{'+workers':>9}{'bare MB':>8}  shapes  (mesh volume hybrid / occ, m3)"
     )
     print(header)
     worst = worst_cold = 0.0
+    pool = []
     for f in files:
         # two processes of each, interleaved so that a busy spell of the machine hits both
         fulls, bares = [], []
         for _ in range(2):
-            fulls.append(run("full", f))
+            fulls.append(run("full", f, workers=args.workers))
             bares.append(run("hybrid-cgal-simple-opencascade", f))
+        pool.extend((d["pool_seconds"], d["workers"]) for d in fulls)
         best_full = min(fulls, key=lambda d: d["seconds"])
         best_bare = min(bares, key=lambda d: d["seconds"])
         occ = run("opencascade", f)
@@ -254,13 +309,21 @@ def main(argv: list[str]) -> None:
         print(
             f"{f.name:<22}{best_full['seconds']:>9.2f}{best_bare['seconds']:>8.2f}{ratio:>7.2f}"
             f"{cold:>7.2f}"
-            f"{occ['seconds']:>7.2f}{best_full['peak_mb']:>10.0f}{best_bare['peak_mb']:>9.0f}"
+            f"{occ['seconds']:>7.2f}{best_full['peak_mb']:>10.0f}{_workers_mb(best_full):>9}"
+            f"{best_bare['peak_mb']:>8.0f}"
             f"  {int(best_full['shapes']):>5}  ({best_bare['volume']:.2f} / {occ['volume']:.2f})"
         )
     print(
         f"worst ingest/bare ratio: {worst:.2f} warm, {worst_cold:.2f} cold (first file of a "
         f"process); target <= 1.5"
     )
+    if pool:
+        starts = [sec for sec, _ in pool]
+        print(
+            f"executor: {pool[0][1]} worker(s); starting them took {min(starts):.2f}-"
+            f"{max(starts):.2f} s, once per `cim ingest` (overlapping its imports), not timed "
+            f"above"
+        )
     if args.tower:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"tower_{args.tower}.ifc"
@@ -268,18 +331,20 @@ def main(argv: list[str]) -> None:
             n = tower(path, args.tower)
             size, took = path.stat().st_size / 1e6, time.perf_counter() - t0
             print(f"generated {path.name}: {n:,} products, {size:.1f} MB in {took:.0f} s")
-            one_full = run("full", path, once=True)
+            one_full = run("full", path, once=True, workers=args.workers)
             one_bare = run("hybrid-cgal-simple-opencascade", path, once=True)
             print(
                 f"{path.name:<22}{one_full['seconds']:>9.2f}{one_bare['seconds']:>8.2f}"
                 f"{one_full['seconds'] / one_bare['seconds']:>7.2f}  (one run each)"
-                f"{one_full['peak_mb']:>10.0f}{one_bare['peak_mb']:>9.0f}"
+                f"{one_full['peak_mb']:>10.0f}{_workers_mb(one_full):>9}{one_bare['peak_mb']:>8.0f}"
                 f"  {int(one_full['shapes']):>5}"
             )
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], once="--once" in sys.argv[4:])
+        flags = sys.argv[4:]
+        n = next((int(a.split("=")[1]) for a in flags if a.startswith("--workers=")), None)
+        child(sys.argv[2], sys.argv[3], once="--once" in flags, workers=n)
     else:
         main(sys.argv[1:])

@@ -239,6 +239,10 @@ def ingest(
     reports: list[dict[str, Any]] = []
     errors: list[CimError] = []
     executor = get_executor(cluster, workers)
+    if executor.workers >= 2 and any(p.suffix.lower() == ".ifc" for p in paths):
+        # IFC models are meshed by the workers: let them start and import the ingester
+        # (about 0.5 s) while this process opens the store and reads the first model
+        executor.start(["ingest.ifc"])
     try:
         with open_store(ctx) as store:
             for path in paths:

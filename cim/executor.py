@@ -14,11 +14,13 @@ At most ``window`` items are in flight, so memory stays bounded however many ite
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
 from cim.errors import UsageError
@@ -37,7 +39,17 @@ class Executor(Protocol):
         self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
     ) -> Iterator[R]: ...
 
+    def start(self, modules: Sequence[str] = ()) -> None:
+        """Get the workers going now, importing ``modules``, without waiting for them."""
+        ...
+
     def close(self) -> None: ...
+
+
+def _import(modules: Sequence[str]) -> None:
+    """A worker's first task (LocalExecutor.start): import what later tasks need."""
+    for name in modules:
+        importlib.import_module(name)
 
 
 def _bounded(submit: Callable[[T], Any], items: Iterable[T], limit: int) -> Iterator[Any]:
@@ -68,6 +80,9 @@ class SerialExecutor:
         for item in items:
             yield fn(item)
 
+    def start(self, modules: Sequence[str] = ()) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -95,7 +110,22 @@ class LocalExecutor:
         self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
     ) -> Iterator[R]:
         pool = self._get_pool()
-        return _bounded(lambda item: pool.submit(fn, item), items, window or 2 * self.workers)
+        try:
+            yield from _bounded(
+                lambda item: pool.submit(fn, item), items, window or 2 * self.workers
+            )
+        except BrokenProcessPool:
+            # a worker died (killed, out of memory, a crash in a native library): the next
+            # map starts a fresh pool
+            self.close()
+            raise
+
+    def start(self, modules: Sequence[str] = ()) -> None:
+        """Start every worker now (they start on first use otherwise) and have it import
+        ``modules`` (about 0.5 s for the IFC ingester), while this process goes on."""
+        pool = self._get_pool()
+        for _ in range(self.workers):
+            pool.submit(_import, tuple(modules))
 
     def close(self) -> None:
         if self._pool is not None:
@@ -133,6 +163,9 @@ class DaskExecutor:
         return _bounded(
             lambda item: client.submit(fn, item, pure=False), items, window or 2 * self.workers
         )
+
+    def start(self, modules: Sequence[str] = ()) -> None:
+        pass  # the cluster's workers are running already
 
     def close(self) -> None:
         self._client.close()

@@ -47,3 +47,23 @@ def test_default_is_a_local_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CIM_CLUSTER", raising=False)
     assert isinstance(get_executor(), LocalExecutor)
     assert isinstance(get_executor(workers=1), SerialExecutor)
+
+
+def _die(code: int) -> int:
+    """A worker that dies as a crash in a native library would kill it."""
+    import os
+
+    os._exit(code)
+
+
+def test_a_dead_worker_is_an_error_and_the_next_map_gets_a_new_pool() -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    local = LocalExecutor(2)
+    try:
+        local.start(["numpy"])
+        with pytest.raises(BrokenProcessPool):
+            list(local.map(_die, [3]))
+        assert list(local.map(abs, [-1, -2])) == [1, 2]
+    finally:
+        local.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import ifcopenshell
 import ifcopenshell.api.pset
@@ -492,38 +494,81 @@ def test_footprint_is_the_outline_of_the_walls(tmp_path: Path) -> None:
     assert gfa == pytest.approx(8.0 * 0.3, rel=0.01) and h == pytest.approx(3.0, rel=0.01)
 
 
-def test_dask_cluster_meshes_the_same_as_the_local_kernel(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["pool", "dask"])
+def test_workers_mesh_the_same_as_the_kernel_in_process(tmp_path: Path, where: str) -> None:
+    """The local pool's workers (the CLI's default) and a Dask cluster's mesh chunks of the
+    products, each parsing the file once; the rows equal an ingest in one process."""
     from distributed import LocalCluster
 
-    from cim.executor import DaskExecutor
+    from cim.executor import DaskExecutor, LocalExecutor
 
     path = IFC / "AC20-FZK-Haus.ifc"
     query = (
         "SELECT e.global_id, e.geometry_status, e.geometry_error, e.volume, e.surface_area, "
-        "e.projected_area, e.xmin, e.ymin, e.zmax, m.n_vertices, m.positions, m.indices "
+        "e.projected_area, e.xmin, e.ymin, e.zmax, e.psets, e.qsets, e.materials, "
+        "m.n_vertices, m.positions, m.indices, m.normals, m.materials "
         "FROM elements e LEFT JOIN meshes m ON m.owner_id = e.id ORDER BY e.global_id"
     )
+    footprint = "SELECT ST_AsText(footprint), gross_floor_area, storeys_above FROM buildings"
     with Store.create(tmp_path / "local.duckdb", "EPSG:25832") as store:
         run_ingest(store, path, IngestOptions(), SerialExecutor())
         local = store.con.execute(query).fetchall()
-        local_fp = store.con.execute("SELECT ST_AsText(footprint) FROM buildings").fetchall()
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
-        executor = DaskExecutor(cluster)
-        try:
-            with Store.create(tmp_path / "dask.duckdb", "EPSG:25832") as store:
-                run_ingest(store, path, IngestOptions(), executor)
-                remote = store.con.execute(query).fetchall()
-                remote_fp = store.con.execute(
-                    "SELECT ST_AsText(footprint) FROM buildings"
-                ).fetchall()
-        finally:
-            executor.close()
+        local_fp = store.con.execute(footprint).fetchall()
+    with contextlib.ExitStack() as stack:
+        if where == "dask":
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+            )
+            executor: Any = DaskExecutor(cluster)
+        else:
+            executor = LocalExecutor(2)
+        stack.callback(executor.close)
+        with Store.create(tmp_path / "workers.duckdb", "EPSG:25832") as store:
+            run_ingest(store, path, IngestOptions(), executor)
+            remote = store.con.execute(query).fetchall()
+            remote_fp = store.con.execute(footprint).fetchall()
+        # again, with the workers' parsed model kept from the first time
+        with Store.create(tmp_path / "again.duckdb", "EPSG:25832") as store:
+            run_ingest(store, path, IngestOptions(), executor)
+            again = store.con.execute(query).fetchall()
     assert len(local) == len(remote) == 121
+    assert again == remote
     # quantities agree to rounding: each side takes a repeated shape's from whichever copy of
     # it its own meshing met first (_MeshStats)
     for a, b in zip(local, remote, strict=True):
         assert [pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for v in a] == list(b)
     assert local_fp == remote_fp
+
+
+def test_a_worker_dying_while_meshing_is_a_clear_error_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    class DyingPool:
+        """The local pool as it is when a worker is killed (the kernel crashed, or the
+        kernel ran the machine out of memory)."""
+
+        workers = 2
+        distributed = False
+
+        def map(self, fn: Any, items: Any, *, window: int | None = None) -> Any:
+            next(iter(items))
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+        def start(self, modules: Any = ()) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    with Store.create(tmp_path / "s.duckdb", "EPSG:25832") as store:
+        before = snapshot(store)
+        path = IFC / "TallBuilding.ifc"
+        with pytest.raises(IngestError, match="a worker process died while meshing") as err:
+            run_ingest(store, path, IngestOptions(), DyingPool())
+        assert str(path) in str(err.value) and "--workers" in str(err.value)
+        assert snapshot(store) == before
 
 
 def test_assembly_parts_are_related_and_inherit_the_storey(tmp_path: Path) -> None:
