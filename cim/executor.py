@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -95,16 +96,21 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._starting: threading.Thread | None = None
 
     def _get_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            method = (
-                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            )
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context(method)
-            )
-        return self._pool
+        with self._lock:
+            if self._pool is None:
+                method = (
+                    "forkserver"
+                    if "forkserver" in multiprocessing.get_all_start_methods()
+                    else "spawn"
+                )
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=multiprocessing.get_context(method)
+                )
+            return self._pool
 
     def map(
         self, fn: Callable[[T], R], items: Iterable[T], *, window: int | None = None
@@ -121,16 +127,34 @@ class LocalExecutor:
             raise
 
     def start(self, modules: Sequence[str] = ()) -> None:
-        """Start every worker now (they start on first use otherwise) and have it import
-        ``modules`` (about 0.5 s for the IFC ingester), while this process goes on."""
-        pool = self._get_pool()
-        for _ in range(self.workers):
-            pool.submit(_import, tuple(modules))
+        """Start the workers now (they start on first use otherwise), importing ``modules``
+        (about 0.5 s for the IFC ingester), while this process goes on.
+
+        From a thread: starting a worker waits until the forkserver has forked it, and the
+        forkserver first imports ``modules`` itself (its preload, if this starts it), so that
+        every worker has them without importing them again. `cim ingest` of one small IFC
+        file took 0.45 s longer with the workers than without when this waited."""
+        if self._starting is not None or self._pool is not None:
+            return
+
+        def run() -> None:
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                multiprocessing.get_context("forkserver").set_forkserver_preload(list(modules))
+            pool = self._get_pool()
+            for _ in range(self.workers):
+                pool.submit(_import, tuple(modules))
+
+        self._starting = threading.Thread(target=run, name="cim-pool-start", daemon=True)
+        self._starting.start()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DaskExecutor:
