@@ -540,6 +540,53 @@ def test_workers_mesh_the_same_as_the_kernel_in_process(tmp_path: Path, where: s
     assert local_fp == remote_fp
 
 
+def test_workers_that_would_not_fit_in_memory_leave_the_meshing_to_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker parses the model: when the workers would need more than half the free
+    memory, the model is meshed in the ingesting process, with the same rows, and says so."""
+    from types import SimpleNamespace
+
+    from cim.executor import LocalExecutor
+
+    path = IFC / "TallBuilding.ifc"
+    query = "SELECT global_id, volume, projected_area, xmin, zmax FROM elements ORDER BY 1"
+    with Store.create(tmp_path / "serial.duckdb", "EPSG:3857") as store:
+        run_ingest(store, path, IngestOptions(), SerialExecutor())
+        expected = store.con.execute(query).fetchall()
+
+    def no_pool(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the workers were used")
+
+    # 2 workers x (12 x 0.6 MB + 256 MB) = 0.53 GB: within half of 2 GB, not of 0.8 GB
+    for free, pooled in ((2 * 2**30, True), (0.8 * 2**30, False)):
+        monkeypatch.setattr(
+            ifc_mod.psutil, "virtual_memory", lambda free=free: SimpleNamespace(available=free)
+        )
+        executor = LocalExecutor(2)
+        used: list[Any] = []
+
+        def counted(*args: Any, _map: Any = executor.map, _used: Any = used, **kw: Any) -> Any:
+            _used.append(args)
+            return _map(*args, **kw)
+
+        monkeypatch.setattr(executor, "map", counted if pooled else no_pool)
+        try:
+            with Store.create(tmp_path / f"{free}.duckdb", "EPSG:3857") as store:
+                report = run_ingest(store, path, IngestOptions(), executor)
+                got = store.con.execute(query).fetchall()
+            # to rounding: a repeated shape's quantities come from whichever copy was met first
+            assert [list(row) for row in got] == [
+                [pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for v in row]
+                for row in expected
+            ]
+        finally:
+            executor.close()
+        said = [w for w in report.warnings if "meshed in one process" in w]
+        assert bool(said) != pooled, report.warnings
+        assert bool(used) == pooled
+
+
 def test_a_worker_dying_while_meshing_is_a_clear_error_and_changes_nothing(
     tmp_path: Path,
 ) -> None:
