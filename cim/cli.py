@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import duckdb
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -45,9 +46,18 @@ class CimGroup(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted: nothing of the unfinished step was kept", err=True)
-            ctx.exit(130)
+        except (KeyboardInterrupt, duckdb.InterruptException):
+            # (DuckDB turns a Ctrl-C during a query into its own exception)
+            self._interrupted(ctx)
+        except RuntimeError as exc:
+            if str(exc) != "Query interrupted":  # what DuckDB raises for a Ctrl-C in a LOAD
+                raise
+            self._interrupted(ctx)
+
+    @staticmethod
+    def _interrupted(ctx: click.Context) -> None:
+        click.echo("interrupted: nothing of the unfinished step was kept", err=True)
+        ctx.exit(130)
 
 
 @click.group(cls=CimGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,8 +15,10 @@ At most ``window`` items are in flight, so memory stays bounded however many ite
 from __future__ import annotations
 
 import importlib
+import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,6 +27,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
 from cim.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,6 +49,12 @@ class Executor(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def _ignore_sigint() -> None:
+    """A worker's initializer: Ctrl-C is for the process that owns the pool (LocalExecutor.map
+    stops the workers), not for each worker to print its traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _import(modules: Sequence[str]) -> None:
@@ -108,7 +118,9 @@ class LocalExecutor:
                     else "spawn"
                 )
                 self._pool = ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=multiprocessing.get_context(method)
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context(method),
+                    initializer=_ignore_sigint,  # map() stops them on Ctrl-C
                 )
             return self._pool
 
@@ -125,6 +137,11 @@ class LocalExecutor:
             # map starts a fresh pool
             self.close()
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C: the workers got it too, but a worker deep in native code (the IFC
+            # kernel setting up a chunk) sees it only when that returns, seconds later
+            self.close(kill=True)
+            raise
 
     def start(self, modules: Sequence[str] = ()) -> None:
         """Start the workers now (they start on first use otherwise), importing ``modules``
@@ -138,23 +155,34 @@ class LocalExecutor:
             return
 
         def run() -> None:
-            if "forkserver" in multiprocessing.get_all_start_methods():
-                multiprocessing.get_context("forkserver").set_forkserver_preload(list(modules))
-            pool = self._get_pool()
-            for _ in range(self.workers):
-                pool.submit(_import, tuple(modules))
+            try:
+                if "forkserver" in multiprocessing.get_all_start_methods():
+                    context = multiprocessing.get_context("forkserver")
+                    context.set_forkserver_preload(["cim.forkserver_quiet", *modules])
+                pool = self._get_pool()
+                for _ in range(self.workers):
+                    pool.submit(_import, tuple(modules))
+            except Exception:  # Ctrl-C killed the forkserver, say; map() will tell
+                log.debug("starting the workers failed", exc_info=True)
 
         self._starting = threading.Thread(target=run, name="cim-pool-start", daemon=True)
         self._starting.start()
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers once their current items are done, or at once with ``kill``."""
         if self._starting is not None:
             self._starting.join()
             self._starting = None
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        if kill:
+            # ProcessPoolExecutor has no public way to stop a busy worker before Python 3.14
+            # (kill_workers); its process table is what that method uses
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DaskExecutor:

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import duckdb
+
 from cim.errors import CimError, InputFileError, UnsupportedFile, UsageError
 
 if TYPE_CHECKING:
@@ -245,6 +247,9 @@ def run_ingest(
             result = ingester.ingest(p, store, ctx)
         except CimError:
             raise
+        except duckdb.InterruptException as exc:
+            # Ctrl-C while DuckDB was working: DuckDB says so with its own exception
+            raise KeyboardInterrupt from exc
         except Exception as exc:
             log.debug("ingest of %s failed", p, exc_info=True)
             raise IngestError(

@@ -186,3 +186,54 @@ def test_ctrl_c_during_an_ingest_keeps_nothing_and_says_so(tmp_path: Path) -> No
     assert [(j["status"], j["error"]) for j in jobs["jobs"]] == [
         ("failed", "interrupted (Ctrl-C): nothing of it was kept")
     ]
+
+
+def test_ctrl_c_while_workers_mesh_an_ifc_model_stops_them_at_once(tmp_path: Path) -> None:
+    """The IFC model is meshed by the pool's workers; Ctrl-C (sent to the whole process group,
+    as a terminal does) ends the command at once with nothing kept, and no worker is left."""
+    import signal
+    import time
+
+    import psutil
+
+    from tests.conftest import SAMPLES
+
+    store = tmp_path / "c.duckdb"
+    assert run("--store", str(store), "init", "--crs", "EPSG:25832").returncode == 0
+    # the real CLI; the properties, read while the workers mesh, are slowed down so that
+    # Ctrl-C lands then
+    code = (
+        "import sys, time\n"
+        "import ingest.ifc as I\n"
+        "real = I._Ingest._definitions\n"
+        "def slow(self):\n"
+        "    print('MESHING', flush=True)\n"
+        "    time.sleep(30)\n"
+        "    return real(self)\n"
+        "I._Ingest._definitions = slow\n"
+        "from cim.cli import cli\n"
+        "cli(sys.argv[1:])\n"
+    )
+    model = SAMPLES / "ifc" / "AC20-FZK-Haus.ifc"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--store", str(store), "ingest", str(model)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "MESHING"
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers  # the forkserver and its workers
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 10  # not the 30 s of the slowed step
+    assert proc.returncode == 130
+    assert "interrupted: nothing of the unfinished step was kept" in err
+    assert "Traceback" not in err
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
+    doc = json.loads(run("--store", str(store), "status", "--json").stdout)
+    assert doc["sources"] == [] and doc["counts"]["elements"] == 0
