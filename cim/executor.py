@@ -6,7 +6,8 @@ process that writes the store. Two backends share one interface:
 
 * ``LocalExecutor``: a process pool, one worker per core by default. Workers start with
   ``forkserver``: a forked child of a process that already decoded LAZ inherits lazrs's thread
-  pool without its threads and hangs (DESIGN.md, known traps).
+  pool without its threads and hangs (DESIGN.md, known traps). Workers ignore Ctrl-C; the
+  process that owns the pool kills them when it is interrupted during a map.
 * ``DaskExecutor``: a Dask distributed cluster (``--cluster tcp://host:8786`` or ``CIM_CLUSTER``).
 
 At most ``window`` items are in flight, so memory stays bounded however many items there are.
@@ -138,8 +139,9 @@ class LocalExecutor:
             self.close()
             raise
         except KeyboardInterrupt:
-            # Ctrl-C: the workers got it too, but a worker deep in native code (the IFC
-            # kernel setting up a chunk) sees it only when that returns, seconds later
+            # Ctrl-C: the workers ignore it (_ignore_sigint) and are stopped here, at once; a
+            # worker deep in native code (the IFC kernel setting up a chunk) would only see a
+            # signal when that returns, seconds later
             self.close(kill=True)
             raise
 

@@ -1252,8 +1252,8 @@ PARSED_PER_FILE_BYTE = 12
 WORKER_BASE_BYTES = 256 * 2**20
 
 #: chunks of products per worker (_iterate_pooled). More balance the workers' loads (FZK-Haus
-#: spends 1.3 of its 1.8 s of meshing on two walls: in one chunk of 2 or 4, they are meshed
-#: one after the other), and each costs an iterator set-up, which grows with the file
+#: spends 1.3 of its 1.8 s of meshing on two walls: with 4 chunks they land in one and are
+#: meshed one after the other), and each costs an iterator set-up, which grows with the file
 #: (measured with 2 workers, 4/6/8 chunks: FZK 1.53/0.98/1.49 s, duplex 0.57/0.60/0.63,
 #: LargeBuilding 0.32/0.36/0.37, TallBuilding 0.14/0.12/0.12)
 CHUNKS_PER_WORKER = 3
