@@ -879,15 +879,13 @@ class LidarIngester:
 
         con = store.con
         parallel = ctx.executor.workers > PARALLEL_MIN_WORKERS and n_header >= PARALLEL_MIN_POINTS
-        chunks = (
-            ctx.executor.map(decode_chunk, specs, window=2 * ctx.executor.workers)
-            if parallel
-            # one chunk: nothing to overlap, so no thread (and pyproj's transformer is
-            # the one _project_bounds has set up in this thread)
-            else _prefetch(_serial_chunks(specs), PREFETCH_CHUNKS)
-            if len(specs) > 1
-            else _serial_chunks(specs)
-        )
+        chunks: Iterator[Chunk]
+        if parallel:
+            chunks = ctx.executor.map(decode_chunk, specs, window=2 * ctx.executor.workers)
+        elif len(specs) > 1:
+            chunks = _prefetch(_serial_chunks(specs), PREFETCH_CHUNKS)
+        else:  # nothing to overlap: no thread (pyproj's transformer is set up in this one)
+            chunks = _serial_chunks(specs)
         stats = _CloudStats()
         ground = _GroundGrid(dtm)
         runs = _Runs(min(RUN_POINTS, n_header), has_rgb)
