@@ -221,6 +221,9 @@ def test_ctrl_c_while_workers_mesh_an_ifc_model_stops_them_at_once(tmp_path: Pat
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # and Ctrl-C's default action: a non-interactive shell (CI) starts background jobs
+        # with SIGINT ignored, and children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "MESHING"
