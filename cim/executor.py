@@ -21,11 +21,14 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
+
+import psutil
 
 from cim.errors import UsageError
 
@@ -52,10 +55,33 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def _ignore_sigint() -> None:
-    """A worker's initializer: Ctrl-C is for the process that owns the pool (LocalExecutor.map
-    stops the workers), not for each worker to print its traceback."""
+def _worker_init(owner: int, owner_started: float) -> None:
+    """A worker's initializer. Ctrl-C is for the process that owns the pool (LocalExecutor.map
+    stops the workers), not for each worker to print its traceback. And a worker ends when the
+    owner is gone: killed (SIGKILL, SIGTERM), the owner cannot stop it, and a worker waiting
+    for work would wait forever (it holds both ends of its queue's pipe, and the forkserver,
+    its parent, waits for it). A thread looks once a second."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while True:
+            time.sleep(OWNER_CHECK_SECONDS)
+            try:
+                process = psutil.Process(owner)
+                if (
+                    process.create_time() == owner_started
+                    and process.status() != psutil.STATUS_ZOMBIE  # dead, not yet reaped
+                ):
+                    continue
+            except psutil.Error:
+                pass
+            os._exit(1)  # the owner is gone (or its pid is another process's now)
+
+    threading.Thread(target=watch, name="cim-owner-watch", daemon=True).start()
+
+
+#: how often a worker checks that the process owning its pool is still there
+OWNER_CHECK_SECONDS = 1.0
 
 
 def _import(modules: Sequence[str]) -> None:
@@ -121,7 +147,8 @@ class LocalExecutor:
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.workers,
                     mp_context=multiprocessing.get_context(method),
-                    initializer=_ignore_sigint,  # map() stops them on Ctrl-C
+                    initializer=_worker_init,
+                    initargs=(os.getpid(), psutil.Process().create_time()),
                 )
             return self._pool
 
@@ -139,7 +166,7 @@ class LocalExecutor:
             self.close()
             raise
         except KeyboardInterrupt:
-            # Ctrl-C: the workers ignore it (_ignore_sigint) and are stopped here, at once; a
+            # Ctrl-C: the workers ignore it (_worker_init) and are stopped here, at once; a
             # worker deep in native code (the IFC kernel setting up a chunk) would only see a
             # signal when that returns, seconds later
             self.close(kill=True)

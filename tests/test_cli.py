@@ -188,20 +188,15 @@ def test_ctrl_c_during_an_ingest_keeps_nothing_and_says_so(tmp_path: Path) -> No
     ]
 
 
-def test_ctrl_c_while_workers_mesh_an_ifc_model_stops_them_at_once(tmp_path: Path) -> None:
-    """The IFC model is meshed by the pool's workers; Ctrl-C (sent to the whole process group,
-    as a terminal does) ends the command at once with nothing kept, and no worker is left."""
+def _ingest_while_workers_mesh(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    """The real CLI ingesting an IFC model, its own process group, stopped (for 30 s) while
+    the pool's workers mesh: the properties, read meanwhile, are slowed down."""
     import signal
-    import time
-
-    import psutil
 
     from tests.conftest import SAMPLES
 
     store = tmp_path / "c.duckdb"
     assert run("--store", str(store), "init", "--crs", "EPSG:25832").returncode == 0
-    # the real CLI; the properties, read while the workers mesh, are slowed down so that
-    # Ctrl-C lands then
     code = (
         "import sys, time\n"
         "import ingest.ifc as I\n"
@@ -227,6 +222,18 @@ def test_ctrl_c_while_workers_mesh_an_ifc_model_stops_them_at_once(tmp_path: Pat
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "MESHING"
+    return proc, store
+
+
+def test_ctrl_c_while_workers_mesh_an_ifc_model_stops_them_at_once(tmp_path: Path) -> None:
+    """Ctrl-C (sent to the whole process group, as a terminal does) while the workers mesh
+    ends the command at once with nothing kept, and no worker is left."""
+    import signal
+    import time
+
+    import psutil
+
+    proc, store = _ingest_while_workers_mesh(tmp_path)
     workers = psutil.Process(proc.pid).children(recursive=True)
     assert workers  # the forkserver and its workers
     started = time.monotonic()
@@ -238,5 +245,21 @@ def test_ctrl_c_while_workers_mesh_an_ifc_model_stops_them_at_once(tmp_path: Pat
     assert "Traceback" not in err
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
+    doc = json.loads(run("--store", str(store), "status", "--json").stdout)
+    assert doc["sources"] == [] and doc["counts"]["elements"] == 0
+
+
+def test_a_killed_ingest_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """Killed outright (SIGKILL: no clean-up runs), the command's workers and forkserver go
+    too, and the store is as it was."""
+    import psutil
+
+    proc, store = _ingest_while_workers_mesh(tmp_path)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers
+    proc.kill()
+    proc.communicate(timeout=60)
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, [p.cmdline()[:3] for p in alive]
     doc = json.loads(run("--store", str(store), "status", "--json").stdout)
     assert doc["sources"] == [] and doc["counts"]["elements"] == 0
