@@ -554,7 +554,7 @@ class _Ingest:
                     row = rows[pid]
                     row.mesh = mesh
                     row.stats = stats
-                    if _is_shell(row.product) and outline_wkb is not None:
+                    if outline_wkb is not None:  # a shell element's (mesh_chunk)
                         row.outline = shapely.from_wkb(outline_wkb)
                     done += 1
                 self.ctx.progress(
@@ -1296,9 +1296,12 @@ def mesh_chunk(
         while True:
             shape = it.get()
             if shape.id in wanted:
+                product = model.by_id(shape.id)
                 mesh = mesh_data(shape.geometry)
-                stats, outline = mesh_stats(mesh, _is_terrain(model.by_id(shape.id)))
-                out.append((shape.id, mesh, stats, shapely.to_wkb(outline) if outline else None))
+                stats, outline = mesh_stats(mesh, _is_terrain(product))
+                # outlines are only of use for the building's footprint (shell elements)
+                wkb = shapely.to_wkb(outline) if outline and _is_shell(product) else None
+                out.append((shape.id, mesh, stats, wkb))
             if not it.next():
                 break
     return out

@@ -154,6 +154,19 @@ class DtmGrid:
         ny = math.floor((ymax - oy) / res) + 1
         return cls(ox, oy, res, nx, ny)
 
+    def covers(self, bbox: list[float | None]) -> bool:
+        """Whether the grid holds a cloud's actual x/y bounds (to one cell)."""
+        x0, y0, x1, y1 = bbox[0], bbox[1], bbox[3], bbox[4]
+        if x0 is None or y0 is None or x1 is None or y1 is None:
+            return True
+        r = self.res
+        return (
+            x0 >= self.ox - r
+            and y0 >= self.oy - r
+            and x1 <= self.ox + (self.nx + 1) * r
+            and y1 <= self.oy + (self.ny + 1) * r
+        )
+
     def accumulate(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> GroundPatch | None:
         """Sum and count of z (metres) per cell of points at integer millimetres, over the
         window of cells they touch (points outside the grid go to its edge cells). Done per
@@ -757,9 +770,9 @@ class _GroundGrid:
     """Mean z of the class-2 points per DTM cell over the cloud's bounds."""
 
     def __init__(self, grid: DtmGrid) -> None:
-        self.res, self.ox, self.oy, self.nx, self.ny = grid.res, grid.ox, grid.oy, grid.nx, grid.ny
-        self.sum = np.zeros((self.ny, self.nx), dtype=np.float64)
-        self.count = np.zeros((self.ny, self.nx), dtype=np.int64)
+        self.grid = grid
+        self.sum = np.zeros((grid.ny, grid.nx), dtype=np.float64)
+        self.count = np.zeros((grid.ny, grid.nx), dtype=np.int64)
 
     def add(self, chunk: Chunk) -> None:
         """A chunk's ground points, summed per cell where the chunk was decoded."""
@@ -768,7 +781,7 @@ class _GroundGrid:
             return
         if patch.total is None or patch.count is None:
             assert patch.cells is not None and patch.z is not None
-            size = self.nx * self.ny
+            size = self.sum.size
             self.sum.ravel()[:] += np.bincount(patch.cells, weights=patch.z, minlength=size)
             self.count.ravel()[:] += np.bincount(patch.cells, minlength=size)
             return
@@ -777,41 +790,29 @@ class _GroundGrid:
         self.sum[window] += patch.total
         self.count[window] += patch.count
 
-    def covers(self, bbox: list[float | None]) -> bool:
-        """Whether the grid holds the cloud's actual x/y bounds (to one cell)."""
-        x0, y0, x1, y1 = bbox[0], bbox[1], bbox[3], bbox[4]
-        if x0 is None or y0 is None or x1 is None or y1 is None:
-            return True
-        r = self.res
-        return (
-            x0 >= self.ox - r
-            and y0 >= self.oy - r
-            and x1 <= self.ox + (self.nx + 1) * r
-            and y1 <= self.oy + (self.ny + 1) * r
-        )
-
     def save(self, store: Store, source_id: int) -> int:
         """Fill the gaps and write the DTM row; returns the number of cells."""
+        g = self.grid
         known = self.count > 0
-        grid = np.full((self.ny, self.nx), np.nan)
-        grid[known] = self.sum[known] / self.count[known]
-        _fill_gaps(grid, known)
+        z = np.full((g.ny, g.nx), np.nan)
+        z[known] = self.sum[known] / self.count[known]
+        _fill_gaps(z, known)
         store.con.execute(
             "INSERT INTO dtm (source_id, origin_x, origin_y, resolution, nx, ny, measured_cells, "
             "z, measured) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 source_id,
-                self.ox,
-                self.oy,
-                self.res,
-                self.nx,
-                self.ny,
+                g.ox,
+                g.oy,
+                g.res,
+                g.nx,
+                g.ny,
                 int(known.sum()),
-                grid.astype("<f4").tobytes(),
+                z.astype("<f4").tobytes(),
                 np.packbits(known.ravel(), bitorder="little").tobytes(),
             ],
         )
-        return self.nx * self.ny
+        return g.nx * g.ny
 
 
 class LidarIngester:
@@ -926,7 +927,7 @@ class LidarIngester:
             if pending is not None:
                 pending.result()
         bbox = stats.bbox()
-        if not ground.covers(bbox):
+        if not dtm.covers(bbox):
             warnings.append(
                 f"{path.name}: points lie outside the bounds in the file's header; the terrain "
                 f"model covers the header's bounds only"

@@ -145,36 +145,51 @@ def test_status_lists_what_needs_attention(tmp_path: Path) -> None:
     assert item["reason"] == "heights_unknown" and item["message"].startswith("144 building")
 
 
+def _cli_slowed_at(
+    tmp_path: Path, crs: str, module: str, target: str, seconds: float, path: Path
+) -> tuple[subprocess.Popen[str], Path]:
+    """The real CLI ingesting ``path`` into a new store, in its own process group, with
+    ``module.target`` slowed down: it prints STEP, then sleeps ``seconds``; returned once STEP
+    is printed, so that a signal lands in the middle of the ingest."""
+    import signal
+
+    store = tmp_path / "c.duckdb"
+    assert run("--store", str(store), "init", "--crs", crs).returncode == 0
+    code = (
+        "import sys, time\n"
+        f"import {module} as M\n"
+        f"real = M.{target}\n"
+        "def slow(*args):\n"
+        "    print('STEP', flush=True)\n"
+        f"    time.sleep({seconds})\n"
+        "    return real(*args)\n"
+        f"M.{target} = slow\n"
+        "from cim.cli import cli\n"
+        "cli(sys.argv[1:])\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--store", str(store), "ingest", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        # and Ctrl-C's default action: a non-interactive shell (CI) starts background jobs
+        # with SIGINT ignored, and children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "STEP"
+    return proc, store
+
+
 def test_ctrl_c_during_an_ingest_keeps_nothing_and_says_so(tmp_path: Path) -> None:
     import signal
 
     from tests.conftest import SAMPLES
 
-    store = tmp_path / "c.duckdb"
-    assert run("--store", str(store), "init", "--crs", "EPSG:2154").returncode == 0
-    # the real CLI, with its first append slowed down so that Ctrl-C lands in the middle
-    code = (
-        "import sys, time\n"
-        "import ingest.lidar as L\n"
-        "real = L._append\n"
-        "def slow(*args):\n"
-        "    print('APPENDING', flush=True)\n"
-        "    time.sleep(2)\n"
-        "    return real(*args)\n"
-        "L._append = slow\n"
-        "from cim.cli import cli\n"
-        "cli(sys.argv[1:])\n"
-    )
+    # the first append slowed down, so that Ctrl-C lands in the middle
     cloud = SAMPLES / "lidar" / "lidarprod" / "870000_6618000.subset.postValidation.laz"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--store", str(store), "ingest", str(cloud)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "APPENDING"
+    proc, store = _cli_slowed_at(tmp_path, "EPSG:2154", "ingest.lidar", "_append", 2, cloud)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
@@ -189,40 +204,12 @@ def test_ctrl_c_during_an_ingest_keeps_nothing_and_says_so(tmp_path: Path) -> No
 
 
 def _ingest_while_workers_mesh(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
-    """The real CLI ingesting an IFC model, its own process group, stopped (for 30 s) while
-    the pool's workers mesh: the properties, read meanwhile, are slowed down."""
-    import signal
-
+    """An IFC model's ingest stopped (for 30 s) while the pool's workers mesh: the
+    properties, read meanwhile, are slowed down."""
     from tests.conftest import SAMPLES
 
-    store = tmp_path / "c.duckdb"
-    assert run("--store", str(store), "init", "--crs", "EPSG:25832").returncode == 0
-    code = (
-        "import sys, time\n"
-        "import ingest.ifc as I\n"
-        "real = I._Ingest._definitions\n"
-        "def slow(self):\n"
-        "    print('MESHING', flush=True)\n"
-        "    time.sleep(30)\n"
-        "    return real(self)\n"
-        "I._Ingest._definitions = slow\n"
-        "from cim.cli import cli\n"
-        "cli(sys.argv[1:])\n"
-    )
     model = SAMPLES / "ifc" / "AC20-FZK-Haus.ifc"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--store", str(store), "ingest", str(model)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-        # and Ctrl-C's default action: a non-interactive shell (CI) starts background jobs
-        # with SIGINT ignored, and children inherit that
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "MESHING"
-    return proc, store
+    return _cli_slowed_at(tmp_path, "EPSG:25832", "ingest.ifc", "_Ingest._definitions", 30, model)
 
 
 def test_ctrl_c_while_workers_mesh_an_ifc_model_stops_them_at_once(tmp_path: Path) -> None:
