@@ -249,10 +249,16 @@ def ingest(
     reports: list[dict[str, Any]] = []
     errors: list[CimError] = []
     executor = get_executor(cluster, workers)
-    if executor.workers >= 2 and any(p.suffix.lower() == ".ifc" for p in paths):
-        # IFC models are meshed by the workers: let them start and import the ingester
-        # (about 0.5 s) while this process opens the store and reads the first model
-        executor.start(["ingest.ifc"])
+    # IFC models are meshed by the workers, large point clouds encoded by them: let them start
+    # and import the ingester (about 0.5 s) while this process opens the store and reads
+    suffixes = {p.suffix.lower() for p in paths}
+    preload = [
+        m
+        for m, ext in (("ingest.ifc", {".ifc"}), ("ingest.lidar", {".las", ".laz"}))
+        if suffixes & ext
+    ]
+    if executor.workers >= 2 and preload:
+        executor.start(preload)
     try:
         with open_store(ctx) as store:
             for path in paths:

@@ -1,9 +1,17 @@
-"""The store: one DuckDB file holding the whole city model.
+"""The store: one DuckDB file holding the city model, and a folder of point files beside it.
 
 ``Store.create`` makes a new store in a project CRS; ``Store.open`` opens one, migrating an older
 schema and refusing a newer one. The spatial extension is loaded from the pinned
 ``duckdb-extension-spatial`` wheel's file, never downloaded. One process writes at a time (DuckDB's
 file lock); heavy work is done elsewhere and streamed to this single writer.
+
+Point clouds live in Parquet files in ``<store file>.points/`` (migration 008), one folder per
+source (``source_id=N/``, read with hive partitioning), listed in the ``point_files`` table and
+read through the ``point_rows`` view, which ``refresh_point_view`` rebuilds in the transaction
+that changes the list. A file is written before the transaction that names it commits and
+deleted only after the one that drops it has committed, so the store never names a missing
+file: a failure leaves at worst files no row names, and ``Store.open`` removes those of dead
+processes. Copy or move the store file and its ``.points`` folder together.
 """
 
 from __future__ import annotations
@@ -16,9 +24,12 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import re
+import shutil
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -42,6 +53,28 @@ log = logging.getLogger(__name__)
 
 BASELINE_VERSION = 1
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+#: columns of the point files, in order (the ``point_rows`` view adds ``source_id``)
+POINT_FILE_COLUMNS = ("x", "y", "z", "classification", "attributes", "rgb")
+_POINT_ROWS_EMPTY = (
+    "SELECT NULL::INTEGER AS source_id, NULL::DECIMAL(18,3) AS x, NULL::DECIMAL(18,3) AS y, "
+    "NULL::DECIMAL(18,3) AS z, NULL::UTINYINT AS classification, NULL::UBIGINT AS attributes, "
+    "NULL::UBIGINT AS rgb WHERE false"
+)
+#: the ``points`` view of migration 005, over ``point_rows``
+_POINTS_VIEW = """CREATE OR REPLACE VIEW points AS
+SELECT source_id, x, y, z, classification,
+       (attributes & 65535)::USMALLINT AS intensity,
+       ((attributes >> 16) & 15)::UTINYINT AS return_number,
+       ((attributes >> 20) & 15)::UTINYINT AS number_of_returns,
+       (rgb & 65535)::USMALLINT AS red,
+       ((rgb >> 16) & 65535)::USMALLINT AS green,
+       ((rgb >> 32) & 65535)::USMALLINT AS blue,
+       ((attributes >> 24) & 65535)::USMALLINT AS point_source_id
+FROM point_rows"""
+_POINT_FILE_RE = re.compile(r"^\d{5}-p(\d+)-[0-9a-f]{12}\.parquet$")
+#: point files this process is writing and has not committed yet (never collected as orphans)
+_WRITING: set[Path] = set()
 
 
 def spatial_extension_path() -> Path:
@@ -129,6 +162,60 @@ def _schema_files() -> tuple[str, list[tuple[int, str, str]]]:
     return baseline, migrations
 
 
+def points_dir_of(store_path: Path) -> Path:
+    """The point files' folder of the store at ``store_path``: ``<store file>.points``."""
+    return store_path.with_name(store_path.name + ".points")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _migrate_point_rows(store: Store) -> None:
+    """Migration 008's Python step: each source's rows of the ``point_rows`` table, in their
+    stored order, into a Parquet file by DuckDB's COPY; then the table becomes the view."""
+    con = store.con
+    sources = [r[0] for r in con.execute("SELECT DISTINCT source_id FROM point_rows").fetchall()]
+    for sid in sorted(sources):
+        path = store.new_point_file(int(sid), 0)
+        target = str(path).replace("'", "''")
+        con.execute(
+            f"COPY (SELECT {', '.join(POINT_FILE_COLUMNS)} FROM point_rows "
+            f"WHERE source_id = {int(sid)} ORDER BY rowid) TO '{target}' "
+            "(FORMAT parquet, ROW_GROUP_SIZE 122880)"
+        )
+        row = con.execute(
+            f"SELECT count(*), min(x), min(y), min(z), max(x), max(y), max(z) "
+            f"FROM read_parquet('{target}')"
+        ).fetchone()
+        assert row is not None
+        groups = con.execute(
+            f"SELECT count(DISTINCT row_group_id) FROM parquet_metadata('{target}')"
+        ).fetchone()
+        assert groups is not None
+        store.add_point_file(
+            int(sid),
+            path,
+            int(row[0]),
+            int(groups[0]),
+            [None if v is None else float(v) for v in row[1:]],
+        )
+    con.execute("DROP VIEW points")
+    con.execute("DROP TABLE point_rows")
+    store.refresh_point_view()
+    con.execute(_POINTS_VIEW)
+
+
+#: migration steps in Python, run after the SQL script of the same number
+_MIGRATION_STEPS: dict[int, Callable[[Store], None]] = {8: _migrate_point_rows}
+
+
 def latest_schema_version() -> int:
     _, migrations = _schema_files()
     return migrations[-1][0] if migrations else BASELINE_VERSION
@@ -199,6 +286,13 @@ class Store:
         self.path = path
         self._crs: CRS | None = None
         self._in_tx = False
+        self._after_commit: list[Callable[[], None]] = []
+        self._after_rollback: list[Callable[[], None]] = []
+        folder = str(self.points_dir).replace("'", "''")
+        if "," in folder:
+            # DuckDB's file_search_path is a comma-separated list
+            raise StoreError(f"store {path}: a store's folder may not contain a comma")
+        con.execute(f"SET file_search_path = '{folder}'")
 
     # ---- opening -----------------------------------------------------------------------
     @classmethod
@@ -246,6 +340,7 @@ class Store:
                 p.unlink()
             with contextlib.suppress(OSError):
                 Path(str(p) + ".wal").unlink()
+            shutil.rmtree(points_dir_of(p), ignore_errors=True)
             raise
         log.info("created store %s in %s", p, entries["crs"])
         return store
@@ -280,6 +375,7 @@ class Store:
                 from cim.jobs import recover_dead_jobs
 
                 recover_dead_jobs(store)
+                store.collect_orphan_point_files()
         except BaseException:
             con.close()
             raise
@@ -293,6 +389,8 @@ class Store:
             log.info("migrating %s: applying %s", self.path, name)
             with self.transaction():
                 self.con.execute(sql)
+                if number in _MIGRATION_STEPS:
+                    _MIGRATION_STEPS[number](self)
                 self.set_meta("schema_version", str(number))
             version = number
 
@@ -350,10 +448,36 @@ class Store:
             yield self.con
         except BaseException:
             self._in_tx = False
-            self.con.execute("ROLLBACK")
+            try:
+                self.con.execute("ROLLBACK")
+            finally:
+                self._end_transaction(self._after_rollback)
             raise
         self._in_tx = False
-        self.con.execute("COMMIT")
+        try:
+            self.con.execute("COMMIT")
+        except BaseException:
+            self._end_transaction(self._after_rollback)
+            raise
+        self._end_transaction(self._after_commit)
+
+    def _end_transaction(self, hooks: list[Callable[[], None]]) -> None:
+        run = list(hooks)
+        self._after_commit.clear()
+        self._after_rollback.clear()
+        for hook in run:
+            try:
+                hook()
+            except OSError as exc:  # a file left behind is collected at the next open
+                log.warning("after the transaction on %s: %s", self.path, exc)
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once the current transaction has committed (not if it rolls back)."""
+        self._after_commit.append(hook)
+
+    def after_rollback(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` if the current transaction rolls back."""
+        self._after_rollback.append(hook)
 
     @property
     def in_transaction(self) -> bool:
@@ -404,10 +528,106 @@ class Store:
         return [r[0] for r in rows]
 
     def delete_source(self, source_id: int) -> None:
-        """Delete a source and every row that came from it (call inside a transaction)."""
+        """Delete a source and every row that came from it (call inside a transaction); its
+        point files are deleted once the transaction has committed."""
+        files = [
+            self.points_dir / name
+            for (name,) in self.con.execute(
+                "SELECT file FROM point_files WHERE source_id = ?", [source_id]
+            ).fetchall()
+        ]
         for table in self.tables_with_source_id():
             self.con.execute(f'DELETE FROM "{table}" WHERE source_id = ?', [source_id])
         self.con.execute("DELETE FROM sources WHERE id = ?", [source_id])
+        if files:
+            self.refresh_point_view()
+
+            def remove() -> None:
+                for f in files:
+                    f.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    f.parent.rmdir()  # the source's folder, when empty
+
+            self.after_commit(remove)
+
+    # ---- point files -------------------------------------------------------------------
+    @property
+    def points_dir(self) -> Path:
+        """The folder of this store's point files."""
+        return points_dir_of(self.path)
+
+    def new_point_file(self, source_id: int, part: int) -> Path:
+        """A path for part ``part`` of a source's points, to be written now and named in
+        ``point_files`` by ``add_point_file`` in the current transaction; it is deleted if the
+        transaction rolls back."""
+        folder = self.points_dir / f"source_id={source_id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{part:05d}-p{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
+        _WRITING.add(path)
+
+        def forget() -> None:
+            _WRITING.discard(path)
+
+        def remove() -> None:
+            _WRITING.discard(path)
+            path.unlink(missing_ok=True)
+
+        self.after_commit(forget)
+        self.after_rollback(remove)
+        return path
+
+    def add_point_file(
+        self, source_id: int, path: Path, points: int, row_groups: int, bbox: list[float | None]
+    ) -> None:
+        """Name a written point file in ``point_files`` (``bbox``: min x, y, z, max x, y, z)."""
+        self.con.execute(
+            "INSERT INTO point_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                source_id,
+                path.relative_to(self.points_dir).as_posix(),
+                points,
+                path.stat().st_size,
+                row_groups,
+                *bbox,
+            ],
+        )
+
+    def refresh_point_view(self) -> None:
+        """Rebuild ``point_rows`` over the files ``point_files`` names (call it in the
+        transaction that changed them: DuckDB binds the files when the view is made)."""
+        files = [
+            r[0] for r in self.con.execute("SELECT file FROM point_files ORDER BY file").fetchall()
+        ]
+        if not files:
+            body = _POINT_ROWS_EMPTY
+        else:
+            names = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            body = (
+                f"SELECT source_id, {', '.join(POINT_FILE_COLUMNS)} FROM read_parquet([{names}], "
+                "hive_partitioning = true, hive_types = {'source_id': INTEGER})"
+            )
+        self.con.execute(f"CREATE OR REPLACE VIEW point_rows AS {body}")
+
+    def collect_orphan_point_files(self) -> int:
+        """Delete point files that no row names, left by a process that died mid-ingest (not
+        those a live process is writing). Returns how many."""
+        folder = self.points_dir
+        if not folder.is_dir() or self.schema_version < 8:
+            return 0
+        known = {r[0] for r in self.con.execute("SELECT file FROM point_files").fetchall()}
+        removed = 0
+        for f in folder.glob("source_id=*/*"):
+            name = f.relative_to(folder).as_posix()
+            m = _POINT_FILE_RE.match(f.name)
+            if name in known or f in _WRITING:
+                continue
+            if m and int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1))):
+                continue  # another process's ingest, still running
+            f.unlink(missing_ok=True)
+            removed += 1
+        if removed:
+            log.warning("%s: removed %d point files left by an interrupted ingest", folder, removed)
+        return removed
 
     def features(
         self, role: str, bbox: tuple[float, float, float, float] | None = None

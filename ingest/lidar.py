@@ -47,23 +47,19 @@ is public: the GIS ingester calls it for the buildings it adds.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Empty, Full, Queue
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import laspy
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS
 
@@ -76,33 +72,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: points decoded per chunk (48 MB of records per chunk in flight)
-CHUNK_POINTS = 1_000_000
-#: files with at least this many points are decoded and reprojected by the executor's workers
-#: while this process sorts and appends, when the executor has more than PARALLEL_MIN_WORKERS
-#: workers. On 2 cores it does not pay: lazrs already decodes on both cores and a reader thread
-#: overlaps decoding with sorting; 2 forkserver workers were within the noise of in-process
-#: decoding on a 50M-point LAZ (38 s against 36 s; 43 s against 52 s in an earlier build) and
-#: cost 0.3 GB more. With more cores (or a Dask cluster) the workers add the reprojection and
-#: key computation in parallel.
-PARALLEL_MIN_POINTS = 4_000_000
-PARALLEL_MIN_WORKERS = 2
-#: DuckDB's row group (rows), which its zone maps describe
+#: DuckDB's and our Parquet files' row group (rows): the unit the min/max statistics describe
 ROW_GROUP = 122_880
-#: points sorted and appended together (see _Runs), about 40 bytes each while in memory: 16
-#: row groups; 2M points went 20% faster than 8M on 2 cores (the pipeline stalls less)
+#: points read, sorted and encoded together (a run): 16 row groups, about 80 MB in flight
 RUN_POINTS = 16 * ROW_GROUP
-#: rows per Arrow record batch handed to DuckDB, which appends the batches of a run on all its
-#: threads (a single 4M-row batch took 2x as long on 2 cores). Whole row groups: with 262,144
-#: rows (2 row groups and a bit) each batch left a partial row group behind, and the store
-#: took 19.4 bytes a point instead of 15.3 (20M points, same speed)
-ARROW_BATCH = 2 * ROW_GROUP
-#: decoded chunks queued ahead of the sorting thread
-PREFETCH_CHUNKS = 4
-#: DuckDB's buffer pool while points are appended (by default it may grow to 80% of RAM and
-#: keep the blocks just written cached). 256MB: 50M points peaked at 1.45 GB, 1.74 GB with 1GB,
-#: and went no slower
-DUCKDB_MEMORY_LIMIT = "256MB"
+#: runs per part: a part is one task for a worker and one Parquet file (at most 8M points,
+#: about 60 MB of encoded bytes held by the worker and sent back)
+PART_RUNS = 4
+#: files with at least this many points are encoded by the executor's workers, in parts; a
+#: smaller one in this process (starting the workers costs about 0.4 s)
+PARALLEL_MIN_POINTS = 3 * ROW_GROUP * 16
+PARALLEL_MIN_WORKERS = 2
 #: DTM cell size (m), coarsened so a DTM has at most DTM_MAX_CELLS cells
 DTM_RESOLUTION = 1.0
 DTM_MAX_CELLS = 4_000_000
@@ -219,8 +199,9 @@ class GroundPatch:
 
 
 @dataclass(frozen=True)
-class ChunkSpec:
-    """One chunk of a file for a worker: picklable, the worker opens the file itself."""
+class PartSpec:
+    """One part of a file (``count`` points from ``start``), for a worker: picklable, the
+    worker opens the file itself. ``grid`` is over the file's stored integer coordinates."""
 
     path: str
     start: int
@@ -231,6 +212,9 @@ class ChunkSpec:
     has_rgb: bool
     grid: SortGrid
     dtm: DtmGrid
+    #: the file to write; None: the worker sends the file's bytes back (a Dask worker on
+    #: another machine). Written straight to the file, 20M points took 1.75 s instead of 2.18
+    out: str | None = None
 
 
 def _horizontal(crs: CRS) -> CRS:
@@ -393,22 +377,9 @@ class SortGrid:
         return _HILBERT[cell]
 
 
-#: a decoded chunk or a run: columns as they go to the ``point_rows`` table (x/y/z in integer
-#: millimetres of the project CRS; the other attributes packed, see pack_attributes; rgb only
-#: when the format has it) and ``key``
+#: a sorted run of points as columns of the point files: x/y/z in integer millimetres of the
+#: project CRS, the other attributes packed (see pack_attributes), rgb when the format has it
 Columns = dict[str, np.ndarray]
-_KEPT = {
-    "x": np.int64,
-    "y": np.int64,
-    "z": np.int64,
-    "classification": np.uint8,
-    "attributes": np.uint64,
-}
-_RGB = {"rgb": np.uint64}
-
-
-def _dtypes(has_rgb: bool) -> dict[str, Any]:
-    return {**_KEPT, **(_RGB if has_rgb else {}), "key": np.uint16}
 
 
 def pack_attributes(
@@ -501,12 +472,11 @@ def _coordinate(points: laspy.ScaleAwarePointRecord, axis: int, factor: float) -
     return _mm(np.array(points["xyz"[axis]], dtype=np.float64), 1000.0 * factor)
 
 
-def _process(points: laspy.ScaleAwarePointRecord, spec: ChunkSpec) -> Columns:
-    """Decoded points -> columns in the project CRS and integer millimetres, with sort keys."""
+def _process(points: laspy.ScaleAwarePointRecord, spec: PartSpec) -> Columns:
+    """Decoded points -> columns in the project CRS and integer millimetres."""
     out: Columns = {}
     if spec.src_wkt == spec.dst_wkt:
         out["x"], out["y"] = _coordinate(points, 0, 1.0), _coordinate(points, 1, 1.0)
-        out["key"] = spec.grid.key(out["x"], out["y"], unit=0.001)
     else:
         x = np.array(points.x, dtype=np.float64)
         y = np.array(points.y, dtype=np.float64)
@@ -514,9 +484,8 @@ def _process(points: laspy.ScaleAwarePointRecord, spec: ChunkSpec) -> Columns:
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise InputFileError(
                 f"{spec.path}: some points cannot be transformed to the project CRS (points "
-                f"{spec.start}-{spec.start + len(x)}); check the file's CRS or pass --crs"
+                f"{spec.start}-{spec.start + spec.count}); check the file's CRS or pass --crs"
             )
-        out["key"] = spec.grid.key(x, y)
         out["x"], out["y"] = _mm(x, 1000.0), _mm(y, 1000.0)
     out["z"] = _coordinate(points, 2, spec.z_factor)
     out["classification"] = np.ascontiguousarray(points["classification"], dtype=np.uint8)
@@ -526,34 +495,54 @@ def _process(points: laspy.ScaleAwarePointRecord, spec: ChunkSpec) -> Columns:
     return out
 
 
-@dataclass
-class Chunk:
-    """A decoded chunk and its summary, computed by the thread or worker that decoded it."""
+def _sorted(points: laspy.ScaleAwarePointRecord, grid: SortGrid) -> laspy.ScaleAwarePointRecord:
+    """The points in the Hilbert order of their cells, sorted as whole records before anything
+    is computed from them, so every column comes out sorted from one gather. The records are
+    gathered as opaque fixed-size items: NumPy's take of a structured array copies field by
+    field (75 ns a point for PF7), of the same bytes as void items 11 ns."""
+    record = points.array
+    key = grid.key(record["X"], record["Y"])
+    # stable argsort of uint16 is NumPy's radix sort (12 ns a point)
+    order = np.argsort(key, kind="stable")
+    items = np.ascontiguousarray(record).view(np.dtype((np.void, record.dtype.itemsize)))
+    gathered = np.take(items, order).view(record.dtype)
+    return laspy.ScaleAwarePointRecord(gathered, points.point_format, points.scales, points.offsets)
 
-    columns: Columns
-    classes: np.ndarray  # points per class (256)
-    lo: np.ndarray  # min x, y, z (mm)
-    hi: np.ndarray  # max x, y, z (mm)
-    ground: GroundPatch | None  # its ground points (class 2) per DTM cell
 
-    @classmethod
-    def of(cls, columns: Columns, dtm: DtmGrid) -> Chunk:
-        xyz = [columns[c] for c in ("x", "y", "z")]
-        classes = np.bincount(columns["classification"], minlength=256)
-        patch = None
-        if classes[GROUND]:
-            ground = columns["classification"] == GROUND
-            patch = dtm.accumulate(*(a[ground] for a in xyz))
-        return cls(
-            columns,
-            classes,
-            np.array([int(a.min()) for a in xyz], dtype=np.int64),
-            np.array([int(a.max()) for a in xyz], dtype=np.int64),
-            patch,
-        )
+def point_file_schema() -> pa.Schema:
+    """The point files' columns (cim.store.POINT_FILE_COLUMNS): x/y/z are DECIMAL(18,3) stored
+    as 64-bit integers, which DuckDB's filters compare with the row groups' min/max."""
+    return pa.schema(
+        [
+            ("x", pa.decimal64(18, 3)),
+            ("y", pa.decimal64(18, 3)),
+            ("z", pa.decimal64(18, 3)),
+            ("classification", pa.uint8()),
+            ("attributes", pa.uint64()),
+            ("rgb", pa.uint64()),
+        ]
+    )
 
-    def __len__(self) -> int:
-        return len(self.columns["key"])
+
+#: how each column is encoded, chosen per column on a sorted 2M-point run (ns of CPU a point to
+#: encode, bytes a point): x/y/z by delta and bit packing (9-10 ns, 1.2-1.7 B; zstd on top
+#: saved 0-0.5 B for 3-5 ns more, plain zstd 21-24 ns), the class by dictionary (4 ns, 0.01 B),
+#: the packed attributes and RGB by delta (8 ns, 1.7 B; 12 ns and 6.2 B for random colours;
+#: byte stream split and zstd took RGB to 2 B, but DuckDB 1.5 reads that encoding only for
+#: floating point). Statistics only for the columns queries filter on.
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "use_dictionary": ["classification"],
+    "column_encoding": {
+        "x": "DELTA_BINARY_PACKED",
+        "y": "DELTA_BINARY_PACKED",
+        "z": "DELTA_BINARY_PACKED",
+        "attributes": "DELTA_BINARY_PACKED",
+        "rgb": "DELTA_BINARY_PACKED",
+    },
+    "compression": "none",
+    "write_statistics": ["x", "y", "z", "classification"],
+    "store_decimal_as_integer": True,
+}
 
 
 def _decode_error(path: str | Path, exc: BaseException) -> InputFileError:
@@ -564,187 +553,101 @@ def _decode_error(path: str | Path, exc: BaseException) -> InputFileError:
     )
 
 
-def decode_chunk(spec: ChunkSpec) -> Chunk:
-    """Worker entry point: read ``spec.count`` points from ``spec.start`` and process them."""
-    try:
-        with laspy.open(spec.path, decompression_selection=_decompression_selection()) as reader:
-            reader.seek(spec.start)
-            points = reader.read_points(spec.count)
-    except Exception as exc:
-        raise _decode_error(spec.path, exc) from exc
-    if len(points) != spec.count:
-        raise InputFileError(
-            f"{spec.path}: truncated: {spec.count} points expected from point {spec.start}, "
-            f"{len(points)} found; export or download the file again"
-        )
-    return Chunk.of(_process(points, spec), spec.dtm)
+@dataclass
+class Part:
+    """A part of a cloud encoded as a Parquet file, and its summary, computed by the worker (or
+    this process) that decoded it."""
+
+    data: pa.Buffer | None  # the file's bytes; None when written straight to its file
+    points: int
+    row_groups: int
+    classes: np.ndarray  # points per class (256)
+    lo: np.ndarray  # min x, y, z (mm)
+    hi: np.ndarray  # max x, y, z (mm)
+    ground: list[GroundPatch]  # its ground points (class 2) per DTM cell, per run
+
+    def bbox(self) -> list[float | None]:
+        if self.points == 0:
+            return [None] * 6
+        return [float(v) / 1000.0 for v in (*self.lo, *self.hi)]
 
 
-def _serial_chunks(specs: Sequence[ChunkSpec]) -> Iterator[Chunk]:
-    """All chunks in this process, through one reader (no re-open or seek per chunk)."""
-    if not specs:
-        return
-    first = specs[0]
-    try:
-        reader = laspy.open(first.path, decompression_selection=_decompression_selection())
-    except Exception as exc:
-        raise _decode_error(first.path, exc) from exc
-    with reader:
-        for spec in specs:
+def _arrow_run(run: Columns, n: int) -> pa.Table:
+    xyz = [
+        pa.Array.from_buffers(pa.decimal64(18, 3), n, [None, pa.py_buffer(run[c])])
+        for c in ("x", "y", "z")
+    ]
+    rgb = pa.array(run["rgb"]) if "rgb" in run else pa.nulls(n, pa.uint64())
+    return pa.Table.from_arrays(
+        [*xyz, pa.array(run["classification"]), pa.array(run["attributes"]), rgb],
+        schema=point_file_schema(),
+    )
+
+
+def _encode(reader: laspy.LasReader, spec: PartSpec, sink: Any) -> Part:
+    """Read the part's points run by run from ``reader`` (positioned at ``spec.start``): sort
+    each run, compute its columns and summary, and write it to ``sink`` as Parquet row groups
+    (a run never shares a row group with the next).
+
+    CPU per point on one core (20M-point PF7 LAS, no reprojection): reading 10-18 ns, key 10,
+    sort 24, columns 33, ground sums 25, Parquet 54."""
+    classes = np.zeros(256, dtype=np.int64)
+    lo = np.full(3, np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(3, np.iinfo(np.int64).min, dtype=np.int64)
+    ground: list[GroundPatch] = []
+    done = groups = 0
+    with pq.ParquetWriter(sink, point_file_schema(), **_PARQUET_OPTIONS) as writer:
+        while done < spec.count:
+            n = min(RUN_POINTS, spec.count - done)
             try:
-                points = reader.read_points(spec.count)
+                points = reader.read_points(n)
             except Exception as exc:
                 raise _decode_error(spec.path, exc) from exc
-            if len(points) != spec.count:
+            if len(points) != n:
                 raise InputFileError(
                     f"{spec.path}: truncated: the point data ends at point "
-                    f"{spec.start + len(points)}, before the count in its header; "
+                    f"{spec.start + done + len(points)}, before the count in its header; "
                     f"export or download the file again"
                 )
-            yield Chunk.of(_process(points, spec), spec.dtm)
+            run = _process(_sorted(points, spec.grid), spec)
+            del points
+            xyz = [run[c] for c in ("x", "y", "z")]
+            counts = np.bincount(run["classification"], minlength=256)
+            classes += counts
+            np.minimum(lo, [int(a.min()) for a in xyz], out=lo)
+            np.maximum(hi, [int(a.max()) for a in xyz], out=hi)
+            if counts[GROUND]:
+                is_ground = run["classification"] == GROUND
+                patch = spec.dtm.accumulate(*(a[is_ground] for a in xyz))
+                if patch is not None:
+                    ground.append(patch)
+            writer.write_table(_arrow_run(run, n), row_group_size=ROW_GROUP)
+            groups += -(-n // ROW_GROUP)
+            done += n
+    return Part(None, done, groups, classes, lo, hi, ground)
 
 
-#: the thread that decodes chunks ahead (_prefetch), kept for the life of the process: pyproj
-#: gives each thread its own copy of a transformer, set up again in every new thread (40 ms
-#: for a NAD83 -> WGS 84 datum shift, more than decoding a small file)
-_reader: ThreadPoolExecutor | None = None
-_reader_lock = threading.Lock()
-
-
-def _reader_thread() -> ThreadPoolExecutor:
-    global _reader
-    with _reader_lock:
-        if _reader is None:
-            _reader = ThreadPoolExecutor(1, thread_name_prefix="cim-lidar-reader")
-        return _reader
-
-
-def _prefetch(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
-    """Decode the next chunks in a thread while the caller sorts this one (lazrs and numpy
-    release the GIL while they work)."""
-    queue: Queue[tuple[Chunk | None, BaseException | None]] = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        queue.put((chunk, None), timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
-                    return
-            queue.put((None, None))
-        except BaseException as exc:
-            queue.put((None, exc))
-
-    reading = _reader_thread().submit(run)
+def _open(path: str) -> laspy.LasReader:
     try:
-        while True:
-            chunk, error = queue.get()
-            if error is not None:
-                raise error
-            if chunk is None:
-                return
-            yield chunk
-    finally:
-        stop.set()
-        while not reading.done():  # unblock a reader waiting to put
-            with contextlib.suppress(Empty):
-                queue.get_nowait()
-            with contextlib.suppress(TimeoutError):
-                reading.result(timeout=0.05)
+        return laspy.open(path, decompression_selection=_decompression_selection())
+    except Exception as exc:
+        raise _decode_error(path, exc) from exc
 
 
-class _Runs:
-    """Chunks gathered into runs of ``capacity`` points, each emitted sorted by key.
-
-    Why runs and not one sort of the whole cloud: the rows only need to be in key order within
-    each stretch of about a row group for the zone maps to prune, and a run of millions of
-    points sorted by a key of its cloud's 256 x 256 grid gives that. A box then reads about one
-    row group per run that passed over it (the flight strips over it, for a cloud in scanner
-    order). Memory stays bounded without spilling to disk, and a run is appended while the next
-    one is decoded. An earlier external sort of the whole cloud spent more time writing and
-    reading its spill files than DuckDB spent appending.
-    """
-
-    def __init__(self, capacity: int, has_rgb: bool) -> None:
-        self.capacity = capacity
-        self.cols = {c: np.empty(capacity, dtype=t) for c, t in _dtypes(has_rgb).items()}
-        self.n = 0
-        self.emitted = 0
-
-    def add(self, chunk: Columns) -> Iterator[Columns]:
-        """Copy ``chunk`` in; yields each run it completes."""
-        size = len(chunk["key"])
-        start = 0
-        while start < size:
-            count = min(size - start, self.capacity - self.n)
-            for name, column in self.cols.items():
-                column[self.n : self.n + count] = chunk[name][start : start + count]
-            self.n += count
-            start += count
-            if self.n == self.capacity:
-                yield self._emit()
-
-    def flush(self) -> Iterator[Columns]:
-        if self.n:
-            yield self._emit()
-
-    def _emit(self) -> Columns:
-        # stable argsort of uint16 is numpy's linear radix sort
-        order = np.argsort(self.cols["key"][: self.n], kind="stable")
-        if self.emitted % 2:
-            # every other run backwards along the curve: DuckDB's row groups do not start with
-            # the runs, and the one holding the end of a run and the start of the next would
-            # otherwise span from the curve's last cell to its first (across the whole grid)
-            order = order[::-1]
-        run = {c: np.take(a[: self.n], order) for c, a in self.cols.items() if c != "key"}
-        self.n = 0
-        self.emitted += 1
-        return run
-
-
-@contextlib.contextmanager
-def _memory_limit(store: Store, limit: str) -> Iterator[None]:
-    """Set DuckDB's memory limit for a while, then put back what it was."""
-    con = store.con
-    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
-    old = str(row[0]) if row else None
-    con.execute(f"SET memory_limit = '{limit}'")
-    try:
-        yield
-    finally:
-        if old is not None:
-            con.execute(f"SET memory_limit = '{old}'")
-
-
-# ---- the ingester ------------------------------------------------------------------------
-def _decimal_mm(values: np.ndarray) -> pa.Array:
-    """int64 millimetres as an Arrow decimal64(18, 3) without a copy (DuckDB reads it as
-    DECIMAL(18,3) directly: 2.7x faster than casting DOUBLE)."""
-    ints = np.ascontiguousarray(values, dtype=np.int64)
-    return pa.Array.from_buffers(pa.decimal64(18, 3), len(ints), [None, pa.py_buffer(ints)])
-
-
-def _append(con: duckdb.DuckDBPyConnection, sql: str, source_id: int, table: pa.Table) -> None:
-    """Run ``sql``, which reads the Arrow table as ``_lidar_batch``.
-
-    By name (DuckDB's replacement scan of this frame's local), not ``con.register``: a view
-    registered and unregistered inside a transaction stays in the catalog until the commit,
-    and with it every batch's Arrow memory (3 GB for 50M points; 0.6 GB this way).
-    """
-    _lidar_batch = table  # read by name by the SQL below
-    con.execute(sql, {"sid": source_id})
-
-
-def _arrow_batch(run: Columns) -> pa.Table:
-    """A run as an Arrow table in record batches of ARROW_BATCH rows, which DuckDB appends on
-    all its threads (in order: it keeps the insertion order)."""
-    table = pa.table({c: _decimal_mm(a) if c in ("x", "y", "z") else a for c, a in run.items()})
-    return pa.Table.from_batches(table.to_batches(max_chunksize=ARROW_BATCH))
+def encode_part(spec: PartSpec) -> Part:
+    """Worker entry point: one part of a file as a Parquet file (written to ``spec.out``, else
+    returned as bytes) and its summary."""
+    sink = spec.out if spec.out is not None else pa.BufferOutputStream()
+    with _open(spec.path) as reader:
+        if spec.start:
+            try:
+                reader.seek(spec.start)
+            except Exception as exc:
+                raise _decode_error(spec.path, exc) from exc
+        part = _encode(reader, spec, sink)
+    if isinstance(sink, pa.BufferOutputStream):
+        part.data = sink.getvalue()
+    return part
 
 
 class _CloudStats:
@@ -755,10 +658,10 @@ class _CloudStats:
         self.lo = np.full(3, np.iinfo(np.int64).max, dtype=np.int64)
         self.hi = np.full(3, np.iinfo(np.int64).min, dtype=np.int64)
 
-    def add(self, chunk: Chunk) -> None:
-        self.classes += chunk.classes
-        np.minimum(self.lo, chunk.lo, out=self.lo)
-        np.maximum(self.hi, chunk.hi, out=self.hi)
+    def add(self, part: Part) -> None:
+        self.classes += part.classes
+        np.minimum(self.lo, part.lo, out=self.lo)
+        np.maximum(self.hi, part.hi, out=self.hi)
 
     def bbox(self) -> list[float | None]:
         if self.lo[0] > self.hi[0]:
@@ -774,11 +677,12 @@ class _GroundGrid:
         self.sum = np.zeros((grid.ny, grid.nx), dtype=np.float64)
         self.count = np.zeros((grid.ny, grid.nx), dtype=np.int64)
 
-    def add(self, chunk: Chunk) -> None:
-        """A chunk's ground points, summed per cell where the chunk was decoded."""
-        patch = chunk.ground
-        if patch is None:
-            return
+    def add(self, part: Part) -> None:
+        """A part's ground points, summed per cell where the part was decoded."""
+        for patch in part.ground:
+            self._add(patch)
+
+    def _add(self, patch: GroundPatch) -> None:
         if patch.total is None or patch.count is None:
             assert patch.cells is not None and patch.z is not None
             size = self.sum.size
@@ -813,6 +717,34 @@ class _GroundGrid:
             ],
         )
         return g.nx * g.ny
+
+
+def _raw_grid(header: laspy.LasHeader) -> SortGrid:
+    """The sort grid over the header's bounds in the file's stored integers (the sort needs
+    neighbours only, so it is done before any scaling or reprojection)."""
+    scales, offsets = header.scales, header.offsets
+    lo = [(float(header.mins[i]) - float(offsets[i])) / float(scales[i]) for i in (0, 1)]
+    hi = [(float(header.maxs[i]) - float(offsets[i])) / float(scales[i]) for i in (0, 1)]
+    return SortGrid.over((lo[0], lo[1], hi[0], hi[1]))
+
+
+def _part_ranges(n: int, workers: int) -> list[tuple[int, int]]:
+    """(start, count) of the parts of a cloud of ``n`` points for ``workers`` workers: whole
+    row groups, at most PART_RUNS runs each, and a multiple of ``workers`` of them so the
+    workers finish together."""
+    per = PART_RUNS * RUN_POINTS
+    count = workers * -(-n // (workers * per))
+    size = -(-n // count)
+    size = -(-size // ROW_GROUP) * ROW_GROUP
+    return [(start, min(size, n - start)) for start in range(0, n, size)]
+
+
+def _local_part(store: Store, source_id: int, spec: PartSpec) -> Iterator[tuple[Part, Path]]:
+    """The whole cloud as one part encoded in this process, written straight to its file."""
+    file = store.new_point_file(source_id, 0)
+    with _open(spec.path) as reader:
+        part = _encode(reader, spec, str(file))
+    yield part, file
 
 
 class LidarIngester:
@@ -860,83 +792,72 @@ class LidarIngester:
         dst_wkt = dst.to_wkt()
         if CRS.from_wkt(src_wkt) == dst:
             src_wkt = dst_wkt  # same CRS: skip the transformation
-        grid = SortGrid.over(bounds)
+        grid = _raw_grid(header)
         dtm = DtmGrid.over(*bounds)
-        specs = [
-            ChunkSpec(
+        ctx.progress(0.0, f"{path.name}: {n_header:,} points, {fmt}, {cloud_crs.label}")
+
+        def spec(start: int, count: int, out: Path | None = None) -> PartSpec:
+            return PartSpec(
                 str(path),
                 start,
-                min(CHUNK_POINTS, n_header - start),
+                count,
                 src_wkt,
                 dst_wkt,
                 cloud_crs.z_factor,
                 has_rgb,
                 grid,
                 dtm,
+                None if out is None else str(out),
             )
-            for start in range(0, n_header, CHUNK_POINTS)
-        ]
-        ctx.progress(0.0, f"{path.name}: {n_header:,} points, {fmt}, {cloud_crs.label}")
 
-        con = store.con
-        parallel = ctx.executor.workers > PARALLEL_MIN_WORKERS and n_header >= PARALLEL_MIN_POINTS
-        chunks: Iterator[Chunk]
-        if parallel:
-            chunks = ctx.executor.map(decode_chunk, specs, window=2 * ctx.executor.workers)
-        elif len(specs) > 1:
-            chunks = _prefetch(_serial_chunks(specs), PREFETCH_CHUNKS)
-        else:  # nothing to overlap: no thread (pyproj's transformer is set up in this one)
-            chunks = _serial_chunks(specs)
+        workers = ctx.executor.workers
+        parts: Iterator[tuple[Part, Path | None]]
+        if workers >= PARALLEL_MIN_WORKERS and n_header >= PARALLEL_MIN_POINTS:
+            ranges = _part_ranges(n_header, workers)
+            # workers on this machine write their files; a Dask cluster's send the bytes
+            outs: list[Path | None] = [
+                None if ctx.executor.distributed else store.new_point_file(ctx.source_id, i)
+                for i in range(len(ranges))
+            ]
+            specs = [
+                spec(start, count, out) for (start, count), out in zip(ranges, outs, strict=True)
+            ]
+            results = ctx.executor.map(encode_part, specs, window=workers + 1)
+            parts = zip(results, outs, strict=True)
+        else:
+            parts = _local_part(store, ctx.source_id, spec(0, n_header))
         stats = _CloudStats()
         ground = _GroundGrid(dtm)
-        runs = _Runs(min(RUN_POINTS, n_header), has_rgb)
-        insert = (
-            "INSERT INTO point_rows SELECT $sid, x, y, z, classification, attributes, "
-            f"{'rgb' if has_rgb else 'NULL'} FROM _lidar_batch"
-        )
-        done = written = 0
-        # one writer thread: DuckDB appends run k (it releases the GIL) while this thread
-        # gathers and sorts run k+1 and a reader thread decodes; the connection is used by the
-        # writer alone meanwhile
-        with (
-            _memory_limit(store, DUCKDB_MEMORY_LIMIT),
-            ThreadPoolExecutor(1, thread_name_prefix="cim-lidar-writer") as writer,
-        ):
-            pending: Future[None] | None = None
-
-            def store_runs(done_runs: Iterator[Columns]) -> None:
-                nonlocal pending, written
-                for run in done_runs:
-                    if pending is not None:
-                        pending.result()
-                    pending = writer.submit(_append, con, insert, ctx.source_id, _arrow_batch(run))
-                    written += len(run["x"])
-
-            for chunk in chunks:
-                stats.add(chunk)
-                ground.add(chunk)
-                done += len(chunk)
-                store_runs(runs.add(chunk.columns))
-                ctx.progress(0.95 * done / n_header, f"stored {written:,} of {done:,} points")
-            if done != n_header:
-                raise InputFileError(
-                    f"{path}: the header says {n_header} points but {done} were read; "
-                    f"the file is truncated, export or download it again"
-                )
-            store_runs(runs.flush())
-            if pending is not None:
-                pending.result()
+        done = 0
+        for i, (part, written) in enumerate(parts):
+            file = written
+            if file is None:  # from a remote worker: this process writes its bytes
+                assert part.data is not None
+                file = store.new_point_file(ctx.source_id, i)
+                with file.open("wb") as f:
+                    f.write(part.data)
+                part.data = None
+            store.add_point_file(ctx.source_id, file, part.points, part.row_groups, part.bbox())
+            stats.add(part)
+            ground.add(part)
+            done += part.points
+            ctx.progress(0.9 * done / n_header, f"stored {done:,} of {n_header:,} points")
+        if done != n_header:
+            raise InputFileError(
+                f"{path}: the header says {n_header} points but {done} were read; "
+                f"the file is truncated, export or download it again"
+            )
+        store.refresh_point_view()
         bbox = stats.bbox()
         if not dtm.covers(bbox):
             warnings.append(
                 f"{path.name}: points lie outside the bounds in the file's header; the terrain "
                 f"model covers the header's bounds only"
             )
-        assert written == done
         classes = {int(c): int(n) for c, n in enumerate(stats.classes) if n}
         has_ground = classes.get(GROUND, 0) > 0
         has_building = classes.get(BUILDING, 0) > 0
-        con.execute(
+        store.con.execute(
             "INSERT INTO lidar_sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             "?, ?, ?, ?, ?, ?)",
             [

@@ -187,9 +187,10 @@ def test_ctrl_c_during_an_ingest_keeps_nothing_and_says_so(tmp_path: Path) -> No
 
     from tests.conftest import SAMPLES
 
-    # the first append slowed down, so that Ctrl-C lands in the middle
+    # the first run's Parquet row groups slowed down, so that Ctrl-C lands in the middle,
+    # while the point file is half written
     cloud = SAMPLES / "lidar" / "lidarprod" / "870000_6618000.subset.postValidation.laz"
-    proc, store = _cli_slowed_at(tmp_path, "EPSG:2154", "ingest.lidar", "_append", 2, cloud)
+    proc, store = _cli_slowed_at(tmp_path, "EPSG:2154", "ingest.lidar", "_arrow_run", 2, cloud)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
@@ -197,6 +198,7 @@ def test_ctrl_c_during_an_ingest_keeps_nothing_and_says_so(tmp_path: Path) -> No
     assert "Traceback" not in err
     doc = json.loads(run("--store", str(store), "status", "--json").stdout)
     assert doc["sources"] == [] and doc["counts"]["points"] == 0
+    assert list(store.with_name(store.name + ".points").rglob("*.parquet")) == []
     jobs = json.loads(run("--store", str(store), "jobs", "--json").stdout)
     assert [(j["status"], j["error"]) for j in jobs["jobs"]] == [
         ("failed", "interrupted (Ctrl-C): nothing of it was kept")
