@@ -1,40 +1,36 @@
 """LiDAR ingest: LAS/LAZ point clouds into the store, a terrain model, and building heights.
 
-Reading. laspy (lazrs backend for LAZ) reads LAS 1.2-1.4, point formats 0-10, in chunks of
-``CHUNK_POINTS``. Only the dimensions kept are decompressed (laspy's ``DecompressionSelection``
-skips GPS time, NIR, scan angle and extra bytes of layered LAZ 1.4). A reader thread decodes
-each chunk, reprojects it to the project CRS with pyproj (one vectorised call; without a
-reprojection, integer millimetres come straight from the stored integers), and gives every
-point the Hilbert key of its cell in a 256 x 256 grid over the cloud (``SortGrid``), and sums
-its ground points per DTM cell (``DtmGrid``). The main thread adds those sums to the cloud's
-DTM grid, gathers chunks into runs of ``RUN_POINTS`` and sorts each run by key (``_Runs``); a
-writer thread appends the run to ``point_rows`` as Arrow columns while the next run is decoded
-and sorted. Memory is bounded by those constants and DuckDB's ``DUCKDB_MEMORY_LIMIT`` whatever
-the file size. Decoding fans out to
-``ctx.executor`` only when it has more than ``PARALLEL_MIN_WORKERS`` workers (see there for the
-measurements): on 2 cores lazrs already decodes on both.
+Reading. laspy (lazrs backend for LAZ) reads LAS 1.2-1.4, point formats 0-10. Only the
+dimensions kept are decompressed (laspy's ``DecompressionSelection`` skips GPS time, NIR, scan
+angle and extra bytes of layered LAZ 1.4). A cloud is cut into parts of whole row groups (at
+most ``PART_RUNS`` runs of ``RUN_POINTS``; a multiple of the workers, so they finish together);
+each part is one task for the executor's workers (``encode_part``), a cloud under
+``PARALLEL_MIN_POINTS`` is one part done in this process. A worker opens the file, seeks its
+part and, run by run: sorts the records along a Hilbert curve over the file's stored integers
+(``SortGrid``, ``_sorted``), computes the columns (reprojected to the project CRS with pyproj,
+one vectorised call; without a reprojection, integer millimetres straight from the stored
+integers), sums the ground points per DTM cell (``DtmGrid``), and writes the run as Parquet
+row groups. Memory is bounded by those constants whatever the file size.
 
 Units. x/y are converted by the reprojection (a CRS in US survey feet comes out in metres); z is
 scaled by the vertical unit: the vertical CRS of a compound CRS, else the GeoTIFF
 ``VerticalUnitsGeoKey``, else the horizontal unit (the LAS convention when nothing is declared).
 No vertical datum shift is applied: z stays in the file's vertical datum, in metres.
 
-Storage. One ``point_rows`` table in the store, so the store stays one transactional file (no
-Parquet files beside it to keep in step), read through the ``points`` view (migration 005):
-intensity, returns and source id are packed into one integer and RGB into another, because
-DuckDB's append costs per column (12 columns: 260 ns of CPU a point; these 7: about 165).
-Each source's rows are appended run by run, each run in Hilbert order of its points' cells, so
-each DuckDB row group (122,880 rows) holds a compact patch of ground and the row groups'
-min/max of x and y (zone maps) let a box or footprint query read only the row groups it
-touches: about one row group per run that passed over the box (for a cloud in scanner order,
-the flight strips over it). x/y/z are ``DECIMAL(18,3)``: exact millimetres stored as 64-bit
-integers, which DuckDB compresses by frame of reference and bit packing.
-Measured on 10M points over 1 km2 (sorted as one run): 6.9 bytes per point for x, y, z and
-class (20 as DOUBLE); a 50 m box query for class 6 took 2.8 ms (5.5 ms as DOUBLE, 82 ms
-unsorted). A whole point
-with intensity, returns, RGB and source costs about 15 bytes in the store. Queries must
-compare x/y with DECIMAL(18,3) constants, else DuckDB casts the column and cannot use the zone
-maps; ``points_in_box`` and ``points_in_polygon`` do this.
+Storage. Each part is a Parquet file in the store's point folder (cim/store.py, migration
+008), written by the worker itself (a Dask worker on another machine sends the bytes instead),
+named in ``point_files`` and read through the ``point_rows`` view and the ``points`` view on it
+(migration 005: intensity, returns and source id packed into one integer and RGB into
+another). Why files and not DuckDB's own table: DuckDB's append cost 120-165 ns of CPU a point
+in the one writing process, more than everything else together, and capped a LAS ingest at
+5.5 M points/s; encoding Parquet costs 54 ns and runs in every worker. Each run's row groups
+(122,880 rows) hold a compact patch of ground, so the row groups' min/max of x and y let a box
+or footprint query read only the row groups it touches: about one row group per run that
+passed over the box. x/y/z are ``DECIMAL(18,3)``: exact millimetres stored as 64-bit integers,
+delta-encoded (see ``_PARQUET_OPTIONS``); a point of the synthetic PF7 cloud takes about 12
+bytes (DuckDB's table: 15.3). Queries must compare x/y with DECIMAL(18,3) constants, else
+DuckDB casts the column and cannot use the statistics; ``points_in_box`` and
+``points_in_polygon`` do this.
 
 Derived. A DTM per source (``dtm``: mean z of the class-2 points per 1 m cell, gaps filled by
 normalised convolution then nearest neighbour, the measured cells kept as a bit mask; where DTMs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -857,3 +858,85 @@ def test_overlapping_clouds_take_the_ground_where_it_was_measured(
         "SELECT measured_cells, nx * ny FROM dtm ORDER BY source_id"
     ).fetchall()
     assert measured[0][0] < measured[0][1] / 3  # A's model is mostly filled in
+
+
+# ---- point files -------------------------------------------------------------------------------
+def _parquet_files(store: Store) -> list[Path]:
+    return sorted(store.points_dir.rglob("*.parquet"))
+
+
+def test_a_failed_ingest_leaves_no_point_file(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The point files are written before the commit; a failure after them removes them."""
+    store = make_store("EPSG:2154")
+    before = snapshot(store)
+
+    def broken(*args: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(lidar, "derive_building_heights", broken)
+    with pytest.raises(Exception, match="boom"):
+        ingest(store, LIDARPROD_LAZ)
+    assert _parquet_files(store) == []
+    assert snapshot(store) == before
+    assert store.count("points") == 0
+
+
+def test_a_source_s_point_files_go_only_when_its_deletion_commits(make_store: MakeStore) -> None:
+    store = make_store("EPSG:2154")
+    sid = ingest(store, LIDARPROD_LAZ).source_id
+    files = _parquet_files(store)
+    assert len(files) == 1 and files[0].parent.name == f"source_id={sid}"
+    with pytest.raises(RuntimeError), store.transaction():
+        store.delete_source(sid)
+        assert store.count("points") == 0
+        raise RuntimeError("changed my mind")
+    assert _parquet_files(store) == files and store.count("points") == 70_840
+    with store.transaction():
+        store.delete_source(sid)
+    assert _parquet_files(store) == [] and store.count("points") == 0
+    # ingested again: a new file, and the same points
+    ingest(store, LIDARPROD_LAZ)
+    assert store.count("points") == 70_840 and len(_parquet_files(store)) == 1
+
+
+def test_orphan_point_files_of_dead_processes_are_removed_at_open(tmp_path: Path) -> None:
+    """A process killed mid-ingest leaves files no row names: the next open removes them,
+    but not those of a process still running (another ingest) nor the store's own."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.duckdb"
+    with Store.create(path, "EPSG:2154") as store:
+        ingest(store, LIDARPROD_LAZ)
+        kept = _parquet_files(store)
+        folder = store.points_dir / "source_id=9"
+    folder.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    orphan = folder / f"00000-p{int(dead.stdout)}-0123456789ab.parquet"
+    orphan.write_bytes(b"half a file")
+    alive = folder / f"00001-p{os.getppid()}-0123456789ab.parquet"
+    alive.write_bytes(b"being written")
+    with Store.open(path) as store:
+        assert not orphan.exists() and alive.exists()
+        assert _parquet_files(store) == sorted([*kept, alive])
+        assert store.count("points") == 70_840
+
+
+def test_the_store_can_move_with_its_point_files(tmp_path: Path) -> None:
+    """Point files are named relative to the store: store and folder moved together read the
+    same (the view resolves them through the store's own folder)."""
+    path = tmp_path / "a" / "s.duckdb"
+    path.parent.mkdir()
+    with Store.create(path, "EPSG:2154") as store:
+        ingest(store, LIDARPROD_LAZ)
+    moved = tmp_path / "b"
+    shutil.move(path.parent, moved)
+    with Store.open(moved / "s.duckdb") as store:
+        assert store.count("points", "classification = 6") == raw_classes(LIDARPROD_LAZ)["6"]
