@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import psutil
 from pyproj import CRS
 
 from cim import __version__
@@ -61,17 +62,6 @@ _POINT_ROWS_EMPTY = (
     "NULL::DECIMAL(18,3) AS z, NULL::UTINYINT AS classification, NULL::UBIGINT AS attributes, "
     "NULL::UBIGINT AS rgb WHERE false"
 )
-#: the ``points`` view of migration 005, over ``point_rows``
-_POINTS_VIEW = """CREATE OR REPLACE VIEW points AS
-SELECT source_id, x, y, z, classification,
-       (attributes & 65535)::USMALLINT AS intensity,
-       ((attributes >> 16) & 15)::UTINYINT AS return_number,
-       ((attributes >> 20) & 15)::UTINYINT AS number_of_returns,
-       (rgb & 65535)::USMALLINT AS red,
-       ((rgb >> 16) & 65535)::USMALLINT AS green,
-       ((rgb >> 32) & 65535)::USMALLINT AS blue,
-       ((attributes >> 24) & 65535)::USMALLINT AS point_source_id
-FROM point_rows"""
 _POINT_FILE_RE = re.compile(r"^\d{5}-p(\d+)-[0-9a-f]{12}\.parquet$")
 #: point files this process is writing and has not committed yet (never collected as orphans)
 _WRITING: set[Path] = set()
@@ -167,16 +157,6 @@ def points_dir_of(store_path: Path) -> Path:
     return store_path.with_name(store_path.name + ".points")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _migrate_point_rows(store: Store) -> None:
     """Migration 008's Python step: each source's rows of the ``point_rows`` table, in their
     stored order, into a Parquet file by DuckDB's COPY; then the table becomes the view."""
@@ -206,10 +186,10 @@ def _migrate_point_rows(store: Store) -> None:
             int(groups[0]),
             [None if v is None else float(v) for v in row[1:]],
         )
-    con.execute("DROP VIEW points")
+    # the `points` view of migration 005 stays: DuckDB binds a view's names when it is read,
+    # so it reads the `point_rows` view in place of the table
     con.execute("DROP TABLE point_rows")
     store.refresh_point_view()
-    con.execute(_POINTS_VIEW)
 
 
 #: migration steps in Python, run after the SQL script of the same number
@@ -621,7 +601,7 @@ class Store:
             m = _POINT_FILE_RE.match(f.name)
             if name in known or f in _WRITING:
                 continue
-            if m and int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1))):
+            if m and int(m.group(1)) != os.getpid() and psutil.pid_exists(int(m.group(1))):
                 continue  # another process's ingest, still running
             f.unlink(missing_ok=True)
             removed += 1

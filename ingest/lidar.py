@@ -735,14 +735,6 @@ def _part_ranges(n: int, workers: int) -> list[tuple[int, int]]:
     return [(start, min(size, n - start)) for start in range(0, n, size)]
 
 
-def _local_part(store: Store, source_id: int, spec: PartSpec) -> Iterator[tuple[Part, Path]]:
-    """The whole cloud as one part encoded in this process, written straight to its file."""
-    file = store.new_point_file(source_id, 0)
-    with _open(spec.path) as reader:
-        part = _encode(reader, spec, str(file))
-    yield part, file
-
-
 class LidarIngester:
     """LAS/LAZ point clouds (see the module docstring)."""
 
@@ -820,13 +812,13 @@ class LidarIngester:
             ]
             results = ctx.executor.map(encode_part, specs, window=workers + 1)
             parts = zip(results, outs, strict=True)
-        else:
-            parts = _local_part(store, ctx.source_id, spec(0, n_header))
+        else:  # the whole cloud as one part, encoded in this process straight to its file
+            out = store.new_point_file(ctx.source_id, 0)
+            parts = iter([(encode_part(spec(0, n_header, out)), out)])
         stats = _CloudStats()
         ground = _GroundGrid(dtm)
         done = 0
-        for i, (part, written) in enumerate(parts):
-            file = written
+        for i, (part, file) in enumerate(parts):
             if file is None:  # from a remote worker: this process writes its bytes
                 assert part.data is not None
                 file = store.new_point_file(ctx.source_id, i)
