@@ -245,6 +245,8 @@ def main() -> None:
     parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic cloud")
     parser.add_argument("--tmp", help="folder for the synthetic cloud and stores")
     args = parser.parse_args()
+    if args.tmp:
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="cim-lidar-bench-") as tmp:
         print(f"cores: {psutil.cpu_count()}, workers: {args.workers or psutil.cpu_count()}")
         if not args.no_samples:

@@ -62,6 +62,7 @@ def _worker_init(owner: int, owner_started: float) -> None:
     for work would wait forever (it holds both ends of its queue's pipe, and the forkserver,
     its parent, waits for it). A thread looks once a second."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    single_threaded_libraries()  # the forkserver's preload did it already; spawn did not
 
     def watch() -> None:
         while True:
@@ -78,6 +79,20 @@ def _worker_init(owner: int, owner_started: float) -> None:
             os._exit(1)  # the owner is gone (or its pid is another process's now)
 
     threading.Thread(target=watch, name="cim-owner-watch", daemon=True).start()
+
+
+#: the numerical libraries' thread pools, one thread each in a worker
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def single_threaded_libraries() -> None:
+    """One thread for OpenBLAS (NumPy's and SciPy's), OpenMP and MKL in this process, as Dask's
+    nanny sets for its workers: a pool has one worker per core already. Read when those
+    libraries load, so before NumPy is imported. Unset, each LiDAR worker carried an OpenBLAS
+    thread spinning on its queue: 5% of the worker's CPU samples (perf), on a core the other
+    worker needs."""
+    for name in _THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
 
 
 #: how often a worker checks that the process owning its pool is still there
@@ -135,6 +150,7 @@ class LocalExecutor:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._starting: threading.Thread | None = None
+        self._preload: list[str] = []  # what the forkserver imports for its workers (start)
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -144,6 +160,11 @@ class LocalExecutor:
                     if "forkserver" in multiprocessing.get_all_start_methods()
                     else "spawn"
                 )
+                if method == "forkserver":
+                    # the forkserver starts once per process, with the preload set first
+                    multiprocessing.get_context(method).set_forkserver_preload(
+                        ["cim.forkserver_preload", *self._preload]
+                    )
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.workers,
                     mp_context=multiprocessing.get_context(method),
@@ -185,9 +206,7 @@ class LocalExecutor:
 
         def run() -> None:
             try:
-                if "forkserver" in multiprocessing.get_all_start_methods():
-                    context = multiprocessing.get_context("forkserver")
-                    context.set_forkserver_preload(["cim.forkserver_quiet", *modules])
+                self._preload = list(modules)
                 pool = self._get_pool()
                 for _ in range(self.workers):
                     pool.submit(_import, tuple(modules))

@@ -694,8 +694,7 @@ class _GroundGrid:
         """Fill the gaps and write the DTM row; returns the number of cells."""
         g = self.grid
         known = self.count > 0
-        z = np.full((g.ny, g.nx), np.nan)
-        z[known] = self.sum[known] / self.count[known]
+        z = np.divide(self.sum, self.count, out=np.full((g.ny, g.nx), np.nan), where=known)
         _fill_gaps(z, known)
         store.con.execute(
             "INSERT INTO dtm (source_id, origin_x, origin_y, resolution, nx, ny, measured_cells, "
@@ -1018,29 +1017,54 @@ def _ground_at(dtms: Iterable[Dtm], x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return z
 
 
+def _halve(a: np.ndarray) -> np.ndarray:
+    """Sums of 2 x 2 blocks of cells (odd sizes padded with zeros)."""
+    ny, nx = a.shape
+    if ny % 2 or nx % 2:
+        padded = np.zeros((ny + ny % 2, nx + nx % 2))
+        padded[:ny, :nx] = a
+        a = padded
+    return a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+
+
 def _fill_gaps(grid: np.ndarray, known: np.ndarray) -> None:
     """Fill the NaN cells of ``grid`` in place from the known ones.
 
-    Normalised convolution (a Gaussian-weighted mean of the known cells, with the radius doubled
-    until every gap is reached) then nearest neighbour for what is left. Linear interpolation on
-    a Delaunay triangulation (scipy griddata) was 1.4 s for a 100 x 100 grid: grid points are
-    cocircular, which Qhull resolves slowly; this is linear in the number of cells.
+    Normalised convolution (a Gaussian-weighted mean of the known cells) over a pyramid: at
+    each level the known values and their weights are summed over 2 x 2 blocks, so a Gaussian
+    of one cell there reaches twice as far, up to 64 cells; a gap takes the first level that
+    reaches it, interpolated bilinearly between that level's cells. Then nearest neighbour for
+    what is left. Linear interpolation on a Delaunay triangulation (scipy griddata) was 1.4 s
+    for a 100 x 100 grid: grid points are cocircular, which Qhull resolves slowly. Widening
+    the Gaussian on the whole grid instead of coarsening it took 0.31-0.48 s for 1768 x 1768
+    cells with building-sized gaps; this, 0.16 s.
     """
-    from scipy.ndimage import distance_transform_edt, gaussian_filter
+    from scipy.ndimage import distance_transform_edt, gaussian_filter, map_coordinates
 
     missing = ~known
     if not missing.any() or not known.any():
         return
     values = np.where(known, grid, 0.0)
     weights = known.astype(np.float64)
-    sigma = 1.0
-    while missing.any() and sigma <= 64:
-        num = gaussian_filter(values, sigma, mode="nearest", truncate=3.0)
-        den = gaussian_filter(weights, sigma, mode="nearest", truncate=3.0)
-        reach = missing & (den > 1e-3)
-        grid[reach] = num[reach] / den[reach]
-        missing &= ~reach
-        sigma *= 2
+    scale = 1
+    while True:
+        num = gaussian_filter(values, 1.0, mode="nearest", truncate=3.0)
+        den = gaussian_filter(weights, 1.0, mode="nearest", truncate=3.0)
+        rows, cols = np.nonzero(missing)
+        if scale == 1:
+            num_at, den_at = num[rows, cols], den[rows, cols]
+        else:  # the gaps' cell centres in this level's cells
+            at = np.stack([(rows + 0.5) / scale - 0.5, (cols + 0.5) / scale - 0.5])
+            num_at = map_coordinates(num, at, order=1, mode="nearest")
+            den_at = map_coordinates(den, at, order=1, mode="nearest")
+        reach = den_at > 1e-3 * scale * scale  # a level's cell weighs up to scale**2
+        rows, cols = rows[reach], cols[reach]
+        grid[rows, cols] = num_at[reach] / den_at[reach]
+        missing[rows, cols] = False
+        if scale >= 64 or not missing.any():
+            break
+        values, weights = _halve(values), _halve(weights)
+        scale *= 2
     if missing.any():
         idx = distance_transform_edt(~known, return_distances=False, return_indices=True)
         grid[missing] = grid[idx[0][missing], idx[1][missing]]

@@ -67,3 +67,22 @@ def test_a_dead_worker_is_an_error_and_the_next_map_gets_a_new_pool() -> None:
         assert list(local.map(abs, [-1, -2])) == [1, 2]
     finally:
         local.close()
+
+
+def _thread_settings(_: int) -> tuple[str | None, ...]:
+    import os
+
+    return tuple(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_workers_run_the_numerical_libraries_on_one_thread(preload: bool) -> None:
+    """One worker per core: OpenBLAS and OpenMP get one thread each in a worker, whether the
+    pool was started ahead (its forkserver imports the modules) or on first use."""
+    local = LocalExecutor(2)
+    try:
+        if preload:
+            local.start(["numpy"])
+        assert set(local.map(_thread_settings, [1, 2])) == {("1", "1")}
+    finally:
+        local.close()
