@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python benchmarks/ifc_ingest.py
 	$(BIN)/python benchmarks/gis_ingest.py
 	$(BIN)/python benchmarks/lidar_ingest.py --points 5e6
+	$(BIN)/python benchmarks/lidar_query.py --points 2e7 --tiles 4
 
 # Re-pin the Python dependencies from the current environment.
 lock:

@@ -133,21 +133,30 @@ def run_child(args: list[str]) -> dict[str, float]:
 
 
 # ---- synthetic cloud ----------------------------------------------------------------------
-def generate(path: Path, n_points: int, laz: bool, chunk: int = 2_000_000) -> None:
+def generate(
+    path: Path,
+    n_points: int,
+    laz: bool,
+    chunk: int = 2_000_000,
+    origin: tuple[float, float] = (700000.0, 6600000.0),
+    seed: int = 42,
+) -> None:
     """A LAS 1.4 PF7 (RGB) cloud in EPSG:2154 over a square at 16 points/m2, written in chunks.
 
     Points come in flight-strip order (the order a scanner writes them): strips 100 m wide
     swept south to north, so the sort has real work. Ground (class 2) with a gentle
-    slope, and 20 m x 20 m buildings (class 6) 6-30 m tall on a 60 m grid.
+    slope, and 20 m x 20 m buildings (class 6) 6-30 m tall on a 60 m grid (from 700000,
+    6600000: tiles of one survey at other origins, multiples of 60 m, continue it).
     """
     import laspy
 
     side = float(np.sqrt(n_points / 16.0))
     header = laspy.LasHeader(point_format=7, version="1.4")
     header.scales = np.array([0.01, 0.01, 0.01])
-    header.offsets = np.array([700000.0, 6600000.0, 0.0])
+    header.offsets = np.array([origin[0], origin[1], 0.0])
     header.add_crs(__import__("pyproj").CRS.from_epsg(2154))
-    rng = np.random.default_rng(42)
+    rng = np.random.default_rng(seed)
+    ox, oy = origin
     strip = 100.0
     n_strips = max(1, int(np.ceil(side / strip)))
     per_strip = int(np.ceil(n_points / n_strips))
@@ -158,9 +167,9 @@ def generate(path: Path, n_points: int, laz: bool, chunk: int = 2_000_000) -> No
             idx = np.arange(written, written + n)
             s = idx // per_strip
             along = (idx % per_strip) / per_strip * side  # south -> north within the strip
-            x = 700000.0 + s * strip + rng.random(n) * strip
-            y = 6600000.0 + along
-            x = np.minimum(x, 700000.0 + side)
+            x = ox + s * strip + rng.random(n) * strip
+            y = oy + along
+            x = np.minimum(x, ox + side)
             ground = 50.0 + 0.01 * (x - 700000.0) + 0.005 * (y - 6600000.0)
             cx = np.mod(x - 700000.0, 60.0)
             cy = np.mod(y - 6600000.0, 60.0)

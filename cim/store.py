@@ -62,6 +62,14 @@ _POINT_ROWS_EMPTY = (
     "NULL::DECIMAL(18,3) AS z, NULL::UTINYINT AS classification, NULL::UBIGINT AS attributes, "
     "NULL::UBIGINT AS rgb WHERE false"
 )
+#: `points` with no rows, typed, reading no file
+_POINTS_EMPTY = (
+    "(SELECT NULL::INTEGER AS source_id, NULL::DECIMAL(18,3) AS x, NULL::DECIMAL(18,3) AS y, "
+    "NULL::DECIMAL(18,3) AS z, NULL::UTINYINT AS classification, NULL::USMALLINT AS intensity, "
+    "NULL::UTINYINT AS return_number, NULL::UTINYINT AS number_of_returns, "
+    "NULL::USMALLINT AS red, NULL::USMALLINT AS green, NULL::USMALLINT AS blue, "
+    "NULL::USMALLINT AS point_source_id WHERE false)"
+)
 _POINT_FILE_RE = re.compile(r"^\d{5}-p(\d+)-[0-9a-f]{12}\.parquet$")
 #: point files this process is writing and has not committed yet (never collected as orphans)
 _WRITING: set[Path] = set()
@@ -587,6 +595,25 @@ class Store:
                 "hive_partitioning = true, hive_types = {'source_id': INTEGER})"
             )
         self.con.execute(f"CREATE OR REPLACE VIEW point_rows AS {body}")
+
+    def points_from(
+        self, xmin: float, ymin: float, xmax: float, ymax: float
+    ) -> tuple[str, list[Any]]:
+        """A FROM item with the columns of ``points`` over the point files whose bounds meet
+        the box, and its parameters (they come before the query's own): ``points_in`` of those
+        files (migration 009), or no rows when none does. The box is in the project CRS; the
+        files' bounds are compared with a millimetre to spare (they are rounded to doubles)."""
+        files = [
+            r[0]
+            for r in self.con.execute(
+                "SELECT file FROM point_files WHERE xmin <= ? AND xmax >= ? AND ymin <= ? "
+                "AND ymax >= ? ORDER BY file",
+                [xmax + 0.001, xmin - 0.001, ymax + 0.001, ymin - 0.001],
+            ).fetchall()
+        ]
+        if not files:
+            return _POINTS_EMPTY, []
+        return "points_in(?::VARCHAR[])", [files]
 
     def collect_orphan_point_files(self) -> int:
         """Delete point files that no row names, left by a process that died mid-ingest (not

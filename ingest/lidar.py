@@ -942,12 +942,13 @@ def points_in_box(
 
     x/y/z come back as float64. The box is compared as DECIMAL(18,3) so the zone maps prune.
     """
+    source, files = store.points_from(xmin, ymin, xmax, ymax)
     where, params = _class_filter(classes)
     sql = (
-        f"SELECT {_POINT_COLS} FROM points WHERE x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
+        f"SELECT {_POINT_COLS} FROM {source} WHERE x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
         f"AND y BETWEEN ?::{DECIMAL} AND ?::{DECIMAL}{where}"
     )
-    return store.con.execute(sql, [xmin, xmax, ymin, ymax, *params]).to_arrow_table()
+    return store.con.execute(sql, [*files, xmin, xmax, ymin, ymax, *params]).to_arrow_table()
 
 
 def points_in_polygon(
@@ -956,14 +957,15 @@ def points_in_polygon(
     """Points inside a (multi)polygon given as WKT or shapely geometry (project CRS)."""
     geom = shapely.from_wkt(polygon) if isinstance(polygon, str) else polygon
     xmin, ymin, xmax, ymax = (float(v) for v in geom.bounds)
+    source, files = store.points_from(xmin, ymin, xmax, ymax)
     where, params = _class_filter(classes)
     sql = (
-        f"SELECT {_POINT_COLS} FROM points WHERE x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
+        f"SELECT {_POINT_COLS} FROM {source} WHERE x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
         f"AND y BETWEEN ?::{DECIMAL} AND ?::{DECIMAL}{where} "
         f"AND ST_Contains(ST_GeomFromText(?), ST_Point(x::DOUBLE, y::DOUBLE))"
     )
     return store.con.execute(
-        sql, [xmin, xmax, ymin, ymax, *params, shapely.to_wkt(geom)]
+        sql, [*files, xmin, xmax, ymin, ymax, *params, shapely.to_wkt(geom)]
     ).to_arrow_table()
 
 
@@ -1211,17 +1213,19 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
         bx0, by0 = float(b_bounds[mask, 0].min()), float(b_bounds[mask, 1].min())
         bx1, by1 = float(b_bounds[mask, 2].max()), float(b_bounds[mask, 3].max())
         con.register("_lidar_buildings", sel)
-        # the bounding-box constants are DECIMAL so the zone maps prune; the join is DuckDB
-        # spatial's R-tree join of class-6 points against the footprints
+        # only the point files meeting the buildings' box; the bounding-box constants are
+        # DECIMAL so the zone maps prune; the join is DuckDB spatial's R-tree join of class-6
+        # points against the footprints
+        source, files = store.points_from(bx0, by0, bx1, by1)
         for r in con.execute(
             f"WITH b AS (SELECT id, ST_GeomFromWKB(wkb) AS g FROM _lidar_buildings), "
             f"p AS (SELECT source_id, x::DOUBLE AS x, y::DOUBLE AS y, z::DOUBLE AS z "
-            f"FROM points WHERE classification = 6 "
+            f"FROM {source} WHERE classification = 6 "
             f"AND x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
             f"AND y BETWEEN ?::{DECIMAL} AND ?::{DECIMAL}) "
             f"SELECT b.id, count(*), quantile_cont(p.z, [0.5, 0.7, 0.9]), max(p.z) "
             f"FROM p JOIN b ON ST_Contains(b.g, ST_Point(p.x, p.y)) GROUP BY b.id",
-            [bx0, bx1, by0, by1],
+            [*files, bx0, bx1, by0, by1],
         ).fetchall():
             roof[int(r[0])] = r[1:]
         con.unregister("_lidar_buildings")

@@ -8,8 +8,10 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import laspy
 import numpy as np
+import pyarrow.compute as pc
 import pyogrio
 import pytest
 import shapely
@@ -242,6 +244,42 @@ def test_montpellier_tiles_one_cloud(make_store: MakeStore) -> None:
     b = lidar.ground_elevation(store, 770600.3, 6277525.0)
     assert a is not None and b is not None and abs(a - b) < 0.5
     assert lidar.ground_elevation(store, 0.0, 0.0) is None
+
+
+def test_box_queries_read_only_the_files_they_need(make_store: MakeStore) -> None:
+    """Box and polygon queries and the building heights read the point files whose bounds meet
+    their box, not every file: with the other tiles' files gone from disk they still answer,
+    the same, while a query over all points fails."""
+    store = make_store("EPSG:2154")
+    for path in MONTPELLIER:
+        ingest(store, path)
+    box = (770520.0, 6277520.0, 770530.0, 6277530.0)
+    source, params = store.points_from(*box)
+    assert source.startswith("points_in(")
+    [needed] = params
+    assert 1 <= len(needed) < store.count("point_files") == 6
+    poly = shapely.box(*box).buffer(-2)
+    before = lidar.points_in_box(store, *box), lidar.points_in_polygon(store, poly)
+    assert before[0].num_rows > before[1].num_rows > 0
+    gis = add_gis_source(store)
+    house = add_building(store, gis, poly)
+    for f in store.points_dir.rglob("*.parquet"):
+        if f.relative_to(store.points_dir).as_posix() not in needed:
+            f.rename(f.with_suffix(".away"))
+    after = lidar.points_in_box(store, *box), lidar.points_in_polygon(store, poly)
+    for a, b in zip(before, after, strict=True):
+        assert a.sort_by([("x", "ascending"), ("y", "ascending"), ("z", "ascending")]).equals(
+            b.sort_by([("x", "ascending"), ("y", "ascending"), ("z", "ascending")])
+        )
+    assert lidar.derive_building_heights(store, [house]) == 1
+    assert store.con.execute(
+        "SELECT n_points FROM building_heights WHERE building_id = ?", [house]
+    ).fetchone() == (int(pc.sum(pc.equal(after[1]["classification"], 6)).as_py()),)
+    with pytest.raises(duckdb.IOException):
+        store.count("points")
+    # a box that meets no file: no rows, no file read
+    empty = lidar.points_in_box(store, 0, 0, 10, 10)
+    assert empty.num_rows == 0 and empty.schema == before[0].schema
 
 
 def test_replacing_a_file_replaces_its_points(make_store: MakeStore, tmp_path: Path) -> None:
