@@ -359,6 +359,7 @@ class Store:
                 # said on stderr: on a store of many millions of points it takes minutes
                 log.warning("upgrading store %s from schema %d to %d", p, version, latest)
                 store._migrate(migrations)
+            store.check_point_files()
             if recover:
                 from cim.jobs import recover_dead_jobs
 
@@ -595,6 +596,23 @@ class Store:
                 "hive_partitioning = true, hive_types = {'source_id': INTEGER})"
             )
         self.con.execute(f"CREATE OR REPLACE VIEW point_rows AS {body}")
+
+    def check_point_files(self) -> None:
+        """Refuse a store whose point files are not all where ``point_files`` says: a store file
+        copied or moved without its points folder would fail later on any query of its points
+        with DuckDB's "No files found" (measured: `cim status` printed a traceback)."""
+        if self.schema_version < 8:
+            return
+        rows = self.con.execute("SELECT file FROM point_files ORDER BY file").fetchall()
+        names = [r[0] for r in rows]
+        missing = [n for n in names if not (self.points_dir / n).is_file()]
+        if missing:
+            raise StoreError(
+                f"{self.path}: {len(missing)} of its {len(names)} point files are missing from "
+                f"{self.points_dir} (first: {missing[0]}). A store keeps its LiDAR points in "
+                f"that folder beside the store file: copy or move the folder together with the "
+                f"store file, or restore it from where the store came from"
+            )
 
     def points_from(
         self, xmin: float, ymin: float, xmax: float, ymax: float

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import shapely
 from pyproj import Transformer
 
 import ingest.lidar as lidar
-from cim.errors import CrsError, InputFileError
+from cim.errors import CrsError, InputFileError, StoreError
 from cim.executor import Executor, LocalExecutor, SerialExecutor
 from cim.store import Store
 from ingest import IngestOptions, IngestReport, registry, run_ingest
@@ -1020,3 +1022,35 @@ def test_the_store_can_move_with_its_point_files(tmp_path: Path) -> None:
     shutil.move(path.parent, moved)
     with Store.open(moved / "s.duckdb") as store:
         assert store.count("points", "classification = 6") == raw_classes(LIDARPROD_LAZ)["6"]
+
+
+def test_a_store_copied_without_its_point_files_is_refused_clearly(tmp_path: Path) -> None:
+    """A store file copied without its points folder, or missing one file of it, is refused at
+    open with what to do (before, `cim status` died on DuckDB's "No files found"); the CLI
+    says it in one line, without a traceback, and the store itself is not touched."""
+    path = tmp_path / "a" / "s.duckdb"
+    path.parent.mkdir()
+    with Store.create(path, "EPSG:2154") as store:
+        ingest(store, LIDARPROD_LAZ)
+        [(name,)] = store.con.execute("SELECT file FROM point_files").fetchall()
+    copy = tmp_path / "b" / "s.duckdb"
+    copy.parent.mkdir()
+    shutil.copy(path, copy)
+    with pytest.raises(StoreError, match=r"1 of its 1 point files are missing .*copy or move"):
+        Store.open(copy)
+    result = subprocess.run(
+        [sys.executable, "-m", "cim.cli", "--store", str(copy), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "point files are missing" in result.stderr and "Traceback" not in result.stderr
+    # the original opens; without one of its files it is refused too, and opens once it is back
+    moved = path.parent / "moved.parquet"
+    (store.points_dir / name).rename(moved)
+    with pytest.raises(StoreError, match=name):
+        Store.open(path)
+    moved.rename(store.points_dir / name)
+    with Store.open(path) as again:
+        assert again.count("points") == 70_840
