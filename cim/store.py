@@ -29,11 +29,11 @@ import re
 import shutil
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import psutil
@@ -49,6 +49,9 @@ from cim.errors import (
     StoreLocked,
     StoreNotFound,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -538,6 +541,29 @@ class Store:
                     f.parent.rmdir()  # the source's folder, when empty
 
             self.after_commit(remove)
+
+    # ---- bulk inserts ------------------------------------------------------------------
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        """Bulk insert of an Arrow table whose columns are named like the table's.
+
+        The table is read by name (DuckDB's replacement scan of this frame's local), not
+        through ``con.register``: registering and unregistering cost 0.5 ms more per insert,
+        and a view registered inside a transaction stays in the catalog until the commit."""
+        cols = ", ".join(data.column_names)
+        _insert_data = data  # read by name by the SQL below
+        self.con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _insert_data')
+
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Bulk insert of rows (tuples in ``columns`` order) through Arrow: DuckDB's
+        executemany costs about 1 ms a row."""
+        import pyarrow as pa  # not at import time: `cim status` needs none of it
+
+        if rows:
+            self.insert_arrow(
+                table, pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)})
+            )
 
     # ---- point files -------------------------------------------------------------------
     @property

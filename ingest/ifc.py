@@ -970,8 +970,7 @@ class _Ingest:
                     s.get("counted"),
                 )
             )
-        insert_rows(
-            self.store,
+        self.store.insert_rows(
             "storeys",
             (
                 "source_id",
@@ -1090,7 +1089,7 @@ class _Ingest:
                 f"{QTO_MESH_FACTOR:g}x away from the element's shape (a unit error in the "
                 f"export): the shape's values are used ({listed})"
             )
-        insert_arrow(self.store, "elements", pa.table(cols))
+        self.store.insert_arrow("elements", pa.table(cols))
         return element_ids
 
     def write_meshes(
@@ -1122,7 +1121,7 @@ class _Ingest:
             for k in cols
         }
         arrays = {k: pa.array(v, type=schema[k]) for k, v in cols.items()}
-        insert_arrow(self.store, "meshes", pa.table(arrays))
+        self.store.insert_arrow("meshes", pa.table(arrays))
 
     def write_relations(self, source_id: int) -> int:
         rels: list[tuple[int, str, str, str]] = []
@@ -1144,8 +1143,7 @@ class _Ingest:
                 continue  # the spatial tree is kept in elements.storey / building_id
             for part in rel.RelatedObjects or ():
                 rels.append((source_id, "aggregates", whole.GlobalId, part.GlobalId))
-        insert_rows(
-            self.store,
+        self.store.insert_rows(
             "element_relations",
             ("source_id", "kind", "relating_guid", "related_guid"),
             rels,
@@ -1336,27 +1334,6 @@ def _registered(store: Store, name: str, data: pa.Table) -> Iterator[str]:
         yield name
     finally:
         store.con.unregister(name)
-
-
-def insert_arrow(store: Store, table: str, data: pa.Table) -> None:
-    """Bulk insert of an Arrow table whose columns are named like the table's.
-
-    The table is read by name (DuckDB's replacement scan of this frame's local), not through
-    ``con.register``: registering and unregistering cost 0.5 ms more per insert, and a view
-    registered inside a transaction stays in the catalog until the commit."""
-    cols = ", ".join(data.column_names)
-    _insert_data = data  # read by name by the SQL below
-    store.con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _insert_data')
-
-
-def insert_rows(
-    store: Store, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
-) -> None:
-    """Bulk insert through Arrow (DuckDB's executemany costs about 1 ms a row)."""
-    if rows:
-        insert_arrow(
-            store, table, pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)})
-        )
 
 
 def model_schema(model: ifcopenshell.file) -> str:

@@ -1278,10 +1278,24 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
     con.execute(
         "DELETE FROM building_heights WHERE building_id IN (SELECT unnest(?::BIGINT[]))", [ids]
     )
-    con.executemany(
-        "INSERT INTO building_heights (building_id, source_id, status, n_points, area, density, "
-        "ground_z, ground_method, roof_p50, roof_p70, roof_p90, roof_max, height, lidar_sources) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    store.insert_rows(
+        "building_heights",
+        (
+            "building_id",
+            "source_id",
+            "status",
+            "n_points",
+            "area",
+            "density",
+            "ground_z",
+            "ground_method",
+            "roof_p50",
+            "roof_p70",
+            "roof_p90",
+            "roof_max",
+            "height",
+            "lidar_sources",
+        ),
         out,
     )
     # fill unknown heights; withdraw earlier LiDAR heights that are no longer ok
