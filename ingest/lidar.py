@@ -30,10 +30,12 @@ passed over the box. x/y/z are ``DECIMAL(18,3)``: exact millimetres stored as 64
 delta-encoded (see ``_PARQUET_OPTIONS``); a point of the synthetic PF7 cloud takes about 12
 bytes (DuckDB's table: 15.3). Queries must compare x/y with DECIMAL(18,3) constants, else
 DuckDB casts the column and cannot use the statistics; ``points_in_box`` and
-``points_in_polygon`` do this.
+``points_in_polygon`` do this, and read only the files whose bounds meet their box
+(``Store.points_from``, migration 009): ``points`` reads every file's footer.
 
 Derived. A DTM per source (``dtm``: mean z of the class-2 points per 1 m cell, gaps filled by
-normalised convolution then nearest neighbour, the measured cells kept as a bit mask; where DTMs
+normalised convolution over a pyramid then nearest neighbour, the measured cells kept as a
+bit mask; where DTMs
 overlap, the ground comes from the one measured there, ``_ground_at``) and, for every building
 footprint in the store,
 ``building_heights``: 3D BAG-style roof percentiles (50/70/90/max) of the class-6 points inside
