@@ -77,9 +77,12 @@ RUN_POINTS = 16 * ROW_GROUP
 #: runs per part: a part is one task for a worker and one Parquet file (at most 8M points,
 #: about 60 MB of encoded bytes held by the worker and sent back)
 PART_RUNS = 4
-#: files with at least this many points are encoded by the executor's workers, in parts; a
-#: smaller one in this process (starting the workers costs about 0.4 s)
-PARALLEL_MIN_POINTS = 3 * ROW_GROUP * 16
+#: files with at least this many points (about 1M) are encoded by the executor's workers, in
+#: parts; a smaller one in this process. With the workers started (`cim ingest` starts them
+#: ahead for LAS/LAZ files; otherwise the first use costs about 0.4 s), two workers win from
+#: about 1M points (measured: a 4M-point LAS 1.07-1.40 s in this process, 0.53-0.87 s in two
+#: parts; 4M LAZ 1.55 -> 1.15 s; 1M LAZ 0.36 -> 0.32 s; 500k: no gain). It was 5.9M points.
+PARALLEL_MIN_POINTS = 8 * ROW_GROUP
 PARALLEL_MIN_WORKERS = 2
 #: DTM cell size (m), coarsened so a DTM has at most DTM_MAX_CELLS cells
 DTM_RESOLUTION = 1.0
