@@ -34,13 +34,12 @@ DuckDB casts the column and cannot use the statistics; ``points_in_box`` and
 (``Store.points_from``, migration 009): ``points`` reads every file's footer.
 
 Derived. A DTM per source (``dtm``: mean z of the class-2 points per 1 m cell, gaps filled by
-normalised convolution over a pyramid then nearest neighbour, the measured cells kept as a
-bit mask; where DTMs
-overlap, the ground comes from the one measured there, ``_ground_at``) and, for every building
-footprint in the store,
-``building_heights``: 3D BAG-style roof percentiles (50/70/90/max) of the class-6 points inside
-it, the ground level around it, point count, density and a status. ``derive_building_heights``
-is public: the GIS ingester calls it for the buildings it adds.
+normalised convolution over a pyramid then nearest neighbour, the measured cells kept as a bit
+mask; where DTMs overlap, the ground comes from the one measured there, ``_ground_at``) and, for
+every building footprint in the store, ``building_heights``: 3D BAG-style roof percentiles
+(50/70/90/max) of the class-6 points inside it, the ground level around it, point count,
+density and a status. ``derive_building_heights`` is public: the GIS ingester calls it for the
+buildings it adds.
 """
 
 from __future__ import annotations
