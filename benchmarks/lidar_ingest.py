@@ -145,8 +145,8 @@ def generate(
 
     Points come in flight-strip order (the order a scanner writes them): strips 100 m wide
     swept south to north, so the sort has real work. Ground (class 2) with a gentle
-    slope, and 20 m x 20 m buildings (class 6) 6-30 m tall on a 60 m grid (from 700000,
-    6600000: tiles of one survey at other origins, multiples of 60 m, continue it).
+    slope, and 20 m x 20 m buildings (class 6) 6-30 m tall on a 60 m grid, both anchored at
+    700000, 6600000: tiles at other origins continue one survey.
     """
     import laspy
 

@@ -99,7 +99,6 @@ def main() -> None:
         )
 
         extent = per_side * side
-        rng = np.random.default_rng(7)
         b = args.box
 
         def box_at() -> tuple[float, float, float, float]:

@@ -204,9 +204,10 @@ class LocalExecutor:
         if self._starting is not None or self._pool is not None:
             return
 
+        self._preload = list(modules)  # before the pool exists, whichever thread makes it
+
         def run() -> None:
             try:
-                self._preload = list(modules)
                 pool = self._get_pool()
                 for _ in range(self.workers):
                     pool.submit(_import, tuple(modules))
