@@ -18,7 +18,7 @@ import importlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +33,15 @@ if TYPE_CHECKING:
     from cim.store import SourceRow, Store
 
 log = logging.getLogger(__name__)
+
+#: what each of the ``IngestOptions`` does, for messages (an ingester names those it takes)
+OPTION_USES = {
+    "crs": "gives the CRS of point clouds and GIS layers (an IFC model has its georeference, "
+    "or --anchor)",
+    "layer": "picks a GIS layer",
+    "role": "says what a GIS layer is",
+    "anchor": "places IFC models",
+}
 
 #: modules holding an ``INGESTER``; the first whose ``supports`` says yes takes the file
 INGESTER_MODULES = ("ingest.ifc", "ingest.lidar", "ingest.gis")
@@ -117,8 +126,20 @@ class IngestReport:
 
 
 class Ingester(Protocol):
+    """The shape every ingester keeps (see the module docstring)."""
+
+    #: short name stored in ``sources.kind``: "ifc", "lidar", "gis"
     kind: str
+    #: what a file of this kind is, for messages: "an IFC model"
+    description: str
     extensions: tuple[str, ...]
+    #: the ``IngestOptions`` that apply to this kind (see ``OPTION_USES``)
+    options: tuple[str, ...]
+    #: options whose values are one of a fixed list (e.g. the GIS roles)
+    choices: Mapping[str, tuple[str, ...]]
+    #: the module the executor's workers run for this kind (preloaded when files of this kind
+    #: are about to be ingested), or None when the kind does its work in the ingesting process
+    worker_module: str | None
 
     def supports(self, path: Path) -> bool: ...
 
@@ -153,22 +174,15 @@ def choose_ingester(path: Path) -> Ingester:
     raise UnsupportedFile(f"{path}: not a file cim can ingest (known kinds: {known})")
 
 
-def check_options(path: Path, kind: str, options: IngestOptions) -> None:
+def check_options(path: Path, ingester: Ingester, options: IngestOptions) -> None:
     """Options that do not apply to this kind of file are a mistake worth saying, not ignoring."""
+    given = [k for k, v in options.as_json().items() if v is not None]
     wrong = []
-    if options.anchor is not None and kind != "ifc":
-        wrong.append("--anchor places IFC models")
-    if options.layer is not None and kind != "gis":
-        wrong.append("--layer picks a GIS layer")
-    if options.role is not None and kind != "gis":
-        wrong.append("--role says what a GIS layer is")
-    if options.crs is not None and kind == "ifc":
-        wrong.append("--crs does not apply to IFC models (their georeference, or --anchor)")
+    for name in given:
+        if name not in ingester.options:
+            wrong.append(f"--{name} {OPTION_USES[name]}")
     if wrong:
-        what = {"ifc": "an IFC model", "lidar": "a LiDAR cloud", "gis": "a GIS file"}.get(
-            kind, kind
-        )
-        raise UsageError(f"{path}: is {what}, and " + "; ".join(wrong))
+        raise UsageError(f"{path}: is {ingester.description}, and " + "; ".join(wrong))
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -233,7 +247,7 @@ def run_ingest(
     t0 = time.perf_counter()
     p = check_readable(path)
     ingester = choose_ingester(p)
-    check_options(p, ingester.kind, options)
+    check_options(p, ingester, options)
     report_progress = progress or (lambda f, m: None)
     size = p.stat().st_size
     hashing: Future[str] | None = None

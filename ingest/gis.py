@@ -17,11 +17,11 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -613,6 +613,10 @@ class GisIngester:
     """GIS vector files: footprints -> LoD1 buildings, other layers -> features."""
 
     kind = "gis"
+    description = "a GIS file"
+    options = ("crs", "layer", "role")
+    choices: ClassVar[Mapping[str, tuple[str, ...]]] = {"role": ROLES}
+    worker_module = None
     extensions = (
         ".geojson",
         ".json",

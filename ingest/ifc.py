@@ -31,11 +31,11 @@ import os
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import ifcopenshell
 import ifcopenshell.geom
@@ -109,6 +109,10 @@ _COMMON_FLAGS = ("IsExternal", "LoadBearing", "ThermalTransmittance", "FireRatin
 
 class IfcIngester:
     kind = "ifc"
+    description = "an IFC model"
+    options = ("anchor",)
+    choices: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    worker_module = "ingest.ifc"
     extensions = (".ifc",)
 
     def supports(self, path: Path) -> bool:

@@ -48,10 +48,10 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import laspy
 import numpy as np
@@ -742,6 +742,10 @@ class LidarIngester:
     """LAS/LAZ point clouds (see the module docstring)."""
 
     kind = "lidar"
+    description = "a LiDAR cloud"
+    options = ("crs",)
+    choices: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    worker_module = "ingest.lidar"
     extensions = (".las", ".laz")
 
     def supports(self, path: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -18,7 +19,11 @@ class LinesIngester:
     """A tiny ingester of '.lines' files: one building row per line, 'boom' fails midway."""
 
     kind = "gis"
+    description = "a GIS file"
     extensions = (".lines",)
+    options = ("layer",)
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    worker_module = None
 
     def supports(self, path: Path) -> bool:
         return path.suffix == ".lines"
