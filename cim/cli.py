@@ -246,7 +246,7 @@ def ingest(
     options = IngestOptions(
         crs=crs, layer=layer, role=role, anchor=Anchor.parse(anchor) if anchor else None
     )
-    reports: list[dict[str, Any]] = []
+    reports: list[Any] = []
     errors: list[CimError] = []
     executor = get_executor(cluster, workers)
     # IFC models are meshed by the workers, large point clouds encoded by them: let them start

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-import ingest as ingest_mod
+import ingest.run as ingest_mod
 from cim.errors import InputFileError, UnsupportedFile
 from cim.executor import SerialExecutor
 from cim.store import Store

@@ -1,0 +1,217 @@
+"""Running an ingest: the registry of ingesters, and what every kind shares around its own work.
+
+``run_ingest`` owns choosing the ingester, the sha256 de-duplication, the replacement of a
+changed file, the one transaction per source and the progress; the ingester only reads its
+file and writes its rows. ``INGESTER_MODULES`` is the one place that names the kinds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from cim.errors import CimError, InputFileError, UnsupportedFile, UsageError
+from ingest.base import (
+    OPTION_USES,
+    IngestContext,
+    Ingester,
+    IngestError,
+    IngestOptions,
+    IngestReport,
+)
+
+if TYPE_CHECKING:
+    from cim.executor import Executor
+    from cim.store import SourceRow, Store
+
+log = logging.getLogger(__name__)
+
+#: modules holding an ``INGESTER``; the first whose ``supports`` says yes takes the file
+INGESTER_MODULES = ("ingest.ifc", "ingest.lidar", "ingest.gis")
+
+
+def _relink(store: Store) -> None:
+    """After rows were deleted, repair links (buildings.same_as) that pointed at them."""
+    from ingest.linking import link_buildings  # lazily: it pulls in scipy and shapely
+
+    link_buildings(store, [])
+
+
+def registry() -> list[Ingester]:
+    """Every available ingester, in the order they are asked."""
+    return [importlib.import_module(name).INGESTER for name in INGESTER_MODULES]
+
+
+def choose_ingester(path: Path) -> Ingester:
+    ingesters = registry()
+    for ing in ingesters:
+        if ing.supports(path):
+            return ing
+    known = ", ".join(sorted({e for i in ingesters for e in i.extensions}))
+    raise UnsupportedFile(f"{path}: not a file cim can ingest (known kinds: {known})")
+
+
+def check_options(path: Path, ingester: Ingester, options: IngestOptions) -> None:
+    """Options that do not apply to this kind of file are a mistake worth saying, not ignoring."""
+    given = [k for k, v in options.as_json().items() if v is not None]
+    wrong = []
+    for name in given:
+        if name not in ingester.options:
+            wrong.append(f"--{name} {OPTION_USES[name]}")
+    if wrong:
+        raise UsageError(f"{path}: is {ingester.description}, and " + "; ".join(wrong))
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+#: a file at least this large whose size no source has is hashed while it is ingested (a
+#: thread: hashlib releases the GIL) rather than before: 0.47 s of a 20M-point LAS file's
+#: 4 s. Same-size files are hashed first: they may be the same bytes, a no-op to find early.
+HASH_ALONGSIDE_BYTES = 64 << 20
+_hasher: ThreadPoolExecutor | None = None
+
+
+def _hash_alongside(path: Path) -> Future[str]:
+    global _hasher
+    if _hasher is None:
+        _hasher = ThreadPoolExecutor(1, thread_name_prefix="cim-sha256")
+    return _hasher.submit(file_sha256, path)
+
+
+def check_readable(path: Path) -> Path:
+    p = path.expanduser()
+    if not p.exists():
+        raise InputFileError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputFileError(f"{p}: is a folder; give the files to ingest")
+    if p.stat().st_size == 0:
+        raise InputFileError(f"{p}: the file is empty (0 bytes); export it again")
+    return p.resolve()
+
+
+def _unchanged(p: Path, same: SourceRow, t0: float) -> IngestReport:
+    where = "" if same.path == str(p) else f" (from {same.path})"
+    return IngestReport(
+        path=str(p),
+        kind=same.kind,
+        outcome="unchanged",
+        source_id=same.id,
+        status=same.status,
+        format=same.format,
+        crs=same.crs,
+        counts=same.counts,
+        warnings=[],
+        seconds=time.perf_counter() - t0,
+        message=f"{p.name}: already ingested as source {same.id}{where}; nothing to do",
+    )
+
+
+def run_ingest(
+    store: Store,
+    path: Path,
+    options: IngestOptions,
+    executor: Executor,
+    progress: Callable[[float | None, str | None], None] | None = None,
+    job_id: int | None = None,
+) -> IngestReport:
+    """Ingest one file in one transaction. The store is unchanged if anything fails."""
+    t0 = time.perf_counter()
+    p = check_readable(path)
+    ingester = choose_ingester(p)
+    check_options(p, ingester, options)
+    report_progress = progress or (lambda f, m: None)
+    size = p.stat().st_size
+    hashing: Future[str] | None = None
+    sha = ""
+    if (
+        size >= HASH_ALONGSIDE_BYTES
+        and not store.con.execute("SELECT 1 FROM sources WHERE size_bytes = ?", [size]).fetchone()
+    ):
+        hashing = _hash_alongside(p)
+    else:
+        sha = file_sha256(p)
+        same = store.source_by_sha256(sha)
+        if same is not None:
+            return _unchanged(p, same, t0)
+
+    old = store.source_by_path(str(p))
+    with store.transaction() as con:
+        if old is not None:
+            store.delete_source(old.id)
+            _relink(store)
+        row = con.execute(
+            "INSERT INTO sources (path, name, kind, sha256, size_bytes, status, options, job_id) "
+            "VALUES (?, ?, ?, ?, ?, 'ingested', ?, ?) RETURNING id",
+            [
+                str(p),
+                p.name,
+                ingester.kind,
+                sha,
+                p.stat().st_size,
+                json.dumps(options.as_json()),
+                job_id,
+            ],
+        ).fetchone()
+        assert row is not None
+        source_id = int(row[0])
+        ctx = IngestContext(source_id, options, executor, report_progress)
+        try:
+            result = ingester.ingest(p, store, ctx)
+        except CimError:
+            raise
+        except duckdb.InterruptException as exc:
+            # Ctrl-C while DuckDB was working: DuckDB says so with its own exception
+            raise KeyboardInterrupt from exc
+        except Exception as exc:
+            log.debug("ingest of %s failed", p, exc_info=True)
+            raise IngestError(
+                f"{p}: ingest failed ({type(exc).__name__}: {exc}); the store is unchanged. "
+                f"Run with --debug for details and report it if the file opens in other tools",
+                detail=repr(exc),
+            ) from exc
+        if hashing is not None:
+            sha = hashing.result()
+        con.execute(
+            "UPDATE sources SET format = ?, crs = ?, status = ?, counts = ?, warnings = ?, "
+            "sha256 = ? WHERE id = ?",
+            [
+                result.format,
+                result.crs,
+                result.status,
+                json.dumps(result.counts),
+                json.dumps(result.warnings),
+                sha,
+                source_id,
+            ],
+        )
+    outcome = "replaced" if old is not None else "ingested"
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if not isinstance(v, dict))
+    extra = f", replacing source {old.id}" if old is not None else ""
+    return IngestReport(
+        path=str(p),
+        kind=ingester.kind,
+        outcome=outcome,
+        source_id=source_id,
+        status=result.status,
+        format=result.format,
+        crs=result.crs,
+        counts=result.counts,
+        warnings=result.warnings,
+        seconds=time.perf_counter() - t0,
+        message=f"{p.name}: {outcome} as source {source_id}{extra} ({counts})",
+    )
