@@ -25,6 +25,8 @@ FEATURE_ROLES = ROLES[1:]
 
 @dataclass(frozen=True)
 class FeatureRecord:
+    """One row of ``features``: the geometry in the project CRS, the original attributes."""
+
     id: int
     source_id: int
     role: str
@@ -60,16 +62,6 @@ def features(
         return []
     geoms = shapely.from_wkb([bytes(r[8]) for r in rows])
     return [
-        FeatureRecord(
-            id=r[0],
-            source_id=r[1],
-            role=r[2],
-            layer=r[3],
-            source_ref=r[4],
-            name=r[5],
-            kind=r[6],
-            attributes=json.loads(r[7]) if r[7] else {},
-            geometry=g,
-        )
-        for r, g in zip(rows, geoms, strict=True)
+        FeatureRecord(fid, src, role_, layer, ref, name, kind, json.loads(a) if a else {}, g)
+        for (fid, src, role_, layer, ref, name, kind, a, _), g in zip(rows, geoms, strict=True)
     ]

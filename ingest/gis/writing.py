@@ -8,7 +8,9 @@ the bbox columns prune well.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -116,6 +118,38 @@ def _text_column(attrs: pa.Table, name: str | None, n: int) -> pa.Array:
     return text.combine_chunks() if text is not None else pa.nulls(n, pa.string())
 
 
+@contextmanager
+def _registered(
+    store: Store,
+    name: str,
+    columns: dict[str, Any],
+    bounds: NDArray[np.float64],
+    attrs: pa.Table,
+) -> Iterator[str]:
+    """A layer's kept rows (``columns``, then their ``bounds`` and the original ``attrs``) as one
+    Arrow table registered as ``name`` for one ``INSERT ... SELECT``; yields the SQL of the
+    attributes' JSON value."""
+    batch = pa.table(
+        {
+            **columns,
+            "xmin": bounds[:, 0],
+            "ymin": bounds[:, 1],
+            "xmax": bounds[:, 2],
+            "ymax": bounds[:, 3],
+        }
+    )
+    struct = _attr_struct(attrs)
+    attributes_sql = "'{}'::JSON"
+    if struct is not None:
+        batch = batch.append_column("attrs", struct)
+        attributes_sql = "to_json(attrs)"
+    store.con.register(name, batch)
+    try:
+        yield attributes_sql
+    finally:
+        store.con.unregister(name)
+
+
 def insert_buildings(
     store: Store,
     source_id: int,
@@ -160,33 +194,21 @@ def insert_buildings(
     lod = layer.lod[keep] if layer.lod is not None else np.full(n, "LoD1", dtype=object)
     ground = layer.ground_z[keep] if layer.ground_z is not None else nan
     bounds = shapely.bounds(geoms)
-    struct = _attr_struct(attrs)
-    batch = pa.table(
-        {
-            "source_ref": _refs(layer, keep),
-            "name": _text_column(attrs, fields.get("name"), n),
-            "use": _text_column(attrs, fields.get("use"), n),
-            "wkb": pa.array(shapely.to_wkb(geoms), pa.binary()),
-            "ground_z": _masked(ground, pa.float64()),
-            "height": _masked(height, pa.float64()),
-            "height_source": pa.array(source.astype(object), pa.string()),
-            "storeys_above": _masked(floors, pa.int32()),
-            "storeys_below": _masked(np.where(below >= 0, np.round(below), np.nan), pa.int32()),
-            "year_built": _masked(_years(y_col) if y_col is not None else nan, pa.int32()),
-            "green_star": _masked(np.where((stars >= 0) & (stars <= 5), stars, np.nan), pa.int32()),
-            "lod": pa.array(lod, pa.string()),
-            "xmin": bounds[:, 0],
-            "ymin": bounds[:, 1],
-            "xmax": bounds[:, 2],
-            "ymax": bounds[:, 3],
-        }
-    )
-    attributes_sql = "'{}'::JSON"
-    if struct is not None:
-        batch = batch.append_column("attrs", struct)
-        attributes_sql = "to_json(attrs)"
-    store.con.register("gis_buildings_batch", batch)
-    try:
+    columns = {
+        "source_ref": _refs(layer, keep),
+        "name": _text_column(attrs, fields.get("name"), n),
+        "use": _text_column(attrs, fields.get("use"), n),
+        "wkb": pa.array(shapely.to_wkb(geoms), pa.binary()),
+        "ground_z": _masked(ground, pa.float64()),
+        "height": _masked(height, pa.float64()),
+        "height_source": pa.array(source.astype(object), pa.string()),
+        "storeys_above": _masked(floors, pa.int32()),
+        "storeys_below": _masked(np.where(below >= 0, np.round(below), np.nan), pa.int32()),
+        "year_built": _masked(_years(y_col) if y_col is not None else nan, pa.int32()),
+        "green_star": _masked(np.where((stars >= 0) & (stars <= 5), stars, np.nan), pa.int32()),
+        "lod": pa.array(lod, pa.string()),
+    }
+    with _registered(store, "gis_buildings_batch", columns, bounds, attrs) as attributes_sql:
         store.con.execute(
             "INSERT INTO buildings (source_id, source_ref, name, use, footprint, ground_z, height, "
             "height_source, storeys_above, storeys_below, year_built, green_star, lod, attributes, "
@@ -197,8 +219,6 @@ def insert_buildings(
             + _hilbert_order_sql(bounds),
             [source_id],
         )
-    finally:
-        store.con.unregister("gis_buildings_batch")
     values, counts = np.unique(source, return_counts=True)
     return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
 
@@ -215,25 +235,13 @@ def insert_features(
         return 0
     fields = map_attributes(attrs.column_names)
     bounds = shapely.bounds(geoms)
-    batch = pa.table(
-        {
-            "source_ref": _refs(layer, keep),
-            "name": _text_column(attrs, fields.get("name"), n),
-            "kind": _text_column(attrs, fields.get("kind") or fields.get("use"), n),
-            "wkb": pa.array(shapely.to_wkb(geoms), pa.binary()),
-            "xmin": bounds[:, 0],
-            "ymin": bounds[:, 1],
-            "xmax": bounds[:, 2],
-            "ymax": bounds[:, 3],
-        }
-    )
-    struct = _attr_struct(attrs)
-    attributes_sql = "'{}'::JSON"
-    if struct is not None:
-        batch = batch.append_column("attrs", struct)
-        attributes_sql = "to_json(attrs)"
-    store.con.register("gis_features_batch", batch)
-    try:
+    columns = {
+        "source_ref": _refs(layer, keep),
+        "name": _text_column(attrs, fields.get("name"), n),
+        "kind": _text_column(attrs, fields.get("kind") or fields.get("use"), n),
+        "wkb": pa.array(shapely.to_wkb(geoms), pa.binary()),
+    }
+    with _registered(store, "gis_features_batch", columns, bounds, attrs) as attributes_sql:
         store.con.execute(
             "INSERT INTO features (source_id, role, layer, source_ref, name, kind, attributes, "
             "geom, xmin, ymin, xmax, ymax) "
@@ -241,6 +249,4 @@ def insert_features(
             f"xmin, ymin, xmax, ymax FROM gis_features_batch " + _hilbert_order_sql(bounds),
             [source_id, role, layer.name],
         )
-    finally:
-        store.con.unregister("gis_features_batch")
     return n
