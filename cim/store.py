@@ -680,15 +680,6 @@ class Store:
             log.warning("%s: removed %d point files left by an interrupted ingest", folder, removed)
         return removed
 
-    def features(
-        self, role: str, bbox: tuple[float, float, float, float] | None = None
-    ) -> list[Any]:
-        """GIS features of one role (roads, landcover, parks, pois, boundary), optionally only
-        those intersecting ``bbox`` (project CRS). See ``ingest.gis.features``."""
-        from ingest.gis import features  # the GIS ingester owns the features table
-
-        return features(self, role, bbox)
-
     def count(self, table: str, where: str = "", params: list[Any] | None = None) -> int:
         sql = f'SELECT count(*) FROM "{table}"' + (f" WHERE {where}" if where else "")
         row = self.con.execute(sql, params or []).fetchone()

@@ -123,16 +123,17 @@ def test_transaction_rolls_back(store: Store) -> None:
 
 def test_store_features_reaches_the_gis_layers(tmp_path: Path) -> None:
     from cim.executor import SerialExecutor
+    from cim.model.features import features
     from ingest import IngestOptions, run_ingest
     from tests.conftest import SAMPLES
 
     store = Store.create(tmp_path / "prague.duckdb", "EPSG:32633")
     options = IngestOptions(layer="streets")
     run_ingest(store, SAMPLES / "gis" / "bubenec.gpkg", options, SerialExecutor())
-    roads = store.features("roads")
+    roads = features(store, "roads")
     assert len(roads) == 35
     first = roads[0]
-    near = store.features("roads", first.geometry.bounds)
+    near = features(store, "roads", first.geometry.bounds)
     assert first.id in {r.id for r in near} and len(near) < len(roads)
     store.close()
 

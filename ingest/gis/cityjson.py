@@ -1,4 +1,4 @@
-"""CityJSON (1.x/2.0, and CityJSONSeq) buildings as one layer for ``ingest.gis``.
+"""CityJSON (1.x/2.0, and CityJSONSeq) buildings as one ``Layer`` for the GIS ingester.
 
 GDAL has no CityJSON driver, so the JSON is parsed here. Each Building (with its BuildingParts)
 gives one row: the footprint is the union of the 2D projections of its best-LoD surfaces (vertical
@@ -21,12 +21,21 @@ import shapely
 from numpy.typing import NDArray
 
 from cim.errors import InputFileError
+from ingest.gis.readers import Layer, file_head
 
 log = logging.getLogger(__name__)
 
 _EPSG_URL = re.compile(r"EPSG/\d+/(\d+)", re.IGNORECASE)
 _BUILDING = ("Building",)
 _PART = ("BuildingPart",)
+
+
+def is_cityjson(path: Path) -> bool:
+    """A CityJSON file by its name, or a ``.json`` whose first bytes say so."""
+    name = path.name.lower()
+    if name.endswith((".city.json", ".cityjson", ".city.jsonl", ".cityjsonl")):
+        return True
+    return name.endswith(".json") and b'"CityJSON"' in file_head(path, 4096)
 
 
 def _crs(meta: dict[str, Any]) -> str | None:
@@ -115,10 +124,8 @@ def _documents(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return doc, [doc]
 
 
-def read_cityjson(path: Path, only: str | None = None) -> tuple[str, list[Any]]:
-    """The buildings of a CityJSON file as one ``ingest.gis.Layer``."""
-    from ingest.gis import Layer
-
+def read_cityjson(path: Path, only: str | None = None) -> tuple[str, list[Layer]]:
+    """The buildings of a CityJSON file as one ``Layer``."""
     header, docs = _documents(path)
     transform = header.get("transform") or {}
     scale = np.asarray(transform.get("scale", [1.0, 1.0, 1.0]), dtype=np.float64)

@@ -1,0 +1,170 @@
+"""Reading GIS files into ``Layer`` records: geometries, feature ids and attributes as found.
+
+OGR formats (GeoJSON, Shapefile, GeoPackage, FlatGeobuf, KML, GML ...) go through pyogrio/GDAL
+as Arrow; GeoParquet through pyarrow, because the GDAL in the pyogrio wheel has no Parquet
+driver. CityJSON has its own reader (``ingest.gis.cityjson``) giving the same ``Layer``.
+Nothing is processed here: geometries stay in the file's CRS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyogrio
+import pyogrio.errors
+import shapely
+from numpy.typing import NDArray
+from pyproj import CRS
+
+from cim.crs import parse_crs
+from cim.errors import CrsError, InputFileError
+
+_OGR_ERRORS = (
+    pyogrio.errors.DataSourceError,
+    pyogrio.errors.DataLayerError,
+    pyogrio.errors.FieldError,
+    pyogrio.errors.GeometryError,
+    pyogrio.errors.FeatureError,
+    pyogrio.errors.CRSError,
+)
+
+
+@dataclass
+class Layer:
+    """One layer of a file as read, before any processing (geometries in the file's CRS)."""
+
+    name: str
+    geoms: NDArray[np.object_]
+    refs: NDArray[np.object_]  # feature ids as strings
+    attrs: pa.Table  # original attribute columns
+    crs: str | None  # as the file says: "EPSG:n" or WKT; None when it says nothing
+    geometry_type: str | None
+    #: CityJSON: height and ground elevation from the 3D geometry, and its LoD
+    geometry_height: NDArray[np.float64] | None = None
+    ground_z: NDArray[np.float64] | None = None
+    lod: NDArray[np.object_] | None = None
+    extra_counts: dict[str, int] = field(default_factory=dict)
+
+
+def file_head(path: Path, n: int) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def _reason(exc: Exception) -> str:
+    """GDAL's message without the file path it repeats and its generic driver hint."""
+    text = str(exc).split("; It might help")[0].strip()
+    text = re.sub(r"^'[^']*'\s*", "", text)
+    return text.rstrip(".") or type(exc).__name__
+
+
+def read_ogr(path: Path, only: str | None) -> tuple[str, list[Layer]]:
+    try:
+        listed = pyogrio.list_layers(path)
+    except _OGR_ERRORS as exc:
+        raise InputFileError(
+            f"{path}: not a readable GIS file ({_reason(exc)}); check it opens in QGIS, "
+            f"or export it again",
+            detail=str(exc),
+        ) from exc
+    names = [str(n) for n, geom_type in listed if geom_type is not None]
+    if only is not None:
+        if only not in [str(n) for n, _ in listed]:
+            raise InputFileError(
+                f"{path}: no layer {only!r}; its layers are: "
+                + ", ".join(str(n) for n, _ in listed)
+            )
+        if only not in names:
+            raise InputFileError(f"{path}: layer {only!r} has no geometries (an attribute table)")
+        names = [only]
+    if not names:
+        raise InputFileError(f"{path}: no layer with geometries in this file")
+    driver = "GIS"
+    layers: list[Layer] = []
+    for name in names:
+        try:
+            if not layers:  # the driver name, once (read_info costs as much as a small read)
+                driver = str(pyogrio.read_info(path, layer=name).get("driver") or driver)
+            meta, table = pyogrio.read_arrow(path, layer=name, return_fids=True)
+        except _OGR_ERRORS as exc:
+            raise InputFileError(
+                f"{path}: layer {name!r} cannot be read ({_reason(exc)})", detail=str(exc)
+            ) from exc
+        geom_col = table.column_names[-1]
+        fids = table.column(0)
+        attrs = table.select(table.column_names[1:-1])
+        wkb = table.column(geom_col).to_numpy(zero_copy_only=False)
+        layers.append(
+            Layer(
+                name=name,
+                geoms=shapely.from_wkb(wkb, on_invalid="ignore"),
+                refs=pc.cast(fids, pa.string()).to_numpy(zero_copy_only=False),
+                attrs=attrs,
+                crs=meta.get("crs"),
+                geometry_type=meta.get("geometry_type"),
+            )
+        )
+    return driver, layers
+
+
+def read_geoparquet(path: Path, only: str | None) -> tuple[str, list[Layer]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from exc
+    raw_geo = (table.schema.metadata or {}).get(b"geo")
+    if raw_geo is None:
+        raise InputFileError(f"{path}: a Parquet file without GeoParquet 'geo' metadata")
+    geo = json.loads(raw_geo)
+    column = geo.get("primary_column") or next(iter(geo.get("columns", {})), None)
+    spec = geo.get("columns", {}).get(column, {})
+    if column is None or column not in table.column_names:
+        raise InputFileError(f"{path}: GeoParquet metadata names no geometry column")
+    if str(spec.get("encoding", "WKB")).upper() != "WKB":
+        raise InputFileError(
+            f"{path}: GeoParquet geometry encoding {spec.get('encoding')!r} is not supported; "
+            f"write it with WKB encoding"
+        )
+    # GeoParquet: a missing "crs" means OGC:CRS84, an explicit null means unknown
+    crs_spec = spec.get("crs", "OGC:CRS84")
+    crs = None if crs_spec is None else _geoparquet_crs(path, crs_spec)
+    name = only or path.stem
+    geoms = shapely.from_wkb(
+        table.column(column).to_numpy(zero_copy_only=False), on_invalid="ignore"
+    )
+    types = spec.get("geometry_types") or []
+    return "GeoParquet", [
+        Layer(
+            name=name,
+            geoms=geoms,
+            refs=np.asarray([str(i) for i in range(table.num_rows)], dtype=object),
+            attrs=table.drop_columns([column]),
+            crs=crs,
+            geometry_type=types[0] if len(types) == 1 else None,
+        )
+    ]
+
+
+def _geoparquet_crs(path: Path, spec: Any) -> str:
+    """The WKT of a GeoParquet column's CRS (PROJJSON, or a bare {"id": ...} some writers use)."""
+    try:
+        return str(CRS.from_user_input(spec).to_wkt())
+    except Exception as exc:  # pyproj raises CRSError or TypeError depending on the input
+        ident = spec.get("id") if isinstance(spec, dict) else None
+        if isinstance(ident, dict) and "authority" in ident and "code" in ident:
+            return str(parse_crs(f"{ident['authority']}:{ident['code']}").to_wkt())
+        raise CrsError(
+            f"{path}: GeoParquet CRS {str(spec)[:80]!r} is not understood; pass --crs"
+        ) from exc
