@@ -329,7 +329,3 @@ def place(ctx: click.Context, source: str, anchor: str, as_json: bool) -> None:
 
 def main() -> None:
     cli(prog_name="cim")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
