@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[float, str | None], None]
 
 
-class JobJson(TypedDict):
-    """A job row as JSON (``schemas/jobs.schema.json``, ``$defs/job``)."""
+class JobFields(TypedDict):
+    """What a job has as JSON, whether read from the store or from beside it
+    (``schemas/jobs.schema.json``, ``$defs/job``)."""
 
     id: int
     kind: str
@@ -46,6 +47,11 @@ class JobJson(TypedDict):
     status: str
     progress: float
     message: str | None
+
+
+class JobJson(JobFields):
+    """A job row as JSON."""
+
     error: str | None
     result: Any
     pid: int | None
@@ -54,16 +60,10 @@ class JobJson(TypedDict):
     finished_at: str | None
 
 
-class LiveJob(TypedDict):
+class LiveJob(JobFields):
     """A running job as mirrored beside the store (``<store>.jobs/<id>.json``), with the
     status ``failed`` and an ``error`` when its process is gone."""
 
-    id: int
-    kind: str
-    args: dict[str, Any]
-    status: str
-    progress: float
-    message: str | None
     pid: int
     pid_started: float | None
     started_at: str

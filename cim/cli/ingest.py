@@ -1,15 +1,16 @@
 """`cim ingest`: IFC, LAS/LAZ and GIS files into the store, one job per file.
 
 What the command knows of the ingesters (which modules their workers run, the values an option
-takes) comes from the registry (``ingest.registry()``), read when a command needs it: importing
-the ingesters costs most of a second, which `cim --help` does not pay.
+takes) comes from the registry (``ingest.registry()``), read when a command needs it: the
+ingesters import ifcopenshell, laspy, GDAL's bindings and SciPy, which `cim --help` should not
+wait for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 import click
 
@@ -24,25 +25,6 @@ from cim.cli.base import (
 )
 from cim.errors import CimError
 
-if TYPE_CHECKING:
-    from ingest import IngestReport
-
-
-class IngestedJson(TypedDict):
-    """A file that went in (or was there already): ``ingest.IngestReport`` as JSON."""
-
-    path: str
-    kind: str
-    outcome: str
-    source_id: int
-    status: str
-    format: str | None
-    crs: str | None
-    counts: dict[str, Any]
-    warnings: list[str]
-    seconds: float
-    message: str
-
 
 class FailedJson(TypedDict):
     """A file that failed: the store is as it was before it."""
@@ -55,23 +37,8 @@ class FailedJson(TypedDict):
 class IngestDocument(TypedDict):
     """What `cim ingest --json` prints (``schemas/ingest.schema.json``): one report a file."""
 
-    reports: list[IngestedJson | FailedJson]
-
-
-def report_json(report: IngestReport) -> IngestedJson:
-    return {
-        "path": report.path,
-        "kind": report.kind,
-        "outcome": report.outcome,
-        "source_id": report.source_id,
-        "status": report.status,
-        "format": report.format,
-        "crs": report.crs,
-        "counts": report.counts,
-        "warnings": report.warnings,
-        "seconds": report.seconds,
-        "message": report.message,
-    }
+    #: ``ingest.IngestReport.as_json()`` for a file that went in (or was there already)
+    reports: list[dict[str, Any] | FailedJson]
 
 
 class IngesterChoice(click.Choice[str]):
@@ -151,7 +118,7 @@ def ingest(
     options = IngestOptions(
         crs=crs, layer=layer, role=role, anchor=Anchor.parse(anchor) if anchor else None
     )
-    reports: list[IngestedJson | FailedJson] = []
+    reports: list[dict[str, Any] | FailedJson] = []
     errors: list[CimError] = []
     executor = get_executor(cluster, workers)
     # IFC models are meshed by the workers, large point clouds encoded by them: let them start
@@ -178,7 +145,7 @@ def ingest(
                     click.echo(f"error: {exc}", err=True)
                     reports.append({"path": str(path), "outcome": "failed", "error": str(exc)})
                     continue
-                reports.append(report_json(report))
+                reports.append(report.as_json())
                 if not as_json:
                     click.echo(report.message)
                     for w in report.warnings:
