@@ -39,6 +39,8 @@ class AttentionItem(TypedDict):
 
 
 class JobsSummary(TypedDict):
+    """How many jobs run now, and the newest few."""
+
     running: int
     recent: list[JobJson]
 
