@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 class Executor(Protocol):
@@ -105,10 +106,18 @@ def _import(modules: Sequence[str]) -> None:
         importlib.import_module(name)
 
 
-def _bounded(submit: Callable[[T], Any], items: Iterable[T], limit: int) -> Iterator[Any]:
+class _Future(Protocol[R_co]):
+    """What ``_bounded`` needs of a future (concurrent.futures' or Dask's)."""
+
+    def result(self) -> R_co: ...
+
+    def cancel(self) -> bool: ...
+
+
+def _bounded(submit: Callable[[T], _Future[R]], items: Iterable[T], limit: int) -> Iterator[R]:
     """Submit items keeping at most ``limit`` in flight; yield results in submission order.
     ``submit`` returns a future with ``result()`` and ``cancel()`` (concurrent or Dask)."""
-    pending: deque[Any] = deque()
+    pending: deque[_Future[R]] = deque()
     try:
         for item in items:
             pending.append(submit(item))
@@ -248,7 +257,10 @@ class DaskExecutor:
                 "Dask distributed is not installed: pip install 'dask[distributed]'"
             ) from exc
         try:
-            self._client = Client(cluster, timeout=timeout, set_as_default=False)
+            # (distributed does not annotate Client)
+            self._client = Client(  # type: ignore[no-untyped-call]
+                cluster, timeout=timeout, set_as_default=False
+            )
         except OSError as exc:
             raise UsageError(
                 f"cannot reach the Dask scheduler at {cluster}: start one with "
@@ -269,7 +281,7 @@ class DaskExecutor:
         pass  # the cluster's workers are running already
 
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
 
 
 def get_executor(cluster: str | None = None, workers: int | None = None) -> Executor:

@@ -40,7 +40,8 @@ class Placement:
 
 def apply_affine(matrix: np.ndarray, xyz: np.ndarray) -> np.ndarray:
     pts = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-    return pts @ matrix[:3, :3].T + matrix[:3, 3]
+    out: np.ndarray = pts @ matrix[:3, :3].T + matrix[:3, 3]
+    return out
 
 
 def fit_affine(func: XYZFunc, center: np.ndarray, half_extent: float) -> np.ndarray:

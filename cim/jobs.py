@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import psutil
 
@@ -37,9 +37,50 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[float, str | None], None]
 
 
+class JobFields(TypedDict):
+    """What a job has as JSON, whether read from the store or from beside it
+    (``schemas/jobs.schema.json``, ``$defs/job``)."""
+
+    id: int
+    kind: str
+    args: dict[str, Any]
+    status: str
+    progress: float
+    message: str | None
+
+
+class JobJson(JobFields):
+    """A job row as JSON."""
+
+    error: str | None
+    result: Any
+    pid: int | None
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class LiveJob(JobFields):
+    """A running job as mirrored beside the store (``<store>.jobs/<id>.json``), with the
+    status ``failed`` and an ``error`` when its process is gone."""
+
+    pid: int
+    pid_started: float | None
+    started_at: str
+    error: NotRequired[str]
+
+
+class JobsDocument(TypedDict):
+    """What `cim jobs --json` prints (``schemas/jobs.schema.json``): the jobs of the store, or
+    when another process holds it (``store_busy``), the running jobs mirrored beside it."""
+
+    jobs: list[JobJson] | list[LiveJob]
+    store_busy: NotRequired[bool]
+
+
 def _process_started(pid: int) -> float | None:
     try:
-        return psutil.Process(pid).create_time()
+        return float(psutil.Process(pid).create_time())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
@@ -87,13 +128,13 @@ def live_folder(store_path: Path) -> Path:
     return store_path.with_name(store_path.name + ".jobs")
 
 
-def live_jobs(store_path: Path) -> list[dict[str, Any]]:
+def live_jobs(store_path: Path) -> list[LiveJob]:
     """Running jobs as mirrored beside the store (readable while another process holds it)."""
     folder = live_folder(store_path)
-    out = []
+    out: list[LiveJob] = []
     for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            doc = json.loads(f.read_text())
+            doc: LiveJob = json.loads(f.read_text())
         except (OSError, ValueError):
             continue
         if _alive(doc.get("pid"), doc.get("pid_started")):
@@ -120,7 +161,7 @@ class JobRow:
     started_at: _dt.datetime | None
     finished_at: _dt.datetime | None
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JobJson:
         def iso(t: _dt.datetime | None) -> str | None:
             return t.isoformat() if t else None
 
@@ -211,7 +252,7 @@ class Job:
             self._mirror()
 
     def _mirror(self) -> None:
-        doc = {
+        doc: LiveJob = {
             "id": self.id,
             "kind": self.kind,
             "args": self.args,

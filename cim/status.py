@@ -1,20 +1,63 @@
-"""What `cim status` reports: one structure, rendered as JSON or as console tables."""
+"""What `cim status` reports: one document (``schemas/status.schema.json``), printed as JSON or
+as console tables by the CLI."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
-from rich.console import Console
-from rich.table import Table
-
-from cim.jobs import list_jobs
+from cim.jobs import JobJson, list_jobs
 from cim.store import Store
 
 #: tables whose row counts the status reports, when the schema has them
 COUNTED_TABLES = ("buildings", "elements", "meshes", "features", "points")
 
 
-def status_document(store: Store) -> dict[str, Any]:
+class SourceJson(TypedDict):
+    """One source of the status document."""
+
+    id: int
+    name: str
+    path: str
+    kind: str
+    format: str | None
+    crs: str | None
+    status: str
+    sha256: str
+    size_bytes: int
+    counts: dict[str, Any]
+    warnings: list[str]
+    ingested_at: str
+
+
+class AttentionItem(TypedDict):
+    """Something the user should act on, and what to do."""
+
+    reason: str
+    message: str
+    source_id: NotRequired[int]
+    job_id: NotRequired[int]
+
+
+class JobsSummary(TypedDict):
+    """How many jobs run now, and the newest few."""
+
+    running: int
+    recent: list[JobJson]
+
+
+class StatusDocument(TypedDict):
+    """The document described by ``schemas/status.schema.json``."""
+
+    store: str
+    schema_version: int
+    crs: str
+    counts: dict[str, int]
+    sources: list[SourceJson]
+    jobs: JobsSummary
+    attention: list[AttentionItem]
+
+
+def status_document(store: Store) -> StatusDocument:
     """The document described by ``schemas/status.schema.json``."""
     existing = {
         r[0]
@@ -22,8 +65,8 @@ def status_document(store: Store) -> dict[str, Any]:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
         ).fetchall()
     }
-    sources = []
-    attention: list[dict[str, Any]] = []
+    sources: list[SourceJson] = []
+    attention: list[AttentionItem] = []
     for s in store.sources():
         sources.append(
             {
@@ -103,37 +146,3 @@ def status_document(store: Store) -> dict[str, Any]:
         },
         "attention": attention,
     }
-
-
-def render_status(doc: dict[str, Any], console: Console) -> None:
-    console.print(
-        f"[bold]{doc['store']}[/]  schema {doc['schema_version']}  CRS {doc['crs']}  "
-        + "  ".join(f"{k} {v}" for k, v in doc["counts"].items())
-    )
-    if doc["sources"]:
-        table = Table("id", "name", "kind", "format", "status", "counts")
-        for s in doc["sources"]:
-            counts = _summary(s["kind"], s["counts"])
-            table.add_row(
-                str(s["id"]), s["name"], s["kind"], s["format"] or "", s["status"], counts
-            )
-        console.print(table)
-    else:
-        console.print("no sources yet: add files with `cim ingest PATH...`")
-    for item in doc["attention"]:
-        console.print(f"[yellow]attention[/]: {item['message']}")
-
-
-#: the counts the console table shows first, per kind (all of them are in --json)
-_SUMMARY_KEYS = {
-    "ifc": ("products", "meshed", "failed", "buildings"),
-    "lidar": ("points", "ground_points", "building_points", "buildings_with_heights"),
-    "gis": ("buildings", "roads", "landcover", "parks", "pois", "boundary", "repaired", "skipped"),
-}
-
-
-def _summary(kind: str, counts: dict[str, Any]) -> str:
-    keys = _SUMMARY_KEYS.get(kind, ())
-    always = {"products", "meshed", "failed", "points"}
-    shown = [(k, counts[k]) for k in keys if k in counts and (counts[k] or k in always)]
-    return ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in shown)
