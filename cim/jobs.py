@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
-import psutil
-
 from cim.errors import CimError
+from cim.processes import alive, process_started
+from cim.store import jobs_dir_of
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -78,66 +78,16 @@ class JobsDocument(TypedDict):
     store_busy: NotRequired[bool]
 
 
-def _process_started(pid: int) -> float | None:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
-def _alive(pid: int | None, started: float | None) -> bool:
-    if pid is None:
-        return False
-    actual = _process_started(pid)
-    if actual is None:
-        return False
-    # a reused pid belongs to a process started later than the one that ran the job
-    return started is None or abs(actual - started) < 1.0
-
-
-def recover_dead_jobs(store: Store) -> list[int]:
-    """Mark failed every queued/running job whose process is gone. Returns their ids."""
-    rows = store.con.execute(
-        "SELECT id, pid, pid_started, host FROM jobs WHERE status IN ('queued', 'running')"
-    ).fetchall()
-    me = socket.gethostname()
-    dead: list[int] = []
-    for job_id, pid, started, host in rows:
-        if host not in (None, me):
-            continue  # cannot see processes of another host
-        if pid == os.getpid() or _alive(pid, started):
-            continue
-        dead.append(job_id)
-    for job_id in dead:
-        store.con.execute(
-            "UPDATE jobs SET status = 'failed', finished_at = current_timestamp, "
-            "error = ? WHERE id = ?",
-            [
-                "the process running this job died before it finished; "
-                "nothing it did was kept, run the command again",
-                job_id,
-            ],
-        )
-        log.warning("job %s: its process died; marked failed", job_id)
-        with contextlib.suppress(OSError):
-            (live_folder(store.path) / f"{job_id}.json").unlink()
-    return dead
-
-
-def live_folder(store_path: Path) -> Path:
-    return store_path.with_name(store_path.name + ".jobs")
-
-
 def live_jobs(store_path: Path) -> list[LiveJob]:
     """Running jobs as mirrored beside the store (readable while another process holds it)."""
-    folder = live_folder(store_path)
+    folder = jobs_dir_of(store_path)
     out: list[LiveJob] = []
     for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             doc: LiveJob = json.loads(f.read_text())
         except (OSError, ValueError):
             continue
-        if _alive(doc.get("pid"), doc.get("pid_started")):
+        if alive(doc.get("pid"), doc.get("pid_started")):
             out.append(doc)
         else:
             doc["status"] = "failed"
@@ -260,10 +210,10 @@ class Job:
             "progress": self.progress,
             "message": self.message,
             "pid": os.getpid(),
-            "pid_started": _process_started(os.getpid()),
+            "pid_started": process_started(os.getpid()),
             "started_at": self.started_at,
         }
-        folder = live_folder(self.store.path)
+        folder = jobs_dir_of(self.store.path)
         try:
             folder.mkdir(exist_ok=True)
             tmp = folder / f".{self.id}.json.tmp"
@@ -274,7 +224,7 @@ class Job:
 
     def _finish(self, status: str, error: str | None, result: Any) -> None:
         with contextlib.suppress(OSError):
-            (live_folder(self.store.path) / f"{self.id}.json").unlink()
+            (jobs_dir_of(self.store.path) / f"{self.id}.json").unlink()
         self._cur.execute(
             "UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = current_timestamp, "
             "progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END, message = ? WHERE id = ?",
@@ -304,7 +254,7 @@ def run_job(
         .execute(
             "INSERT INTO jobs (kind, args, status, pid, pid_started, host, started_at) "
             "VALUES (?, ?, 'running', ?, ?, ?, current_timestamp) RETURNING id",
-            [kind, json.dumps(args), pid, _process_started(pid), socket.gethostname()],
+            [kind, json.dumps(args), pid, process_started(pid), socket.gethostname()],
         )
         .fetchone()
     )

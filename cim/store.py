@@ -19,15 +19,13 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
-import importlib.abc
-import importlib.util
 import json
 import logging
 import math
 import os
 import re
 import shutil
-import sys
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,15 +38,16 @@ import psutil
 from pyproj import CRS
 
 from cim import __version__
+from cim.connection import connect
 from cim.crs import DEFAULT_PROJECT_CRS, check_project_crs, crs_label, parse_crs
 from cim.errors import (
     CrsError,
     NotFound,
     SchemaVersionError,
     StoreError,
-    StoreLocked,
     StoreNotFound,
 )
+from cim.processes import alive
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -78,76 +77,6 @@ _POINT_FILE_RE = re.compile(r"^\d{5}-p(\d+)-[0-9a-f]{12}\.parquet$")
 _WRITING: set[Path] = set()
 
 
-def spatial_extension_path() -> Path:
-    """The spatial extension file shipped inside the pinned ``duckdb-extension-spatial`` wheel."""
-    try:
-        import duckdb_extension_spatial
-    except ImportError as exc:  # pragma: no cover - an install problem, not a user error
-        raise StoreError(
-            "the duckdb-extension-spatial package is not installed: run `make install`"
-        ) from exc
-    version = duckdb.__version__
-    for base in duckdb_extension_spatial.__path__:
-        candidate = Path(base) / "extensions" / f"v{version}" / "spatial.duckdb_extension"
-        if candidate.is_file():
-            return candidate
-    raise StoreError(
-        f"no spatial extension for DuckDB {version} in duckdb-extension-spatial: "
-        f"install duckdb-extension-spatial=={version} (the two versions must match)"
-    )
-
-
-class _AbsentModule(importlib.abc.MetaPathFinder):
-    """Answers "no such module" for a module known to be absent, without searching sys.path.
-
-    DuckDB's client tries ``import pandas`` twice per parameter value of every statement, and
-    each failed import searches the whole path (30 us: a 3-parameter statement took 350 us, 170
-    us with this). Installed only when the module is really absent, so ``import pandas`` raises
-    the same ModuleNotFoundError as before, just sooner (putting None in sys.modules instead
-    breaks pyarrow's pandas shim).
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
-        if fullname == self.name:
-            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
-        return None
-
-
-def _skip_absent_pandas() -> None:
-    if any(isinstance(f, _AbsentModule) for f in sys.meta_path):
-        return
-    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
-        sys.meta_path.insert(0, _AbsentModule("pandas"))
-
-
-def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the spatial extension loaded from its file (no network)."""
-    _skip_absent_pandas()
-    config: dict[str, str | bool | int | float | list[str]] = {
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-    }
-    try:
-        con = duckdb.connect(str(path), read_only=read_only, config=config)
-    except duckdb.IOException as exc:
-        text = str(exc)
-        if "lock" in text.lower():
-            holder = re.search(r"PID (\d+)", text)
-            who = f"process {holder.group(1)}" if holder else "another process"
-            raise StoreLocked(
-                f"store {path} is in use by {who}: wait for its job to finish (see `cim jobs`)",
-                detail=text,
-            ) from exc
-        raise StoreError(f"cannot open store {path}: {text}") from exc
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot open store {path}: {exc}") from exc
-    con.execute(f"LOAD '{spatial_extension_path()}'")
-    return con
-
-
 def _schema_files() -> tuple[str, list[tuple[int, str, str]]]:
     root = resources.files("schemas")
     baseline = root.joinpath("store.sql").read_text(encoding="utf-8")
@@ -166,6 +95,11 @@ def _schema_files() -> tuple[str, list[tuple[int, str, str]]]:
 def points_dir_of(store_path: Path) -> Path:
     """The point files' folder of the store at ``store_path``: ``<store file>.points``."""
     return store_path.with_name(store_path.name + ".points")
+
+
+def jobs_dir_of(store_path: Path) -> Path:
+    """Where running jobs mirror their progress (``cim/jobs.py``): ``<store file>.jobs``."""
+    return store_path.with_name(store_path.name + ".jobs")
 
 
 def _migrate_point_rows(store: Store) -> None:
@@ -364,9 +298,7 @@ class Store:
                 store._migrate(migrations)
             store.check_point_files()
             if recover:
-                from cim.jobs import recover_dead_jobs
-
-                recover_dead_jobs(store)
+                store.recover_dead_jobs()
                 store.collect_orphan_point_files()
         except BaseException:
             con.close()
@@ -658,6 +590,35 @@ class Store:
         if not files:
             return _POINTS_EMPTY, []
         return "points_in(?::VARCHAR[])", [files]
+
+    def recover_dead_jobs(self) -> list[int]:
+        """Mark failed every queued/running job whose process is gone (its work, never
+        committed, is gone with it), and remove its progress mirror. Returns their ids."""
+        rows = self.con.execute(
+            "SELECT id, pid, pid_started, host FROM jobs WHERE status IN ('queued', 'running')"
+        ).fetchall()
+        me = socket.gethostname()
+        dead: list[int] = []
+        for job_id, pid, started, host in rows:
+            if host not in (None, me):
+                continue  # cannot see processes of another host
+            if pid == os.getpid() or alive(pid, started):
+                continue
+            dead.append(job_id)
+        for job_id in dead:
+            self.con.execute(
+                "UPDATE jobs SET status = 'failed', finished_at = current_timestamp, "
+                "error = ? WHERE id = ?",
+                [
+                    "the process running this job died before it finished; "
+                    "nothing it did was kept, run the command again",
+                    job_id,
+                ],
+            )
+            log.warning("job %s: its process died; marked failed", job_id)
+            with contextlib.suppress(OSError):
+                (jobs_dir_of(self.path) / f"{job_id}.json").unlink()
+        return dead
 
     def collect_orphan_point_files(self) -> int:
         """Delete point files that no row names, left by a process that died mid-ingest (not

@@ -63,9 +63,9 @@ def _resolve(node: ast.ImportFrom, module: str, is_package: bool) -> str:
     return ".".join([*base, node.module] if node.module else base)
 
 
-def _targets(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> Iterator[
-    tuple[str, int]
-]:
+def _targets(
+    tree: ast.AST, module: str, is_package: bool, known: set[str]
+) -> Iterator[tuple[str, int]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -150,9 +150,7 @@ def cycles(edges: Iterable[Import]) -> list[list[Import]]:
                             break
                     if len(component) > 1:
                         components.append(component)
-    return [
-        sorted(e for (a, b), e in by_pair.items() if a in c and b in c) for c in components
-    ]
+    return [sorted(e for (a, b), e in by_pair.items() if a in c and b in c) for c in components]
 
 
 # ---- the picture -------------------------------------------------------------------------

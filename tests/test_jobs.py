@@ -54,10 +54,8 @@ def test_job_records_done_and_failed(store: Store) -> None:
 
 
 def test_running_job_of_a_live_process_is_left_alone(store_path: Path) -> None:
-    from cim.jobs import recover_dead_jobs
-
     with Store.create(store_path) as store, run_job(store, "tile", {}):
-        assert recover_dead_jobs(store) == []
+        assert store.recover_dead_jobs() == []
         assert list_jobs(store)[0].status == "running"
 
 
@@ -106,9 +104,9 @@ def test_running_job_progress_is_readable_while_the_store_is_locked(store_path: 
     )
     [job] = json.loads(r.stdout)["jobs"]
     assert job["status"] == "failed"
-    from cim.jobs import live_folder
+    from cim.store import jobs_dir_of
 
-    assert not list(live_folder(store_path).glob("*.json"))  # recovery removed the mirror
+    assert not list(jobs_dir_of(store_path).glob("*.json"))  # recovery removed the mirror
 
 
 def test_killed_ingest_leaves_nothing_and_its_job_is_failed(store_path: Path) -> None:

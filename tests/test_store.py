@@ -5,6 +5,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import cim.connection as connection
 import cim.store as store_mod
 from cim.errors import CrsError, SchemaVersionError, StoreError, StoreLocked, StoreNotFound
 from cim.store import Store, latest_schema_version
@@ -188,7 +189,7 @@ def test_absent_pandas_is_answered_without_a_path_search(store: Store) -> None:
 
     import pyarrow as pa
 
-    finders = [f for f in sys.meta_path if isinstance(f, store_mod._AbsentModule)]
+    finders = [f for f in sys.meta_path if isinstance(f, connection._AbsentModule)]
     if importlib.machinery.PathFinder.find_spec("pandas") is not None:
         assert finders == []  # pandas is installed: nothing is hidden
         return
