@@ -90,8 +90,7 @@ def single_threaded_libraries() -> None:
     """One thread for OpenBLAS (NumPy's and SciPy's), OpenMP and MKL in this process, as Dask's
     nanny sets for its workers: a pool has one worker per core already. Read when those
     libraries load, so before NumPy is imported. Unset, each LiDAR worker carried an OpenBLAS
-    thread spinning on its queue: 5% of the worker's CPU samples (perf), on a core the other
-    worker needs."""
+    thread spinning on its queue, on a core the other worker needs."""
     for name in _THREAD_VARIABLES:
         os.environ.setdefault(name, "1")
 
@@ -204,12 +203,13 @@ class LocalExecutor:
 
     def start(self, modules: Sequence[str] = ()) -> None:
         """Start the workers now (they start on first use otherwise), importing ``modules``
-        (about 0.5 s for the IFC ingester), while this process goes on.
+        (the IFC ingester's imports take a noticeable part of a second), while this process
+        goes on.
 
         From a thread: starting a worker waits until the forkserver has forked it, and the
         forkserver first imports ``modules`` itself (its preload, if this starts it), so that
-        every worker has them without importing them again. `cim ingest` of one small IFC
-        file took 0.45 s longer with the workers than without when this waited."""
+        every worker has them without importing them again. Waiting for it here made `cim
+        ingest` of one small IFC file slower with the workers than without."""
         if self._starting is not None or self._pool is not None:
             return
 

@@ -1,9 +1,10 @@
 """The store: one DuckDB file holding the city model, and a folder of point files beside it.
 
 ``Store.create`` makes a new store in a project CRS; ``Store.open`` opens one, migrating an older
-schema and refusing a newer one. The spatial extension is loaded from the pinned
-``duckdb-extension-spatial`` wheel's file, never downloaded. One process writes at a time (DuckDB's
-file lock); heavy work is done elsewhere and streamed to this single writer.
+schema and refusing a newer one (the connection itself, with the spatial extension loaded
+offline, is ``cim/connection.py``). One process writes at a time (DuckDB's file lock); heavy work
+is done elsewhere and streamed to this single writer. At open the store also puts itself right
+after a process that died: its jobs are marked failed and its uncommitted point files deleted.
 
 Point clouds live in Parquet files in ``<store file>.points/`` (migration 008), one folder per
 source (``source_id=N/``, read with hive partitioning), listed in the ``point_files`` table and
@@ -479,7 +480,7 @@ class Store:
         """Bulk insert of an Arrow table whose columns are named like the table's.
 
         The table is read by name (DuckDB's replacement scan of this frame's local), not
-        through ``con.register``: registering and unregistering cost 0.5 ms more per insert,
+        through ``con.register``: registering and unregistering cost more than many inserts,
         and a view registered inside a transaction stays in the catalog until the commit."""
         cols = ", ".join(data.column_names)
         _insert_data = data  # read by name by the SQL below
@@ -489,7 +490,8 @@ class Store:
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
         """Bulk insert of rows (tuples in ``columns`` order) through Arrow: DuckDB's
-        executemany costs about 1 ms a row."""
+        executemany prepares and binds every row on its own, which is slow for more than a few
+        rows."""
         import pyarrow as pa  # not at import time: `cim status` needs none of it
 
         if rows:
@@ -558,7 +560,7 @@ class Store:
     def check_point_files(self) -> None:
         """Refuse a store whose point files are not all where ``point_files`` says: a store file
         copied or moved without its points folder would fail later on any query of its points
-        with DuckDB's "No files found" (measured: `cim status` printed a traceback)."""
+        with DuckDB's "No files found" (`cim status` printed a traceback)."""
         if self.schema_version < 8:
             return
         rows = self.con.execute("SELECT file FROM point_files ORDER BY file").fetchall()
