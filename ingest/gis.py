@@ -34,10 +34,10 @@ from pyproj import CRS
 
 from cim.crs import check_in_project_area, crs_label, parse_crs, transformer
 from cim.errors import CrsError, InputFileError, UsageError
+from cim.model.heights import heights_from_points
+from cim.model.linking import link_buildings
 from ingest import IngestContext, IngestResult
 from ingest.gis_gcj02 import gcj02_to_wgs84
-from ingest.lidar import heights_from_points
-from ingest.linking import link_buildings
 
 if TYPE_CHECKING:
     from cim.store import Store

@@ -19,11 +19,11 @@ from pyproj import Geod, Transformer
 
 from cim.errors import CrsError, InputFileError
 from cim.executor import SerialExecutor
+from cim.model.linking import link_buildings
 from cim.store import Store
 from ingest import IngestOptions, IngestReport, registry, run_ingest
 from ingest.gis import INGESTER, features, guess_role, map_attributes
 from ingest.gis_gcj02 import gcj02_to_wgs84, in_china, wgs84_to_gcj02
-from ingest.linking import link_buildings
 from tests.conftest import SAMPLES, MakeStore, snapshot
 
 BUBENEC = SAMPLES / "gis" / "bubenec.gpkg"
