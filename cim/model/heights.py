@@ -82,6 +82,30 @@ def derive_building_heights(store: Store, building_ids: list[int] | None = None)
 
 
 def _derive(store: Store, building_ids: list[int] | None) -> int:
+    found = _footprints(store, building_ids)
+    if found is None:
+        return 0
+    ids, src_of, geoms = found
+    area = {bid: float(a) for bid, a in zip(ids, shapely.area(geoms), strict=True)}
+    cover, b_bounds, coverage = _coverage(store, ids, geoms)
+    roof = _roof_stats(store, ids, cover, b_bounds, coverage)
+    ground = _ground_levels(store, ids, list(geoms))
+    out = _height_rows(ids, src_of, area, coverage, roof, ground)
+    _write_heights(store, ids, out)
+    ok = sum(1 for r in out if r[2] == "ok")
+    log.info("building heights: %d of %d buildings ok", ok, len(out))
+    return ok
+
+
+#: a building no cloud covers: no source, and no building class
+_NOTHING: tuple[list[int], bool] = ([], False)
+
+
+def _footprints(
+    store: Store, building_ids: list[int] | None
+) -> tuple[list[int], dict[int, int], np.ndarray] | None:
+    """The buildings' ids, sources and valid 2D footprints (None when there are none). For all
+    buildings (``building_ids`` None), first drops the heights of buildings that are gone."""
     con = store.con
     sql = (
         "SELECT id, source_id, ST_AsWKB(ST_Force2D(footprint)) FROM buildings "
@@ -90,7 +114,7 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
     params: list[Any] = []
     if building_ids is not None:
         if not building_ids:
-            return 0
+            return None
         sql += " AND id IN (SELECT unnest(?::BIGINT[]))"
         params = [list(building_ids)]
     rows = con.execute(sql + " ORDER BY id", params).fetchall()
@@ -99,15 +123,21 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
             "DELETE FROM building_heights WHERE building_id NOT IN (SELECT id FROM buildings)"
         )
     if not rows:
-        return 0
+        return None
     ids = [int(r[0]) for r in rows]
     src_of = {int(r[0]): int(r[1]) for r in rows}
     geoms = shapely.from_wkb([bytes(r[2]) for r in rows])
     valid = ~shapely.is_empty(geoms) & (shapely.area(geoms) > 0)
     geoms = np.where(valid, shapely.make_valid(geoms), geoms)
-    area = {bid: float(a) for bid, a in zip(ids, shapely.area(geoms), strict=True)}
+    return ids, src_of, geoms
 
-    # which clouds cover each building (by bounding box), and do they have a building class
+
+def _coverage(
+    store: Store, ids: list[int], geoms: np.ndarray
+) -> tuple[pa.Table, np.ndarray, dict[int, tuple[list[int], bool]]]:
+    """Which clouds cover each building (by bounding box), and whether they have a building
+    class; with the buildings' table (id, bounds, footprint) and bounds the roof query uses."""
+    con = store.con
     b_bounds = shapely.bounds(geoms)
     cover = pa.table(
         {
@@ -133,35 +163,78 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
         }
     finally:
         con.unregister("_lidar_buildings")
-    roof: dict[int, tuple[Any, ...]] = {}
-    nothing: tuple[list[int], bool] = ([], False)
-    mask = np.array([coverage.get(bid, nothing)[1] for bid in ids], dtype=bool)
-    if mask.any():
-        sel = cover.filter(pa.array(mask))
-        bx0, by0 = float(b_bounds[mask, 0].min()), float(b_bounds[mask, 1].min())
-        bx1, by1 = float(b_bounds[mask, 2].max()), float(b_bounds[mask, 3].max())
-        con.register("_lidar_buildings", sel)
-        # only the point files meeting the buildings' box; the bounding-box constants are
-        # DECIMAL so the zone maps prune; the join is DuckDB spatial's R-tree join of class-6
-        # points against the footprints
-        source, files = store.points_from(bx0, by0, bx1, by1)
-        for r in con.execute(
-            f"WITH b AS (SELECT id, ST_GeomFromWKB(wkb) AS g FROM _lidar_buildings), "
-            f"p AS (SELECT source_id, x::DOUBLE AS x, y::DOUBLE AS y, z::DOUBLE AS z "
-            f"FROM {source} WHERE classification = 6 "
-            f"AND x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
-            f"AND y BETWEEN ?::{DECIMAL} AND ?::{DECIMAL}) "
-            f"SELECT b.id, count(*), quantile_cont(p.z, [0.5, 0.7, 0.9]), max(p.z) "
-            f"FROM p JOIN b ON ST_Contains(b.g, ST_Point(p.x, p.y)) GROUP BY b.id",
-            [*files, bx0, bx1, by0, by1],
-        ).fetchall():
-            roof[int(r[0])] = r[1:]
-        con.unregister("_lidar_buildings")
-    ground = _ground_levels(store, ids, list(geoms))
+    return cover, b_bounds, coverage
 
+
+def _roof_stats(
+    store: Store,
+    ids: list[int],
+    cover: pa.Table,
+    b_bounds: np.ndarray,
+    coverage: dict[int, tuple[list[int], bool]],
+) -> dict[int, tuple[Any, ...]]:
+    """Point count, roof percentiles (50/70/90) and maximum of the class-6 points inside each
+    footprint covered by a cloud with a building class (none for a footprint without any)."""
+    con = store.con
+    roof: dict[int, tuple[Any, ...]] = {}
+    mask = np.array([coverage.get(bid, _NOTHING)[1] for bid in ids], dtype=bool)
+    if not mask.any():
+        return roof
+    sel = cover.filter(pa.array(mask))
+    bx0, by0 = float(b_bounds[mask, 0].min()), float(b_bounds[mask, 1].min())
+    bx1, by1 = float(b_bounds[mask, 2].max()), float(b_bounds[mask, 3].max())
+    con.register("_lidar_buildings", sel)
+    # only the point files meeting the buildings' box; the bounding-box constants are
+    # DECIMAL so the zone maps prune; the join is DuckDB spatial's R-tree join of class-6
+    # points against the footprints
+    source, files = store.points_from(bx0, by0, bx1, by1)
+    for r in con.execute(
+        f"WITH b AS (SELECT id, ST_GeomFromWKB(wkb) AS g FROM _lidar_buildings), "
+        f"p AS (SELECT source_id, x::DOUBLE AS x, y::DOUBLE AS y, z::DOUBLE AS z "
+        f"FROM {source} WHERE classification = 6 "
+        f"AND x BETWEEN ?::{DECIMAL} AND ?::{DECIMAL} "
+        f"AND y BETWEEN ?::{DECIMAL} AND ?::{DECIMAL}) "
+        f"SELECT b.id, count(*), quantile_cont(p.z, [0.5, 0.7, 0.9]), max(p.z) "
+        f"FROM p JOIN b ON ST_Contains(b.g, ST_Point(p.x, p.y)) GROUP BY b.id",
+        [*files, bx0, bx1, by0, by1],
+    ).fetchall():
+        roof[int(r[0])] = r[1:]
+    con.unregister("_lidar_buildings")
+    return roof
+
+
+#: the columns of ``building_heights`` rows
+_HEIGHT_COLUMNS = (
+    "building_id",
+    "source_id",
+    "status",
+    "n_points",
+    "area",
+    "density",
+    "ground_z",
+    "ground_method",
+    "roof_p50",
+    "roof_p70",
+    "roof_p90",
+    "roof_max",
+    "height",
+    "lidar_sources",
+)
+
+
+def _height_rows(
+    ids: list[int],
+    src_of: dict[int, int],
+    area: dict[int, float],
+    coverage: dict[int, tuple[list[int], bool]],
+    roof: dict[int, tuple[Any, ...]],
+    ground: dict[int, float],
+) -> list[tuple[Any, ...]]:
+    """The ``building_heights`` rows (in the order of ``_HEIGHT_COLUMNS``), with each
+    building's status: ok, or why its height is unknown."""
     out = []
     for bid in ids:
-        covering, any_building_class = coverage.get(bid, nothing)
+        covering, any_building_class = coverage.get(bid, _NOTHING)
         g = ground.get(bid)
         n = 0
         p50 = p70 = p90 = pmax = height = None
@@ -203,29 +276,17 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
                 covering,
             )
         )
+    return out
+
+
+def _write_heights(store: Store, ids: list[int], out: list[tuple[Any, ...]]) -> None:
+    """Replaces the buildings' ``building_heights`` rows, and fills ``buildings.height`` and
+    ``ground_z`` from them where they are unknown."""
+    con = store.con
     con.execute(
         "DELETE FROM building_heights WHERE building_id IN (SELECT unnest(?::BIGINT[]))", [ids]
     )
-    store.insert_rows(
-        "building_heights",
-        (
-            "building_id",
-            "source_id",
-            "status",
-            "n_points",
-            "area",
-            "density",
-            "ground_z",
-            "ground_method",
-            "roof_p50",
-            "roof_p70",
-            "roof_p90",
-            "roof_max",
-            "height",
-            "lidar_sources",
-        ),
-        out,
-    )
+    store.insert_rows("building_heights", _HEIGHT_COLUMNS, out)
     # fill unknown heights; withdraw earlier LiDAR heights that are no longer ok
     con.execute(
         "UPDATE buildings SET height = NULL, height_source = 'unknown' "
@@ -250,9 +311,6 @@ def _derive(store: Store, building_ids: list[int] | None) -> int:
         "AND h.ground_z IS NOT NULL AND buildings.id IN (SELECT unnest(?::BIGINT[]))",
         [ids],
     )
-    ok = sum(1 for r in out if r[2] == "ok")
-    log.info("building heights: %d of %d buildings ok", ok, len(out))
-    return ok
 
 
 def affected_buildings(store: Store, bbox: list[float | None]) -> list[int]:

@@ -61,7 +61,8 @@ class PartSpec:
     grid: SortGrid
     dtm: DtmGrid
     #: the file to write; None: the worker sends the file's bytes back (a Dask worker on
-    #: another machine). Written straight to the file, 20M points took 1.75 s instead of 2.18
+    #: another machine). Written straight to the file, it is not copied through the ingesting
+    #: process: faster
     out: str | None = None
 
 
@@ -77,7 +78,7 @@ def pack_attributes(
     point_source_id: np.ndarray,
 ) -> np.ndarray:
     """The ``point_rows.attributes`` integer (migration 005; the ``points`` view unpacks it):
-    fewer columns make DuckDB's append cheaper (12 columns: 260 ns of CPU per point, 7: 165)."""
+    fewer columns make DuckDB's append cheaper."""
     out = np.asarray(intensity).astype(np.uint64)
     out |= (np.asarray(return_number).astype(np.uint64) & np.uint64(15)) << np.uint64(16)
     out |= (np.asarray(number_of_returns).astype(np.uint64) & np.uint64(15)) << np.uint64(20)
@@ -96,7 +97,7 @@ def pack_rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray
 def _record_attributes(points: laspy.ScaleAwarePointRecord) -> np.ndarray:
     """``pack_attributes`` of decoded points. Formats 6-10 keep the return number and count as
     the low and high 4 bits of one byte, which is their packed layout already: that byte is
-    shifted as it is (7 array operations instead of 17: 11 -> 8 ns a point)."""
+    shifted as it is (7 array operations instead of 17)."""
     record = points.array
     if points.point_format.id < 6:
         return pack_attributes(
@@ -113,8 +114,7 @@ def _record_attributes(points: laspy.ScaleAwarePointRecord) -> np.ndarray:
 
 def _record_rgb(points: laspy.ScaleAwarePointRecord) -> np.ndarray:
     """``pack_rgb`` of decoded points: red and green, adjacent little-endian 16-bit fields in
-    every format with colour, read as one 32-bit integer (4 array operations instead of 7:
-    7.5 -> 5.3 ns a point)."""
+    every format with colour, read as one 32-bit integer (4 array operations instead of 7)."""
     record = points.array
     red, green = record.dtype.fields["red"][1], record.dtype.fields["green"][1]
     if green != red + 2 or not record.flags.c_contiguous:
@@ -140,7 +140,7 @@ def _integral(v: float) -> bool:
 
 def mm_exact(raw: np.ndarray, scale: float, offset: float, factor: float) -> np.ndarray | None:
     """The stored integers of a dimension -> integer millimetres without floats, when its scale
-    and offset are whole millimetres (0.01, 0.001 ...): ``raw * s + o``, exact and 3x faster
+    and offset are whole millimetres (0.01, 0.001 ...): ``raw * s + o``, exact and faster
     than scaling to metres and rounding. None when they are not."""
     s, o = scale * 1000.0 * factor, offset * 1000.0 * factor
     if not (_integral(s) and _integral(o)):
@@ -198,12 +198,11 @@ def point_file_schema() -> pa.Schema:
     )
 
 
-#: how each column is encoded, chosen per column on a sorted 2M-point run (ns of CPU a point to
-#: encode, bytes a point): x/y/z by delta and bit packing (9-10 ns, 1.2-1.7 B; zstd on top
-#: saved 0-0.5 B for 3-5 ns more, plain zstd 21-24 ns), the class by dictionary (4 ns, 0.01 B),
-#: the packed attributes and RGB by delta (8 ns, 1.7 B; 12 ns and 6.2 B for random colours;
-#: byte stream split and zstd took RGB to 2 B, but DuckDB 1.5 reads that encoding only for
-#: floating point). Statistics only for the columns queries filter on.
+#: how each column is encoded, chosen per column on a sorted run for the CPU and the bytes a
+#: point: x/y/z by delta and bit packing (zstd on top saved little for more CPU, plain zstd cost
+#: more CPU), the class by dictionary, the packed attributes and RGB by delta (byte stream split
+#: and zstd made RGB smaller, but DuckDB 1.5 reads that encoding only for floating point).
+#: Statistics only for the columns queries filter on.
 _PARQUET_OPTIONS: dict[str, Any] = {
     "use_dictionary": ["classification"],
     "column_encoding": {
@@ -253,10 +252,7 @@ def _arrow_run(run: Columns, n: int) -> pa.Table:
 def _encode(reader: laspy.LasReader, spec: PartSpec, sink: Any) -> Part:
     """Read the part's points run by run from ``reader`` (positioned at ``spec.start``): sort
     each run, compute its columns and summary, and write it to ``sink`` as Parquet row groups
-    (a run never shares a row group with the next).
-
-    CPU per point on one core (20M-point PF7 LAS, no reprojection): reading 10-18 ns, key 10,
-    sort 24, columns 33, ground sums 25, Parquet 54."""
+    (a run never shares a row group with the next)."""
     classes = np.zeros(256, dtype=np.int64)
     lo = np.full(3, np.iinfo(np.int64).max, dtype=np.int64)
     hi = np.full(3, np.iinfo(np.int64).min, dtype=np.int64)

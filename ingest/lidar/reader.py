@@ -101,7 +101,7 @@ def resolve_crs(header: laspy.LasHeader, path: Path, override: str | None) -> Cl
 
 def _label(crs: CRS) -> str:
     """'EPSG:n' when the CRS carries its code, else its name. pyproj's to_epsg() searches the
-    whole database for a CRS without one (0.23 s for autzen's WKT): not worth it for a label."""
+    whole database for a CRS without one: too slow for a label."""
     ident = crs.to_json_dict().get("id")
     if isinstance(ident, dict) and "authority" in ident and "code" in ident:
         return f"{ident['authority']}:{ident['code']}"
