@@ -82,6 +82,7 @@ def derive_building_heights(store: Store, building_ids: list[int] | None = None)
 
 
 def _derive(store: Store, building_ids: list[int] | None) -> int:
+    """``derive_building_heights`` in the transaction it runs in."""
     found = _footprints(store, building_ids)
     if found is None:
         return 0
