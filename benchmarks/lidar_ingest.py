@@ -82,7 +82,7 @@ def child_ingest(
     # as `cim ingest` does: the workers start (importing the ingester) while the command
     # imports and opens the store; here that is waited for before the clock starts
     started = time.perf_counter()
-    executor.start(["ingest.lidar"])
+    executor.start(["ingest.lidar.encode"])
     executor.map(len, [[1]] * executor.workers).__next__()
     start_seconds = time.perf_counter() - started
     try:

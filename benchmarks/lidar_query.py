@@ -59,8 +59,9 @@ def main() -> None:
     import scipy.ndimage  # noqa: F401 - as `cim ingest` imports it once
 
     from cim.executor import SerialExecutor, get_executor
+    from cim.model.points import points_in_box, points_in_polygon
     from cim.store import Store
-    from ingest import IngestOptions, lidar, registry, run_ingest
+    from ingest import IngestOptions, registry, run_ingest
 
     registry()
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="cim-lidar-query-") as tmp:
@@ -79,7 +80,7 @@ def main() -> None:
         store_path = Path(tmp) / "survey.duckdb"
         store = Store.create(store_path, "EPSG:2154")
         executor = get_executor(None, None)
-        executor.start(["ingest.lidar"])
+        executor.start(["ingest.lidar.encode"])
         try:
             t0 = time.perf_counter()
             for path in tiles:
@@ -120,14 +121,14 @@ def main() -> None:
         def box_through_points() -> int:
             # the same query, with the FROM item of a store that does not choose files
             with mock.patch.object(store, "points_from", every_file):
-                return lidar.points_in_box(store, *box_at()).num_rows
+                return points_in_box(store, *box_at()).num_rows
 
         files = store.count("point_files")
         cases = {
-            f"points in a {b:.0f} m box": lambda: lidar.points_in_box(store, *box_at()).num_rows,
+            f"points in a {b:.0f} m box": lambda: points_in_box(store, *box_at()).num_rows,
             f"the same through `points` (every one of {files} files)": box_through_points,
             "class-6 points in a footprint": lambda: (
-                lidar.points_in_polygon(store, footprint_at(), classes=[6]).num_rows
+                points_in_polygon(store, footprint_at(), classes=[6]).num_rows
             ),
         }
         for name, run in cases.items():

@@ -63,9 +63,9 @@ from cim.georef import (
     near_default_site,
     origin_placement,
 )
+from cim.model.heights import heights_from_points
+from cim.model.linking import link_buildings
 from ingest import Anchor, IngestContext, IngestError, IngestResult
-from ingest.lidar import heights_from_points
-from ingest.linking import link_buildings
 
 if TYPE_CHECKING:
     from cim.store import Store

@@ -41,7 +41,7 @@ INGESTER_MODULES = ("ingest.ifc", "ingest.lidar", "ingest.gis")
 
 def _relink(store: Store) -> None:
     """After rows were deleted, repair links (buildings.same_as) that pointed at them."""
-    from ingest.linking import link_buildings  # lazily: it pulls in scipy and shapely
+    from cim.model.linking import link_buildings  # lazily: it pulls in scipy and shapely
 
     link_buildings(store, [])
 

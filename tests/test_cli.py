@@ -190,7 +190,9 @@ def test_ctrl_c_during_an_ingest_keeps_nothing_and_says_so(tmp_path: Path) -> No
     # the first run's Parquet row groups slowed down, so that Ctrl-C lands in the middle,
     # while the point file is half written
     cloud = SAMPLES / "lidar" / "lidarprod" / "870000_6618000.subset.postValidation.laz"
-    proc, store = _cli_slowed_at(tmp_path, "EPSG:2154", "ingest.lidar", "_arrow_run", 2, cloud)
+    proc, store = _cli_slowed_at(
+        tmp_path, "EPSG:2154", "ingest.lidar.encode", "_arrow_run", 2, cloud
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130

@@ -20,11 +20,11 @@ from pyproj import Geod, Transformer
 from cim.errors import CrsError, InputFileError
 from cim.executor import SerialExecutor
 from cim.model.features import features
+from cim.model.linking import link_buildings
 from cim.store import Store
 from ingest import IngestOptions, IngestReport, registry, run_ingest
 from ingest.gis import INGESTER, guess_role, map_attributes
 from ingest.gis.gcj02 import gcj02_to_wgs84, in_china, wgs84_to_gcj02
-from ingest.linking import link_buildings
 from tests.conftest import SAMPLES, MakeStore, snapshot
 
 BUBENEC = SAMPLES / "gis" / "bubenec.gpkg"

@@ -20,10 +20,18 @@ import shapely
 from pyproj import Transformer
 
 import ingest.lidar as lidar
+import ingest.lidar.encode as lidar_encode
+import ingest.lidar.ingester as lidar_ingester
 from cim.errors import CrsError, InputFileError, StoreError
 from cim.executor import Executor, LocalExecutor, SerialExecutor
+from cim.model.heights import derive_building_heights
+from cim.model.points import DECIMAL, GROUND, points_in_box, points_in_polygon
+from cim.model.terrain import ground_elevation
 from cim.store import Store
 from ingest import IngestOptions, IngestReport, registry, run_ingest
+from ingest.lidar.dtm import DtmGrid, GroundGrid, fill_gaps
+from ingest.lidar.encode import Part, mm_exact, pack_attributes, pack_rgb
+from ingest.lidar.sort import HILBERT, SortGrid, raw_grid, sorted_points
 from tests.conftest import SAMPLES, MakeStore, snapshot
 
 LIDAR = SAMPLES / "lidar"
@@ -183,7 +191,7 @@ def test_nebraska_feet_to_metres(make_store: MakeStore) -> None:
     x, y = t.transform(np.asarray(las.x)[idx], np.asarray(las.y)[idx])
     z = np.asarray(las.z)[idx] * us_ft
     for xi, yi, zi in zip(x, y, z, strict=True):
-        got = lidar.points_in_box(store, xi - 0.002, yi - 0.002, xi + 0.002, yi + 0.002)
+        got = points_in_box(store, xi - 0.002, yi - 0.002, xi + 0.002, yi + 0.002)
         assert got.num_rows >= 1
         assert np.min(np.abs(got["z"].to_numpy() - zi)) < 0.0015
     # the whole cloud: metres (a few hundred metres above sea level, not ~1,400 feet)
@@ -239,13 +247,13 @@ def test_montpellier_tiles_one_cloud(make_store: MakeStore) -> None:
     assert store.count("points") == total == 405_937
     assert store.count("lidar_sources") == 6
     # a box across the corner shared by four tiles returns points of all four
-    got = lidar.points_in_box(store, 770595, 6277545, 770605, 6277555)
+    got = points_in_box(store, 770595, 6277545, 770605, 6277555)
     assert len(set(got["source_id"].to_pylist())) == 4
     # the terrain is seamless: defined on both sides of a tile edge, without a step
-    a = lidar.ground_elevation(store, 770599.7, 6277525.0)
-    b = lidar.ground_elevation(store, 770600.3, 6277525.0)
+    a = ground_elevation(store, 770599.7, 6277525.0)
+    b = ground_elevation(store, 770600.3, 6277525.0)
     assert a is not None and b is not None and abs(a - b) < 0.5
-    assert lidar.ground_elevation(store, 0.0, 0.0) is None
+    assert ground_elevation(store, 0.0, 0.0) is None
 
 
 def test_box_queries_read_only_the_files_they_need(make_store: MakeStore) -> None:
@@ -261,26 +269,26 @@ def test_box_queries_read_only_the_files_they_need(make_store: MakeStore) -> Non
     [needed] = params
     assert 1 <= len(needed) < store.count("point_files") == 6
     poly = shapely.box(*box).buffer(-2)
-    before = lidar.points_in_box(store, *box), lidar.points_in_polygon(store, poly)
+    before = points_in_box(store, *box), points_in_polygon(store, poly)
     assert before[0].num_rows > before[1].num_rows > 0
     gis = add_gis_source(store)
     house = add_building(store, gis, poly)
     for f in store.points_dir.rglob("*.parquet"):
         if f.relative_to(store.points_dir).as_posix() not in needed:
             f.rename(f.with_suffix(".away"))
-    after = lidar.points_in_box(store, *box), lidar.points_in_polygon(store, poly)
+    after = points_in_box(store, *box), points_in_polygon(store, poly)
     for a, b in zip(before, after, strict=True):
         assert a.sort_by([("x", "ascending"), ("y", "ascending"), ("z", "ascending")]).equals(
             b.sort_by([("x", "ascending"), ("y", "ascending"), ("z", "ascending")])
         )
-    assert lidar.derive_building_heights(store, [house]) == 1
+    assert derive_building_heights(store, [house]) == 1
     assert store.con.execute(
         "SELECT n_points FROM building_heights WHERE building_id = ?", [house]
     ).fetchone() == (int(pc.sum(pc.equal(after[1]["classification"], 6)).as_py()),)
     with pytest.raises(duckdb.IOException):
         store.count("points")
     # a box that meets no file: no rows, no file read
-    empty = lidar.points_in_box(store, 0, 0, 10, 10)
+    empty = points_in_box(store, 0, 0, 10, 10)
     assert empty.num_rows == 0 and empty.schema == before[0].schema
 
 
@@ -314,7 +322,7 @@ def test_points_in_box_matches_brute_force(make_store: MakeStore) -> None:
         if classes is not None:
             m &= np.isin(cls, classes)
         expected = sorted(zip(np.round(x[m], 3), np.round(y[m], 3), np.round(z[m], 3), strict=True))
-        got = lidar.points_in_box(store, x0, y0, x1, y1, classes)
+        got = points_in_box(store, x0, y0, x1, y1, classes)
         found = sorted(
             zip(
                 np.round(got["x"].to_numpy(), 3),
@@ -337,7 +345,7 @@ def test_points_in_polygon_matches_shapely(make_store: MakeStore) -> None:
         [(770560, 6277510), (770580, 6277512), (770575, 6277530), (770562, 6277525)]
     )
     m = shapely.contains_xy(poly, x, y) & (cls == 6)
-    got = lidar.points_in_polygon(store, poly.wkt, classes=[6])
+    got = points_in_polygon(store, poly.wkt, classes=[6])
     assert got.num_rows == int(m.sum()) > 0
 
 
@@ -350,8 +358,8 @@ def test_box_query_prunes_row_groups(make_store: MakeStore) -> None:
     box = (770520, 6277520, 770525, 6277525)
     inside = store.count(
         "points",
-        f"x BETWEEN {box[0]}::{lidar.DECIMAL} AND {box[2]}::{lidar.DECIMAL} AND "
-        f"y BETWEEN {box[1]}::{lidar.DECIMAL} AND {box[3]}::{lidar.DECIMAL}",
+        f"x BETWEEN {box[0]}::{DECIMAL} AND {box[2]}::{DECIMAL} AND "
+        f"y BETWEEN {box[1]}::{DECIMAL} AND {box[3]}::{DECIMAL}",
     )
     scanned = rows_in_row_groups_touching(store, *box)
     # each 50 m tile is one file of one row group (under 122,880 points); the box lies in one
@@ -359,7 +367,7 @@ def test_box_query_prunes_row_groups(make_store: MakeStore) -> None:
 
 
 def test_sort_key_follows_a_hilbert_curve() -> None:
-    grid = lidar.SortGrid.over((0.0, 0.0, 256.0, 256.0))
+    grid = SortGrid.over((0.0, 0.0, 256.0, 256.0))
     x = np.array([0.5, 1.5, 1.5, 0.5, 255.9, -5.0, 300.0])
     y = np.array([0.5, 0.5, 1.5, 1.5, 0.5, -5.0, -5.0])
     keys = grid.key(x, y)
@@ -369,7 +377,7 @@ def test_sort_key_follows_a_hilbert_curve() -> None:
     # from integer millimetres, as the ingester computes them
     assert (grid.key((x * 1000).astype(np.int64), (y * 1000).astype(np.int64), 0.001) == keys).all()
     # every step along the curve goes to a neighbouring cell
-    iy, ix = np.unravel_index(np.argsort(lidar._HILBERT), (256, 256))
+    iy, ix = np.unravel_index(np.argsort(HILBERT), (256, 256))
     assert (np.abs(np.diff(iy)) + np.abs(np.diff(ix)) == 1).all()
 
 
@@ -378,7 +386,7 @@ def test_integer_millimetres_match_float_rounding(scale: float, offset: float) -
     """The exact integer path gives what scaling to metres and rounding gives."""
     raw = np.random.default_rng(7).integers(-(2**31), 2**31 - 1, 100_000, dtype=np.int64)
     expected = np.rint((raw * scale + offset) * 1000.0).astype(np.int64)
-    exact = lidar._mm_exact(raw.astype(np.int32), scale, offset, 1.0)
+    exact = mm_exact(raw.astype(np.int32), scale, offset, 1.0)
     if scale == 0.0025:  # 2.5 mm: not whole millimetres, so the float path is taken
         assert exact is None
     else:
@@ -428,7 +436,7 @@ def test_lidarprod_building_heights(make_store: MakeStore) -> None:
     assert store.count("building_heights") == 7
     assert report.counts["buildings_with_heights"] == 6
     # all buildings: the others are marked as not covered, not guessed
-    assert lidar.derive_building_heights(store) == 6
+    assert derive_building_heights(store) == 6
     rows = {
         r[0]: r[1:]
         for r in store.con.execute(
@@ -471,11 +479,11 @@ def test_lidarprod_building_heights(make_store: MakeStore) -> None:
     # the public interface other ingesters call for the buildings they add
     new = add_building(store, gis, footprints[ids.index(ok[0])])
     with store.transaction():  # as inside the GIS ingester's transaction
-        assert lidar.derive_building_heights(store, [new]) == 1
+        assert derive_building_heights(store, [new]) == 1
     assert store.con.execute(
         "SELECT height, height_source FROM buildings WHERE id = ?", [new]
     ).fetchone() == (pytest.approx(rows[ok[0]][7]), "lidar")
-    assert lidar.derive_building_heights(store, []) == 0
+    assert derive_building_heights(store, []) == 0
 
 
 def test_autzen_heights_unavailable(make_store: MakeStore) -> None:
@@ -543,11 +551,11 @@ def test_parallel_decode_same_points(
     stores the same points as this process alone, in one file per part."""
     serial = make_store("EPSG:2154")
     ingest(serial, LIDARPROD_LAZ)
-    monkeypatch.setattr(lidar, "PARALLEL_MIN_POINTS", 0)
-    monkeypatch.setattr(lidar, "PARALLEL_MIN_WORKERS", 1)
-    monkeypatch.setattr(lidar, "PART_RUNS", 1)
-    monkeypatch.setattr(lidar, "RUN_POINTS", 20_000)
-    monkeypatch.setattr(lidar, "ROW_GROUP", 5_000)
+    monkeypatch.setattr(lidar_ingester, "PARALLEL_MIN_POINTS", 0)
+    monkeypatch.setattr(lidar_ingester, "PARALLEL_MIN_WORKERS", 1)
+    monkeypatch.setattr(lidar_encode, "PART_RUNS", 1)
+    monkeypatch.setattr(lidar_encode, "RUN_POINTS", 20_000)
+    monkeypatch.setattr(lidar_encode, "ROW_GROUP", 5_000)
     parallel = make_store("EPSG:2154")
     executor = LocalExecutor(2)
     try:
@@ -573,8 +581,8 @@ def test_runs_sorted_and_conserved(tmp_path: Path) -> None:
     """A run's records come out in the Hilbert order of their cells, every record kept whole."""
     las = laspy.read(LIDARPROD_LAZ)
     points = las.points[:30_000]
-    grid = lidar._raw_grid(las.header)
-    out = lidar._sorted(points, grid)
+    grid = raw_grid(las.header)
+    out = sorted_points(points, grid)
     keys = grid.key(out.array["X"], out.array["Y"])
     assert (np.diff(keys.astype(np.int64)) >= 0).all()
     assert len(np.unique(keys)) > 1_000  # a real spread of cells, not one
@@ -586,8 +594,8 @@ def test_runs_sorted_and_conserved(tmp_path: Path) -> None:
 
 def test_ingest_through_small_runs(make_store: MakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Small runs and row groups (a cloud in many) store the same cloud, sorted run by run."""
-    monkeypatch.setattr(lidar, "RUN_POINTS", 5_000)
-    monkeypatch.setattr(lidar, "ROW_GROUP", 1_000)
+    monkeypatch.setattr(lidar_encode, "RUN_POINTS", 5_000)
+    monkeypatch.setattr(lidar_encode, "ROW_GROUP", 1_000)
     small = make_store("EPSG:2154")
     report = ingest(small, LIDARPROD_LAZ)
     monkeypatch.undo()
@@ -625,7 +633,7 @@ def test_gaps_filled_from_the_measured_cells(shape: tuple[int, int], gap: tuple[
     lo, hi = gap
     known = ~((rows >= lo) & (rows < hi) & (cols >= lo) & (cols < hi))
     grid = np.where(known, plane, np.nan)
-    lidar._fill_gaps(grid, known.copy())
+    fill_gaps(grid, known.copy())
     assert not np.isnan(grid).any()
     assert np.array_equal(grid[known], plane[known])
     assert plane.min() <= grid.min() and grid.max() <= plane.max()
@@ -641,7 +649,7 @@ def test_a_single_measured_cell_fills_the_grid() -> None:
     grid = np.full((200, 300), np.nan)
     known = np.zeros(grid.shape, dtype=bool)
     grid[5, 7], known[5, 7] = 12.5, True
-    lidar._fill_gaps(grid, known)
+    fill_gaps(grid, known)
     assert np.allclose(grid, 12.5, rtol=0, atol=1e-9)
 
 
@@ -650,10 +658,10 @@ def test_ground_grid_sums_each_cell(scattered: bool) -> None:
     """Ground points summed per DTM cell where each chunk is decoded, over the window of cells
     the chunk touches (a strip) or, for points scattered over the cloud, the whole grid, equal
     a plain per-point sum; points outside the grid count in its edge cells."""
-    grid = lidar.DtmGrid.over(700000.0, 6600000.0, 700499.5, 6600299.5)
+    grid = DtmGrid.over(700000.0, 6600000.0, 700499.5, 6600299.5)
     assert (grid.nx, grid.ny, grid.res) == (500, 300, 1.0)
     rng = np.random.default_rng(3)
-    ground = lidar._GroundGrid(grid)
+    ground = GroundGrid(grid)
     expected_sum = np.zeros((grid.ny, grid.nx))
     expected_count = np.zeros((grid.ny, grid.nx), dtype=np.int64)
     for k in range(4):
@@ -665,12 +673,12 @@ def test_ground_grid_sums_each_cell(scattered: bool) -> None:
             x = rng.integers(100_000 * k, 100_000 * k + 40_000, n)
             y = rng.integers(0, 300_000, n)
         z = rng.integers(40_000, 60_000, n)
-        classification = np.where(rng.random(n) < 0.6, lidar.GROUND, 1).astype(np.uint8)
-        g = classification == lidar.GROUND
+        classification = np.where(rng.random(n) < 0.6, GROUND, 1).astype(np.uint8)
+        g = classification == GROUND
         patch = grid.accumulate(x[g] + 700_000_000, y[g] + 6_600_000_000, z[g])
         assert patch is not None
         assert (patch.total is None) == scattered  # which way it went
-        ground.add(lidar.Part(None, n, 1, np.zeros(256), np.zeros(3), np.zeros(3), [patch]))
+        ground.add(Part(None, n, 1, np.zeros(256), np.zeros(3), np.zeros(3), [patch]))
         col = np.clip(x[g] // 1000, 0, grid.nx - 1)
         row = np.clip(y[g] // 1000, 0, grid.ny - 1)
         np.add.at(expected_sum, (row, col), z[g] / 1000.0)
@@ -705,7 +713,7 @@ def test_box_query_prunes_row_groups_of_a_cloud_in_random_order(
 ) -> None:
     """Points in random order, sorted run by run: a 5 m box reads a few of the 25 row groups
     (unsorted, every row group would span the whole cloud and all would be read)."""
-    monkeypatch.setattr(lidar, "RUN_POINTS", 1_500_000)
+    monkeypatch.setattr(lidar_encode, "RUN_POINTS", 1_500_000)
     path = tmp_path / "shuffled.las"
     write_strips(path, 3_000_000, shuffle=True)
     store = make_store("EPSG:2154")
@@ -837,8 +845,8 @@ def test_points_of_an_older_store_are_packed_by_the_migration(
         assert got == rows  # the view reads as the table did, in the same order
         packed = store.con.execute("SELECT attributes, rgb FROM point_rows").fetchall()
         assert packed[0] == (
-            lidar.pack_attributes(*(np.array([v]) for v in (65535, 15, 15, 65535)))[0],
-            lidar.pack_rgb(np.array([65535]), np.array([0]), np.array([1234]))[0],
+            pack_attributes(*(np.array([v]) for v in (65535, 15, 15, 65535)))[0],
+            pack_rgb(np.array([65535]), np.array([0]), np.array([1234]))[0],
         )
         assert packed[1][1] is None
         with store.transaction():
@@ -929,8 +937,8 @@ def test_overlapping_clouds_take_the_ground_where_it_was_measured(
     ingest(store, tmp_path / "a.las")
     ingest(store, tmp_path / "b.las")
     # A's filled-in cells there say about 10; B measured 30
-    assert lidar.ground_elevation(store, x0 + 50, y0 + 95) == pytest.approx(30.0, abs=0.01)
-    assert lidar.ground_elevation(store, x0 + 50, y0 + 5) == pytest.approx(10.0, abs=0.01)
+    assert ground_elevation(store, x0 + 50, y0 + 95) == pytest.approx(30.0, abs=0.01)
+    assert ground_elevation(store, x0 + 50, y0 + 5) == pytest.approx(10.0, abs=0.01)
     [(status, ground, height)] = store.con.execute(
         "SELECT status, ground_z, height FROM building_heights WHERE building_id = ?", [house]
     ).fetchall()
@@ -957,7 +965,7 @@ def test_a_failed_ingest_leaves_no_point_file(
     def broken(*args: object) -> int:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(lidar, "derive_building_heights", broken)
+    monkeypatch.setattr(lidar_ingester, "derive_building_heights", broken)
     with pytest.raises(Exception, match="boom"):
         ingest(store, LIDARPROD_LAZ)
     assert _parquet_files(store) == []

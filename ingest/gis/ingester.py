@@ -19,14 +19,14 @@ import shapely
 from cim.crs import check_in_project_area
 from cim.errors import InputFileError, UsageError
 from cim.model.features import FEATURE_ROLES, ROLES
-from ingest import IngestContext, IngestResult
+from cim.model.heights import heights_from_points
+from cim.model.linking import link_buildings
+from ingest.base import IngestContext, IngestResult
 from ingest.gis.attributes import guess_role, load_config
 from ingest.gis.cityjson import is_cityjson, read_cityjson
 from ingest.gis.geometry import prepare_geometries, reprojector
 from ingest.gis.readers import Layer, file_head, read_geoparquet, read_ogr
 from ingest.gis.writing import insert_buildings, insert_features
-from ingest.lidar import heights_from_points
-from ingest.linking import link_buildings
 
 if TYPE_CHECKING:
     from cim.store import Store

@@ -73,13 +73,32 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
     """
     con = store.con
     # the usual first ingest: buildings of one source at most and no link to repair (one
-    # query instead of the five below: a tenth of a small model's ingest)
+    # query instead of the five in _candidates)
     alone = con.execute(
         "SELECT coalesce(min(source_id) = max(source_id), true) "
         "AND NOT coalesce(bool_or(same_as IS NOT NULL), false) FROM buildings"
     ).fetchone()
     if alone is not None and alone[0]:
         return 0
+    found = _candidates(con, building_ids)
+    if found is None:
+        return 0
+    ids, new, old = found
+    pairs = _same_building_pairs(new, old)
+    if pairs is None:
+        return 0
+    member, grouped = _regroup(con, pairs)
+    linked_new = int(np.count_nonzero(grouped & np.isin(member, ids.column("id").to_numpy())))
+    log.info("linked %d of %d buildings to other sources", linked_new, ids.num_rows)
+    return linked_new
+
+
+def _candidates(
+    con: duckdb.DuckDBPyConnection, building_ids: list[int]
+) -> tuple[pa.Table, pa.Table, pa.Table] | None:
+    """Unlinks the buildings to relink and returns them (ids, and id, source_id, wkb of those
+    with a footprint) and the other sources' buildings around them; None when there is nothing
+    to link (no such building, or one source where they are)."""
     ids = pa.table({"id": np.unique(np.asarray(building_ids, dtype=np.int64))})  # sorted
     con.register("link_new_ids", ids)
     try:
@@ -97,7 +116,7 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
             "OR same_as NOT IN (SELECT id FROM buildings))"
         )
         if orphans.num_rows == 0 and ids.num_rows == 0:
-            return 0
+            return None
         if orphans.num_rows:
             con.unregister("link_new_ids")
             ids = pa.table(
@@ -109,7 +128,7 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
             "FROM buildings b JOIN link_new_ids n ON b.id = n.id WHERE b.footprint IS NOT NULL"
         ).fetchone()
         if extent is None or extent[0] is None:
-            return 0
+            return None
         xmin, ymin, xmax, ymax = extent
         window = [xmin, xmax, ymin, ymax]
         sources = con.execute(
@@ -118,7 +137,7 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
             window,
         ).fetchone()
         if sources is None or sources[0] < 2:
-            return 0  # one source where the buildings are (the usual first ingest)
+            return None  # one source where the buildings are (the usual first ingest)
         new = _fetch(
             con,
             "SELECT b.id, b.source_id, ST_AsWKB(b.footprint) AS wkb "
@@ -136,7 +155,12 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
         )
     finally:
         con.unregister("link_new_ids")
+    return ids, new, old
 
+
+def _same_building_pairs(new: pa.Table, old: pa.Table) -> NDArray[np.int64] | None:
+    """The (id, id) pairs of a new building and one of another source whose footprints overlap
+    with IoU >= IOU_THRESHOLD; None when there are none."""
     both = pa.concat_tables([new, old])
     all_ids = both.column("id").to_numpy()
     all_src = both.column("source_id").to_numpy()
@@ -147,7 +171,7 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
     keep = (all_src[i] != all_src[j]) & (i != j)
     i, j = i[keep], j[keep]
     if len(i) == 0:
-        return 0
+        return None
     inter = _intersection_areas(geoms[i], geoms[j])
     areas = shapely.area(geoms)
     union = areas[i] + areas[j] - inter
@@ -155,12 +179,19 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
         iou = np.where(union > 0, inter / union, 0.0)
     hit = iou >= IOU_THRESHOLD
     if not hit.any():
-        return 0
-    pairs = np.column_stack([all_ids[i[hit]], all_ids[j[hit]]])
+        return None
+    return np.column_stack([all_ids[i[hit]], all_ids[j[hit]]])
 
+
+def _regroup(
+    con: duckdb.DuckDBPyConnection, pairs: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Merges the pairs with the existing groups they touch and writes each group's links to
+    its canonical row; returns the rows of those groups (ids) and which are in a group of two
+    or more."""
     # the existing groups the pairs touch (links are one hop: member -> canonical). Id lists go
     # to DuckDB as registered Arrow tables: a large Python list parameter is converted value by
-    # value (measured: 60 s for 100k ids, each value trying to import pandas).
+    # value (each value trying to import pandas), far slower.
     con.register("link_ids", pa.table({"id": np.unique(pairs)}))
     try:
         rows = _fetch(
@@ -202,20 +233,19 @@ def link_buildings(store: Store, building_ids: list[int]) -> int:
     now = np.where(has_link, np.nan_to_num(current.astype(np.float64)), -1).astype(np.int64)
     change = grouped & (target != now)
     if change.any():
-        upd = pa.table(
-            {
-                "id": member[change],
-                "same_as": pa.array(target[change], pa.int64(), mask=target[change] < 0),
-            }
+        _set_links(con, member[change], target[change])
+    return member, grouped
+
+
+def _set_links(
+    con: duckdb.DuckDBPyConnection, ids: NDArray[np.int64], same_as: NDArray[np.int64]
+) -> None:
+    """``buildings.same_as`` of the rows ``ids`` (-1: NULL, the row is canonical)."""
+    upd = pa.table({"id": ids, "same_as": pa.array(same_as, pa.int64(), mask=same_as < 0)})
+    con.register("link_updates", upd)
+    try:
+        con.execute(
+            "UPDATE buildings SET same_as = u.same_as FROM link_updates u WHERE buildings.id = u.id"
         )
-        con.register("link_updates", upd)
-        try:
-            con.execute(
-                "UPDATE buildings SET same_as = u.same_as FROM link_updates u "
-                "WHERE buildings.id = u.id"
-            )
-        finally:
-            con.unregister("link_updates")
-    linked_new = int(np.count_nonzero(grouped & np.isin(member, ids.column("id").to_numpy())))
-    log.info("linked %d of %d buildings to other sources", linked_new, ids.num_rows)
-    return linked_new
+    finally:
+        con.unregister("link_updates")

@@ -1,0 +1,151 @@
+"""Reading a LAS/LAZ file: its coordinate reference system and units, and its point data.
+
+laspy (lazrs backend for LAZ) reads LAS 1.2-1.4, point formats 0-10. Only the dimensions kept
+are decompressed (laspy's ``DecompressionSelection`` skips GPS time, NIR, scan angle and extra
+bytes of layered LAZ 1.4).
+
+Units. x/y are converted by the reprojection (a CRS in US survey feet comes out in metres); z is
+scaled by the vertical unit: the vertical CRS of a compound CRS, else the GeoTIFF
+``VerticalUnitsGeoKey``, else the horizontal unit (the LAS convention when nothing is declared).
+No vertical datum shift is applied: z stays in the file's vertical datum, in metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import laspy
+from pyproj import CRS
+
+from cim.crs import check_in_project_area, parse_crs, transformer
+from cim.errors import CrsError, InputFileError
+
+#: EPSG unit codes of VerticalUnitsGeoKey (4099) -> metres
+_VERTICAL_UNITS = {9001: 1.0, 9002: 0.3048, 9003: 1200.0 / 3937.0}
+
+
+@dataclass(frozen=True)
+class CloudCrs:
+    """Where a cloud's coordinates come from and how they reach the project CRS."""
+
+    label: str  # as found or given, e.g. EPSG:2154
+    found_in: str  # wkt | geotiff | option
+    horizontal_wkt: str
+    z_factor: float  # file z unit -> metres
+    z_unit: str
+
+
+def horizontal_crs(crs: CRS) -> CRS:
+    if crs.is_compound and crs.sub_crs_list:
+        for sub in crs.sub_crs_list:
+            if not sub.is_vertical:
+                return sub
+    return crs
+
+
+def _unit_factor(crs: CRS) -> tuple[float, str]:
+    if crs.axis_info:
+        axis = crs.axis_info[0]
+        if axis.unit_name not in ("degree", "radian") and axis.unit_conversion_factor:
+            return float(axis.unit_conversion_factor), axis.unit_name
+    return 1.0, "metre"
+
+
+def _geotiff_vertical_unit(header: laspy.LasHeader) -> int | None:
+    for vlr in header.vlrs:
+        if isinstance(vlr, laspy.vlrs.known.GeoKeyDirectoryVlr):
+            for key in vlr.geo_keys:
+                if key.id == 4099 and key.tiff_tag_location == 0:
+                    return int(key.value_offset)
+    return None
+
+
+def resolve_crs(header: laspy.LasHeader, path: Path, override: str | None) -> CloudCrs:
+    """The cloud's CRS (``--crs`` first, then the file's WKT, then its GeoTIFF keys)."""
+    if override:
+        crs = parse_crs(override, what=f"--crs for {path.name}")
+        found_in = "option"
+    else:
+        try:
+            wkt_crs = header.parse_crs(prefer_wkt=True)
+        except Exception as exc:  # laspy raises pyproj's and its own errors alike
+            raise CrsError(
+                f"{path}: its CRS records cannot be read ({exc}); pass the CRS with --crs EPSG:n",
+                detail=repr(exc),
+            ) from exc
+        if wkt_crs is None:
+            raise CrsError(
+                f"{path}: the file declares no coordinate reference system; pass it with "
+                f"--crs (e.g. --crs EPSG:2154)"
+            )
+        crs = wkt_crs
+        has_wkt = any(isinstance(v, laspy.vlrs.known.WktCoordinateSystemVlr) for v in header.vlrs)
+        found_in = "wkt" if has_wkt else "geotiff"
+    horizontal = horizontal_crs(crs)
+    if horizontal.is_vertical:
+        raise CrsError(f"{path}: CRS {crs.name!r} has no horizontal part; pass --crs EPSG:n")
+    verticals = [s for s in crs.sub_crs_list if s.is_vertical] if crs.is_compound else []
+    if verticals:
+        z_factor, z_unit = _unit_factor(verticals[0])
+    else:
+        code = None if override else _geotiff_vertical_unit(header)
+        if code in _VERTICAL_UNITS:
+            z_factor = _VERTICAL_UNITS[code]
+            z_unit = {9001: "metre", 9002: "foot", 9003: "US survey foot"}[code]
+        else:
+            z_factor, z_unit = _unit_factor(horizontal)
+    return CloudCrs(_label(crs), found_in, horizontal.to_wkt(), z_factor, z_unit)
+
+
+def _label(crs: CRS) -> str:
+    """'EPSG:n' when the CRS carries its code, else its name. pyproj's to_epsg() searches the
+    whole database for a CRS without one: too slow for a label."""
+    ident = crs.to_json_dict().get("id")
+    if isinstance(ident, dict) and "authority" in ident and "code" in ident:
+        return f"{ident['authority']}:{ident['code']}"
+    return str(crs.name)
+
+
+def project_bounds(
+    header: laspy.LasHeader, cloud: CloudCrs, dst: CRS, path: Path
+) -> tuple[float, float, float, float]:
+    """The header's x/y bounds in the project CRS. Refuses a cloud lying outside the project
+    CRS's area (a wrong --crs, or the wrong store)."""
+    t = transformer(cloud.horizontal_wkt, dst.to_wkt())
+    bounds = t.transform_bounds(
+        float(header.mins[0]), float(header.mins[1]), float(header.maxs[0]), float(header.maxs[1])
+    )
+    check_in_project_area(dst, bounds, f"{path} ({cloud.label})")
+    x0, y0, x1, y1 = (float(v) for v in bounds)
+    return x0, y0, x1, y1
+
+
+def _decompression_selection() -> Any:
+    """Decompress only what is kept (layered LAZ 1.4 skips the other fields' bytes)."""
+    sel = laspy.DecompressionSelection
+    return (
+        sel.XY_RETURNS_CHANNEL
+        | sel.Z
+        | sel.CLASSIFICATION
+        | sel.FLAGS
+        | sel.INTENSITY
+        | sel.POINT_SOURCE_ID
+        | sel.RGB
+    )
+
+
+def open_points(path: str) -> laspy.LasReader:
+    try:
+        return laspy.open(path, decompression_selection=_decompression_selection())
+    except Exception as exc:
+        raise decode_error(path, exc) from exc
+
+
+def decode_error(path: str | Path, exc: BaseException) -> InputFileError:
+    return InputFileError(
+        f"{path}: cannot decode the point data ({type(exc).__name__}: {exc}); the file is "
+        f"corrupt or truncated, export or download it again",
+        detail=repr(exc),
+    )
