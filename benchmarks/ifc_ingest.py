@@ -50,7 +50,7 @@ def bare(path: str, library: str) -> dict[str, float]:
     import ifcopenshell.geom
     import numpy as np
 
-    from ingest.ifc import _Ingest
+    from ingest.ifc.ingester import _Ingest
 
     t0 = time.perf_counter()
     model = ifcopenshell.open(path)
@@ -103,7 +103,7 @@ def child(mode: str, path: str, once: bool = False, workers: int | None = None) 
         # at the beginning of the command; its start is paid once per command, reported apart
         t0 = time.perf_counter()
         executor = get_executor(None, workers)
-        executor.start(["ingest.ifc"])
+        executor.start(["ingest.ifc.ingester"])
         list(executor.map(abs, range(2 * executor.workers)))  # every worker up
         pool_seconds = time.perf_counter() - t0
 

@@ -16,7 +16,7 @@ import pytest
 import shapely
 from pyproj import Transformer
 
-import ingest.ifc as ifc_mod
+import ingest.ifc.ingester as ifc_mod
 from cim.errors import CrsError, InputFileError, UnsupportedFile, UsageError
 from cim.executor import SerialExecutor
 from cim.status import status_document
@@ -697,7 +697,7 @@ def test_lidar_roofs_for_an_ifc_building_keep_the_model_height(tmp_path: Path) -
 def test_union_of_triangles_matches_geos() -> None:
     """The Clipper union behind projected areas and outlines against shapely's union_all:
     overlapping triangles, a square ring with a hole, an island in the hole, far coordinates."""
-    from ingest.ifc import _union_of_triangles
+    from ingest.ifc.ingester import _union_of_triangles
 
     rng = np.random.default_rng(3)
     soup = rng.uniform(0, 10, size=(300, 3, 2))
@@ -717,7 +717,7 @@ def test_union_of_triangles_matches_geos() -> None:
 
 def _box_mesh(lo: tuple[float, float, float], size: float, drop_top: bool = False) -> object:
     """A cube as the kernel gives it: one vertex per face corner, faces wound outwards."""
-    from ingest.ifc import MeshData
+    from ingest.ifc.ingester import MeshData
 
     corners = np.array(
         [[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], dtype=np.float64
@@ -732,7 +732,7 @@ def _box_mesh(lo: tuple[float, float, float], size: float, drop_top: bool = Fals
 
 
 def test_mesh_volume_only_for_closed_surfaces_and_exact_far_from_the_origin() -> None:
-    from ingest.ifc import _mesh_stats
+    from ingest.ifc.ingester import _mesh_stats
 
     # a 2 m cube at UTM-like coordinates: 8 m3 to the micro-cubic-metre
     stats, _ = _mesh_stats(_box_mesh((500_000.0, 4_830_000.0, 120.0), 2.0))  # type: ignore[arg-type]
@@ -748,7 +748,7 @@ def test_mesh_volume_only_for_closed_surfaces_and_exact_far_from_the_origin() ->
 
 
 def test_translated_copies_reuse_quantities_and_move_the_outline() -> None:
-    from ingest.ifc import _mesh_stats, _MeshStats
+    from ingest.ifc.ingester import _mesh_stats, _MeshStats
 
     stats = _MeshStats()
     first, first_outline = stats(_box_mesh((10.0, 20.0, 0.0), 2.0))  # type: ignore[arg-type]
@@ -900,7 +900,7 @@ def test_shared_and_non_simple_property_sets(tmp_path: Path) -> None:
 
 
 def test_template_placeholder_is_no_building_name(tmp_path: Path) -> None:
-    from ingest.ifc import _building_name
+    from ingest.ifc.ingester import _building_name
 
     assert _building_name("// BUILDING/NAME //") is None  # Revit's project information
     assert _building_name("Default Building") is None

@@ -112,7 +112,7 @@ class IfcIngester:
     description = "an IFC model"
     options = ("anchor",)
     choices: ClassVar[Mapping[str, tuple[str, ...]]] = {}
-    worker_module = "ingest.ifc"
+    worker_module = "ingest.ifc.ingester"
     extensions = (".ifc",)
 
     def supports(self, path: Path) -> bool:
