@@ -212,7 +212,7 @@ def _ingest_while_workers_mesh(tmp_path: Path) -> tuple[subprocess.Popen[str], P
 
     model = SAMPLES / "ifc" / "AC20-FZK-Haus.ifc"
     return _cli_slowed_at(
-        tmp_path, "EPSG:25832", "ingest.ifc.ingester", "_Ingest._definitions", 30, model
+        tmp_path, "EPSG:25832", "ingest.ifc.properties", "PropertyReader.definitions", 30, model
     )
 
 
