@@ -63,28 +63,22 @@ class ElementRow:
     building: Any = None  # the IfcBuilding above that storey (or above the element itself)
 
 
+@dataclass
 class ElementWriter:
     """Writes one model's element rows, meshes and relations for the source ``source_id``;
     adds what the user should know to ``warnings``."""
 
-    def __init__(
-        self,
-        store: Store,
-        model: ifcopenshell.file,
-        source_id: int,
-        path: Path,
-        reader: PropertyReader,
-        unit_scale: float,
-        warnings: list[str],
-    ) -> None:
-        self.store = store
-        self.model = model
-        self.source_id = source_id
-        self.path = path
-        self.reader = reader
-        self.unit_scale = unit_scale
-        self.qscale = quantity_scales(model, unit_scale)
-        self.warnings = warnings
+    store: Store
+    model: ifcopenshell.file
+    source_id: int
+    path: Path
+    reader: PropertyReader
+    unit_scale: float  # metres per model length unit
+    warnings: list[str]
+    qscale: dict[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.qscale = quantity_scales(self.model, self.unit_scale)
 
     def write_elements(
         self,

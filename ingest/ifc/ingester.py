@@ -27,6 +27,7 @@ import multiprocessing
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -127,24 +128,17 @@ def open_model(path: Path) -> ifcopenshell.file:
     return model
 
 
+@dataclass
 class Mesher:
     """Meshes a model's products and reads their properties (``reader``) meanwhile: on the
     executor's workers, or in this process (see ``mesh``). Adds to ``warnings`` why a model
     that could have gone to the workers did not."""
 
-    def __init__(
-        self,
-        path: Path,
-        model: ifcopenshell.file,
-        ctx: IngestContext,
-        reader: PropertyReader,
-        warnings: list[str],
-    ) -> None:
-        self.path = path
-        self.model = model
-        self.ctx = ctx
-        self.reader = reader
-        self.warnings = warnings
+    path: Path
+    model: ifcopenshell.file
+    ctx: IngestContext
+    reader: PropertyReader
+    warnings: list[str]
 
     def mesh(self, products: dict[int, Any]) -> dict[int, ElementRow]:
         """Mesh every product, compute each mesh's quantities and outline, read properties.
