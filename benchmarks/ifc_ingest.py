@@ -50,11 +50,11 @@ def bare(path: str, library: str) -> dict[str, float]:
     import ifcopenshell.geom
     import numpy as np
 
-    from ingest.ifc import _Ingest
+    from ingest.ifc.mesh import geometry_settings
 
     t0 = time.perf_counter()
     model = ifcopenshell.open(path)
-    settings = _Ingest._settings()  # the very same settings
+    settings = geometry_settings()  # the very same settings
     it = ifcopenshell.geom.iterator(
         settings, model, multiprocessing.cpu_count(), geometry_library=library
     )
@@ -98,12 +98,13 @@ def child(mode: str, path: str, once: bool = False, workers: int | None = None) 
     pool_seconds = 0.0
     if mode == "full":
         from cim.executor import get_executor
+        from ingest.ifc import INGESTER
 
         # as `cim ingest` does: the executor (one worker per core unless --workers), started
         # at the beginning of the command; its start is paid once per command, reported apart
         t0 = time.perf_counter()
         executor = get_executor(None, workers)
-        executor.start(["ingest.ifc"])
+        executor.start([INGESTER.worker_module])  # what the workers run
         list(executor.map(abs, range(2 * executor.workers)))  # every worker up
         pool_seconds = time.perf_counter() - t0
 

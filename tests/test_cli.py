@@ -213,7 +213,9 @@ def _ingest_while_workers_mesh(tmp_path: Path) -> tuple[subprocess.Popen[str], P
     from tests.conftest import SAMPLES
 
     model = SAMPLES / "ifc" / "AC20-FZK-Haus.ifc"
-    return _cli_slowed_at(tmp_path, "EPSG:25832", "ingest.ifc", "_Ingest._definitions", 30, model)
+    return _cli_slowed_at(
+        tmp_path, "EPSG:25832", "ingest.ifc.properties", "PropertyReader.definitions", 30, model
+    )
 
 
 def test_ctrl_c_while_workers_mesh_an_ifc_model_stops_them_at_once(tmp_path: Path) -> None:

@@ -16,13 +16,15 @@ import pytest
 import shapely
 from pyproj import Transformer
 
-import ingest.ifc as ifc_mod
+import ingest.ifc.ingester as ingester_mod
 from cim.errors import CrsError, InputFileError, UnsupportedFile, UsageError
 from cim.executor import SerialExecutor
 from cim.status import status_document
 from cim.store import Store
 from ingest import Anchor, IngestError, IngestOptions, run_ingest
 from ingest.ifc import place
+from ingest.ifc.elements import ElementWriter
+from ingest.ifc.properties import PropertyReader, jsonable
 from tests.conftest import SAMPLES, snapshot
 from tests.ifc_models import wall_model
 
@@ -453,7 +455,7 @@ def test_failure_halfway_rolls_back_everything(
             raise RuntimeError("disk full while writing meshes")
 
         # elements and buildings are already written when meshes fail
-        monkeypatch.setattr(ifc_mod._Ingest, "write_meshes", broken)
+        monkeypatch.setattr(ElementWriter, "write_meshes", broken)
         with pytest.raises(IngestError, match="disk full"):
             ingest(store, IFC / "IfcOpenHouse.ifc")
         assert snapshot(store) == before
@@ -534,7 +536,7 @@ def test_workers_mesh_the_same_as_the_kernel_in_process(tmp_path: Path, where: s
     assert len(local) == len(remote) == 121
     assert again == remote
     # quantities agree to rounding: each side takes a repeated shape's from whichever copy of
-    # it its own meshing met first (_MeshStats)
+    # it its own meshing met first (MeshStats)
     for a, b in zip(local, remote, strict=True):
         assert [pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for v in a] == list(b)
     assert local_fp == remote_fp
@@ -561,7 +563,7 @@ def test_workers_that_would_not_fit_in_memory_leave_the_meshing_to_one_process(
     # 2 workers x (12 x 0.6 MB + 256 MB) = 0.53 GB: within half of 2 GB, not of 0.8 GB
     for free, pooled in ((2 * 2**30, True), (0.8 * 2**30, False)):
         monkeypatch.setattr(
-            ifc_mod.psutil, "virtual_memory", lambda free=free: SimpleNamespace(available=free)
+            ingester_mod.psutil, "virtual_memory", lambda free=free: SimpleNamespace(available=free)
         )
         executor = LocalExecutor(2)
         used: list[Any] = []
@@ -697,7 +699,7 @@ def test_lidar_roofs_for_an_ifc_building_keep_the_model_height(tmp_path: Path) -
 def test_union_of_triangles_matches_geos() -> None:
     """The Clipper union behind projected areas and outlines against shapely's union_all:
     overlapping triangles, a square ring with a hole, an island in the hole, far coordinates."""
-    from ingest.ifc import _union_of_triangles
+    from ingest.ifc.mesh import union_of_triangles
 
     rng = np.random.default_rng(3)
     soup = rng.uniform(0, 10, size=(300, 3, 2))
@@ -706,12 +708,12 @@ def test_union_of_triangles_matches_geos() -> None:
         ring += [[(x0, y0), (x1, y0), (x1, y1)], [(x0, y0), (x1, y1), (x0, y1)]]
     far = soup[:50] + np.array([500000.0, 4830000.0])
     for tris in (soup, np.array(ring, dtype=float), far):
-        ours = _union_of_triangles(tris)
+        ours = union_of_triangles(tris)
         geos = shapely.union_all(shapely.polygons(tris))
         assert ours.is_valid
         assert ours.area == pytest.approx(geos.area, rel=1e-6)
         assert shapely.symmetric_difference(ours, geos).area < 1e-6 * geos.area
-    with_hole = _union_of_triangles(np.array(ring, dtype=float))
+    with_hole = union_of_triangles(np.array(ring, dtype=float))
     assert with_hole.area == pytest.approx(81 - 9 + 1)  # 9x9 square, 3x3 hole, 1x1 island
 
 
@@ -732,30 +734,30 @@ def _box_mesh(lo: tuple[float, float, float], size: float, drop_top: bool = Fals
 
 
 def test_mesh_volume_only_for_closed_surfaces_and_exact_far_from_the_origin() -> None:
-    from ingest.ifc import _mesh_stats
+    from ingest.ifc.mesh import mesh_stats
 
     # a 2 m cube at UTM-like coordinates: 8 m3 to the micro-cubic-metre
-    stats, _ = _mesh_stats(_box_mesh((500_000.0, 4_830_000.0, 120.0), 2.0))  # type: ignore[arg-type]
+    stats, _ = mesh_stats(_box_mesh((500_000.0, 4_830_000.0, 120.0), 2.0))  # type: ignore[arg-type]
     assert stats["volume"] == pytest.approx(8.0, abs=1e-6)
     assert stats["surface_area"] == pytest.approx(24.0)
     assert stats["projected_area"] == pytest.approx(4.0)
     # the same cube without its top is no solid: its "volume" would depend on the origin
     for lo in ((0.0, 0.0, 0.0), (500_000.0, 4_830_000.0, 120.0)):
-        open_stats, _ = _mesh_stats(_box_mesh(lo, 2.0, drop_top=True))  # type: ignore[arg-type]
+        open_stats, _ = mesh_stats(_box_mesh(lo, 2.0, drop_top=True))  # type: ignore[arg-type]
         assert "volume" not in open_stats
         assert open_stats["surface_area"] == pytest.approx(20.0)
         assert open_stats["projected_area"] == pytest.approx(4.0)
 
 
 def test_translated_copies_reuse_quantities_and_move_the_outline() -> None:
-    from ingest.ifc import _mesh_stats, _MeshStats
+    from ingest.ifc.mesh import MeshStats, mesh_stats
 
-    stats = _MeshStats()
+    stats = MeshStats()
     first, first_outline = stats(_box_mesh((10.0, 20.0, 0.0), 2.0))  # type: ignore[arg-type]
     copy = _box_mesh((510.0, 4020.0, 3.0), 2.0)  # the same box elsewhere
     again, outline = stats(copy)  # type: ignore[arg-type]
     assert again == first and again is not first
-    fresh, fresh_outline = _mesh_stats(copy)  # type: ignore[arg-type]
+    fresh, fresh_outline = mesh_stats(copy)  # type: ignore[arg-type]
     assert again == pytest.approx(fresh)
     assert outline is not None and fresh_outline is not None
     assert outline.bounds == pytest.approx(fresh_outline.bounds)  # moved with the copy
@@ -845,7 +847,7 @@ def _get_psets_reference(product: object) -> dict[str, object]:
     import ifcopenshell.util.element as uel
 
     return {
-        name: ifc_mod._jsonable(values)
+        name: jsonable(values)
         for name, values in uel.get_psets(product, should_inherit=False).items()
     }
 
@@ -855,11 +857,11 @@ def test_property_sets_read_as_ifcopenshell_reads_them(name: str) -> None:
     # the ingest reads sets from one pass over the relations, with a fast path for single
     # values and simple quantities; every product of every sample must get what get_psets gives
     model = ifcopenshell.open(str(IFC / name))
-    reader = ifc_mod._Ingest(IFC / name, model, None, None)  # type: ignore[arg-type]
+    reader = PropertyReader(model)
     products = [p for p in model.by_type("IfcProduct") if p.Representation]
     n_sets = 0
     for product in products:
-        ours = {k: v for k, (_, v) in reader._occurrence_sets(product).items()}
+        ours = {k: v for k, (_, v) in reader.occurrence_sets(product).items()}
         assert ours == _get_psets_reference(product), product
         n_sets += len(ours)
     if name != "IfcOpenHouse.ifc":  # the one sample nearly without sets
@@ -888,25 +890,25 @@ def test_shared_and_non_simple_property_sets(tmp_path: Path) -> None:
         model.createIfcRelDefinesByProperties(
             ifcopenshell.guid.new(), None, None, None, [twin], definition
         )
-    reader = ifc_mod._Ingest(path, model, None, None)  # type: ignore[arg-type]
+    reader = PropertyReader(model)
     for product in (wall, twin):
-        sets = reader._occurrence_sets(product)
+        sets = reader.occurrence_sets(product)
         assert {k: v for k, (_, v) in sets.items()} == _get_psets_reference(product)
         assert sets["Shared"] == (False, {"Code": "A-1", "Area": 2.5})
-    sets = reader._occurrence_sets(twin)
+    sets = reader.occurrence_sets(twin)
     assert sets["Pset_Custom"] == (False, {"Finish": ["Matte", "Raw"]})
     assert sets["Qto_Custom"][0] is True
     assert sets["Qto_Custom"][1]["Layer"]["properties"] == {"Part": 1.5}
 
 
 def test_template_placeholder_is_no_building_name(tmp_path: Path) -> None:
-    from ingest.ifc import _building_name
+    from ingest.ifc.buildings import building_name
 
-    assert _building_name("// BUILDING/NAME //") is None  # Revit's project information
-    assert _building_name("Default Building") is None
-    assert _building_name("  ") is None
-    assert _building_name("Block A") == "Block A"
-    assert _building_name("FZK-Haus") == "FZK-Haus"
+    assert building_name("// BUILDING/NAME //") is None  # Revit's project information
+    assert building_name("Default Building") is None
+    assert building_name("  ") is None
+    assert building_name("Block A") == "Block A"
+    assert building_name("FZK-Haus") == "FZK-Haus"
     with Store.create(tmp_path / "s.duckdb", SAMPLE_CRS["TallBuilding.ifc"]) as store:
         ingest(store, IFC / "TallBuilding.ifc")
         [(name, given)] = store.con.execute(

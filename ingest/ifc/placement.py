@@ -1,0 +1,413 @@
+"""Where an IFC model stands on the map: its placement, and re-placing it later.
+
+A model is placed by, in order: the anchor given to the ingest, its IfcMapConversion (or
+IfcRigidOperation) to a named projected CRS, its site's RefLatitude/RefLongitude; without any,
+it stays at the project origin with the status ``needs_placement``. ``place`` moves an ingested
+model to an anchor without re-reading its file: the meshes stay in model coordinates, and
+what is derived in the project CRS (element boxes, building footprints and ground levels) is
+computed again from them and from each building's model-frame outline kept at ingest.
+
+The JSON this writes and returns has its shape in TypedDicts: ``placements.params`` (one per
+placement method, ``PlacementParams``), a building's ``model_frame`` and ``place``'s outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
+
+import ifcopenshell
+import ifcopenshell.util.geolocation as ugeo
+import ifcopenshell.util.placement as uplace
+import numpy as np
+import pyarrow as pa
+import shapely
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+from shapely.geometry.base import BaseGeometry
+
+from cim.errors import CrsError, InputFileError
+from cim.georef import (
+    Placement,
+    apply_affine,
+    geographic_placement,
+    map_conversion_placement,
+    near_default_site,
+    origin_placement,
+)
+from cim.model.heights import heights_from_points
+from cim.model.linking import link_buildings
+from ingest.base import Anchor
+
+if TYPE_CHECKING:
+    from cim.store import Store
+
+#: what a model without a placement needs, for the warnings (the CLI says how to give it)
+NEEDS_ANCHOR = "it needs placement: give it an anchor (longitude, latitude)"
+
+
+class GeographicParams(TypedDict):
+    """``placements.params`` of a model placed at a longitude/latitude (WGS84 degrees) by an
+    anchor: its origin's elevation (m) and the rotation of its +x axis from east (degrees)."""
+
+    lon: float
+    lat: float
+    elevation: float
+    rotation_deg: float
+
+
+class SiteParams(GeographicParams):
+    """``placements.params`` of a model placed by its site's RefLatitude/RefLongitude."""
+
+    true_north_deg: float
+
+
+class HelmertParams(TypedDict):
+    """An IfcMapConversion's (or IfcRigidOperation's) parameters, model units to map CRS."""
+
+    eastings: float
+    northings: float
+    orthogonal_height: float
+    x_axis_abscissa: float
+    x_axis_ordinate: float
+    scale: float
+    factor_x: float
+    factor_y: float
+    factor_z: float
+
+
+class MapConversionParams(HelmertParams):
+    """``placements.params`` of a model placed by its map conversion: the map CRS it names."""
+
+    map_crs: str
+
+
+class UnplacedParams(TypedDict, total=False):
+    """``placements.params`` of a model left at the project origin: its site's longitude and
+    latitude when it has them (outside the project CRS)."""
+
+    site_lon: float
+    site_lat: float
+
+
+PlacementParams = GeographicParams | SiteParams | MapConversionParams | UnplacedParams
+
+
+class ModelFrame(TypedDict):
+    """``buildings.attributes.model_frame``: a building's footprint and levels in model
+    coordinates (metres), from which ``place`` derives them in the project CRS again."""
+
+    footprint_wkt: str
+    ground_z: float
+    top_z: float
+
+
+class PlaceOutcome(TypedDict):
+    """What ``place`` returns."""
+
+    source_id: int
+    method: str
+    elements: int
+    buildings: int
+    linked: int
+    anchor: GeographicParams
+
+
+def stored_params(placement: Placement) -> PlacementParams:
+    """A placement's params as ``placements.params`` stores them (see the TypedDicts)."""
+    p = placement.params
+    if placement.method == "anchor":
+        return _geographic_params(p)
+    if placement.method == "site_reflatlon":
+        return {"true_north_deg": p["true_north_deg"], **_geographic_params(p)}
+    if placement.method in ("map_conversion", "rigid_operation"):
+        return {
+            "map_crs": p["map_crs"],
+            "eastings": p["eastings"],
+            "northings": p["northings"],
+            "orthogonal_height": p["orthogonal_height"],
+            "x_axis_abscissa": p["x_axis_abscissa"],
+            "x_axis_ordinate": p["x_axis_ordinate"],
+            "scale": p["scale"],
+            "factor_x": p["factor_x"],
+            "factor_y": p["factor_y"],
+            "factor_z": p["factor_z"],
+        }
+    unplaced: UnplacedParams = {}
+    if "site_lon" in p:
+        unplaced["site_lon"] = p["site_lon"]
+    if "site_lat" in p:
+        unplaced["site_lat"] = p["site_lat"]
+    return unplaced
+
+
+def _geographic_params(p: Mapping[str, Any]) -> GeographicParams:
+    return {
+        "lon": p["lon"],
+        "lat": p["lat"],
+        "elevation": p["elevation"],
+        "rotation_deg": p["rotation_deg"],
+    }
+
+
+def model_schema(model: ifcopenshell.file) -> str:
+    return str(getattr(model, "schema_identifier", None) or model.schema)
+
+
+def model_placement(
+    model: ifcopenshell.file,
+    path: Path,
+    store: Store,
+    anchor: Anchor | None,
+    unit_scale: float,
+    center: np.ndarray,
+    half_extent: float,
+) -> Placement:
+    """The model's placement in the project CRS: by ``anchor`` if given, else by its own
+    georeference (see the module docstring); ``center`` and ``half_extent`` (model metres)
+    are where the affine is fitted."""
+    project_crs = store.crs
+    if anchor is not None:
+        return anchor_placement(project_crs, anchor, half_extent)
+    helmert = ugeo.get_helmert_transformation_parameters(model)
+    if helmert is not None:
+        return _map_conversion_placement(
+            model, path, project_crs, helmert, unit_scale, center, half_extent
+        )
+    site = next(iter(model.by_type("IfcSite")), None)
+    lat = getattr(site, "RefLatitude", None) if site else None
+    lon = getattr(site, "RefLongitude", None) if site else None
+    if site is not None and lat and lon:
+        return _site_placement(model, store, project_crs, site, unit_scale, half_extent)
+    placement = origin_placement(store.project_origin, {})
+    placement.warnings.append(
+        "the model has no georeference (no IfcMapConversion, no site RefLatitude/"
+        "RefLongitude): placed at the project origin; it needs placement: give it an anchor "
+        "(longitude, latitude, and if need be the elevation and rotation of its origin)"
+    )
+    return placement
+
+
+def _map_conversion_placement(
+    model: ifcopenshell.file,
+    path: Path,
+    project_crs: CRS,
+    helmert: Any,
+    unit_scale: float,
+    center: np.ndarray,
+    half_extent: float,
+) -> Placement:
+    info = ugeo.get_crs(model) or {}
+    name = info.get("Name") if isinstance(info, dict) else None
+    ops = [] if model_schema(model) == "IFC2X3" else model.by_type("IfcCoordinateOperation")
+    method = "rigid_operation" if ops and ops[0].is_a("IfcRigidOperation") else "map_conversion"
+    map_crs = _map_crs(name)
+    if map_crs is None:
+        raise CrsError(
+            f"{path}: its IfcProjectedCRS name {name!r} is not a known CRS; "
+            f"give the EPSG code in the model, or place it with --anchor LON,LAT"
+        )
+    params = {
+        "eastings": float(helmert.e),
+        "northings": float(helmert.n),
+        "orthogonal_height": float(helmert.h),
+        "x_axis_abscissa": float(helmert.xaa),
+        "x_axis_ordinate": float(helmert.xao),
+        "scale": float(helmert.scale),
+        "factor_x": float(helmert.factor_x),
+        "factor_y": float(helmert.factor_y),
+        "factor_z": float(helmert.factor_z),
+    }
+    return map_conversion_placement(
+        project_crs, map_crs, params, unit_scale, center, half_extent, method
+    )
+
+
+def _site_placement(
+    model: ifcopenshell.file,
+    store: Store,
+    project_crs: CRS,
+    site: Any,
+    unit_scale: float,
+    half_extent: float,
+) -> Placement:
+    """By the site's RefLatitude/RefLongitude, unless it is outside the project CRS (then at
+    the project origin) or a default site of an authoring tool (then with a warning)."""
+    lat_d = ugeo.dms2dd(*site.RefLatitude)
+    lon_d = ugeo.dms2dd(*site.RefLongitude)
+    elev = float(site.RefElevation or 0.0) * unit_scale
+    rot = -float(ugeo.get_true_north(model))
+    origin = np.zeros(3)
+    if site.ObjectPlacement is not None:
+        origin = uplace.get_local_placement(site.ObjectPlacement)[:3, 3] * unit_scale
+    default = near_default_site(lon_d, lat_d)
+    try:
+        placement = geographic_placement(
+            project_crs,
+            lon_d,
+            lat_d,
+            elev,
+            rot,
+            origin,
+            half_extent,
+            "site_reflatlon",
+            {"true_north_deg": -rot},
+        )
+    except CrsError:
+        placement = origin_placement(store.project_origin, {"site_lon": lon_d, "site_lat": lat_d})
+        placement.warnings.append(
+            f"the site's RefLatitude/RefLongitude ({lat_d:.5f}, {lon_d:.5f}) lies outside "
+            f"the project CRS {store.crs_label}"
+            + (f" and is {default}" if default else "")
+            + f"; placed at the project origin; {NEEDS_ANCHOR}"
+        )
+        return placement
+    if default:
+        placement.warnings.append(
+            f"the site's RefLatitude/RefLongitude is {default}, not a real site; {NEEDS_ANCHOR}"
+        )
+    return placement
+
+
+def place(store: Store, source_id: int, anchor: Anchor) -> PlaceOutcome:
+    """Re-place an ingested model at ``anchor`` without re-reading its file.
+
+    Rewrites the placement and everything derived from it in the project CRS: element bounding
+    boxes (from the stored meshes) and building footprints and ground levels (from the model-frame
+    outline kept at ingest). Call inside a transaction.
+    """
+    con = store.con
+    src = store.source(source_id)
+    if src.kind != "ifc":
+        raise InputFileError(f"source {source_id} ({src.name}) is {src.kind}, not an IFC model")
+    ext = con.execute(
+        "SELECT min(origin_x), min(origin_y), max(origin_x), max(origin_y) FROM meshes "
+        "WHERE source_id = ? AND owner = 'element'",
+        [source_id],
+    ).fetchone()
+    half = 100.0
+    if ext and ext[0] is not None:
+        half = max(50.0, (ext[2] - ext[0]) / 2 + 50, (ext[3] - ext[1]) / 2 + 50)
+    placement = anchor_placement(store.crs, anchor, half)
+    con.execute(
+        "UPDATE placements SET method = ?, matrix = ?, params = ?, placed_at = current_timestamp "
+        "WHERE source_id = ?",
+        [
+            placement.method,
+            placement.matrix.ravel().tolist(),
+            json.dumps(stored_params(placement)),
+            source_id,
+        ],
+    )
+    boxes = []
+    for owner_id, ox, oy, oz, positions in con.execute(
+        "SELECT owner_id, origin_x, origin_y, origin_z, positions FROM meshes "
+        "WHERE source_id = ? AND owner = 'element'",
+        [source_id],
+    ).fetchall():
+        local = np.frombuffer(positions, dtype=np.float32).reshape(-1, 3).astype(np.float64)
+        pv = placement.apply(local + np.array([ox, oy, oz]))
+        boxes.append((owner_id, *pv.min(axis=0).tolist(), *pv.max(axis=0).tolist()))
+    if boxes:
+        table = pa.table(
+            {
+                k: [b[i] for b in boxes]
+                for i, k in enumerate(("id", "xmin", "ymin", "zmin", "xmax", "ymax", "zmax"))
+            }
+        )
+        with _registered(store, "_placed_boxes", table):
+            con.execute(
+                "UPDATE elements SET xmin = b.xmin, ymin = b.ymin, zmin = b.zmin, xmax = b.xmax, "
+                "ymax = b.ymax, zmax = b.zmax FROM _placed_boxes b WHERE elements.id = b.id"
+            )
+    moved = []
+    for bid, attrs in con.execute(
+        "SELECT id, attributes FROM buildings WHERE source_id = ?", [source_id]
+    ).fetchall():
+        frame: ModelFrame | None = (json.loads(attrs) if attrs else {}).get("model_frame")
+        if not frame:
+            continue
+        outline = shapely.from_wkt(frame["footprint_wkt"])
+        fp = to_project(outline, placement.matrix)
+        gx, gy = center_of(outline)
+        ground = float(placement.apply(np.array([[gx, gy, frame["ground_z"]]]))[0, 2])
+        minx, miny, maxx, maxy = fp.bounds
+        con.execute(
+            "UPDATE buildings SET footprint = ST_GeomFromWKB(?), ground_z = ?, xmin = ?, "
+            "ymin = ?, xmax = ?, ymax = ? WHERE id = ?",
+            [shapely.to_wkb(fp), ground, minx, miny, maxx, maxy, bid],
+        )
+        moved.append(bid)
+    con.execute(
+        "UPDATE sources SET status = 'ingested', crs = ?, warnings = '[]' WHERE id = ?",
+        [store.crs_label, source_id],
+    )
+    heights_from_points(store, moved)
+    linked = link_buildings(store, moved)
+    return {
+        "source_id": source_id,
+        "method": "anchor",
+        "elements": len(boxes),
+        "buildings": len(moved),
+        "linked": linked,
+        "anchor": _geographic_params(placement.params),
+    }
+
+
+def to_project(outline: BaseGeometry, matrix: np.ndarray) -> BaseGeometry:
+    return shapely.transform(
+        outline,
+        lambda xy: apply_affine(matrix, np.column_stack([xy, np.zeros(len(xy))]))[:, :2],
+    )
+
+
+def anchor_placement(project_crs: CRS, anchor: Anchor, half_extent: float = 100.0) -> Placement:
+    try:
+        return geographic_placement(
+            project_crs,
+            anchor.lon,
+            anchor.lat,
+            anchor.elevation,
+            anchor.rotation_deg,
+            np.zeros(3),
+            half_extent,
+            "anchor",
+            {},
+        )
+    except CrsError as exc:
+        raise CrsError(
+            f"--anchor {anchor.lon},{anchor.lat} lies outside the project CRS's area of use; "
+            f"check the order (LON,LAT) or the store's CRS"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _registered(store: Store, name: str, data: pa.Table) -> Iterator[str]:
+    """An Arrow table visible to SQL as ``name`` for the duration of the block."""
+    store.con.register(name, data)
+    try:
+        yield name
+    finally:
+        store.con.unregister(name)
+
+
+def center_of(geom: BaseGeometry) -> tuple[float, float]:
+    c = geom.centroid
+    return (float(c.x), float(c.y)) if not c.is_empty else (0.0, 0.0)
+
+
+def _map_crs(name: Any) -> CRS | None:
+    """The CRS an IfcProjectedCRS names: "EPSG:4550", "EPSG 4550", or a registered name such as
+    "CGCS2000 / 3-degree Gauss-Kruger CM 123E" (PROJ looks names up in its database)."""
+    if not name:
+        return None
+    text = str(name).strip()
+    for candidate in (text, text.replace(" ", ""), text.replace(" ", ":", 1)):
+        try:
+            return CRS.from_user_input(candidate)
+        except CRSError:  # try the next spelling
+            continue
+    return None
