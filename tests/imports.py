@@ -187,28 +187,34 @@ def _group(node: str) -> tuple[str, str]:
 
 
 def mermaid(edges: Iterable[Import], modules: Iterable[str]) -> str:
-    """A mermaid flowchart of the components and which imports which, grouped by layer."""
+    """A mermaid flowchart of the components and which imports which, grouped by layer. An
+    import of a core module from outside the core is drawn once, to the core's box: nearly
+    everything reads the store, and one arrow per module hid the rest."""
     nodes = sorted({component(m) for m in modules} - EVERYONE_IMPORTS)
-    arrows = sorted(
-        {
-            (a, b)
-            for a, b in ((component(e.source), component(e.target)) for e in edges)
-            if a != b and a not in EVERYONE_IMPORTS and b not in EVERYONE_IMPORTS
-        }
-    )
 
     def ident(name: str) -> str:
         return "m_" + name.replace(".", "_")
 
+    def end(source: str, target: str) -> str:
+        group = _group(target)[0]
+        return group if group == "core" and _group(source)[0] != "core" else ident(target)
+
+    arrows = sorted(
+        {
+            (ident(a), end(a, b))
+            for a, b in ((component(e.source), component(e.target)) for e in edges)
+            if a != b and a not in EVERYONE_IMPORTS and b not in EVERYONE_IMPORTS
+        }
+    )
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for n in nodes:
         groups[_group(n)].append(n)
-    lines = ["```mermaid", "flowchart LR"]
+    lines = ["```mermaid", "flowchart TB"]
     for (gid, title), members in groups.items():
         lines.append(f'  subgraph {gid}["{title}"]')
         lines += [f'    {ident(n)}["{n}"]' for n in members]
         lines.append("  end")
-    lines += [f"  {ident(a)} --> {ident(b)}" for a, b in arrows]
+    lines += [f"  {a} --> {b}" for a, b in arrows]
     lines.append("```")
     return "\n".join(lines)
 
