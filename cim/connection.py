@@ -79,7 +79,7 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
             holder = re.search(r"PID (\d+)", text)
             who = f"process {holder.group(1)}" if holder else "another process"
             raise StoreLocked(
-                f"store {path} is in use by {who}: wait for its job to finish (see `cim jobs`)",
+                f"store {path} is in use by {who}: wait for its job to finish",
                 detail=text,
             ) from exc
         raise StoreError(f"cannot open store {path}: {text}") from exc

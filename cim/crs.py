@@ -93,5 +93,5 @@ def check_in_project_area(
             f"{what} lies around lon {lon[4]:.4f}, lat {lat[4]:.4f}, outside the area of the "
             f"project CRS {crs_label(project)} ({name}: {area.west:g}..{area.east:g}E, "
             f"{area.south:g}..{area.north:g}N): check the file's CRS (--crs), or use a store "
-            f"whose CRS covers it (cim init --crs ...)"
+            f"whose CRS covers it"
         )

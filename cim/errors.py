@@ -78,11 +78,24 @@ class NotFound(CimError, LookupError):
     code = "not_found"
 
 
+class SourceNotFound(NotFound):
+    """No source has the id, file name or path the user gave."""
+
+    code = "source_not_found"
+
+
 class UsageError(CimError, ValueError):
     """Arguments that do not fit together."""
 
     exit_code = 2
     code = "usage"
+
+
+class IngestError(CimError, RuntimeError):
+    """An ingester failed on a file for a reason it did not anticipate."""
+
+    code = "ingest_failed"
+    http_status = 500
 
 
 class JobError(CimError, RuntimeError):

@@ -45,6 +45,7 @@ from cim.errors import (
     CrsError,
     NotFound,
     SchemaVersionError,
+    SourceNotFound,
     StoreError,
     StoreNotFound,
 )
@@ -426,7 +427,7 @@ class Store:
                 [resolved, str(ref)],
             ).fetchall()
         if not rows:
-            raise NotFound(f"no source {ref!r} in {self.path}: see `cim status` for the list")
+            raise SourceNotFound(f"no source {ref!r} in {self.path}")
         if len(rows) > 1:
             raise NotFound(f"{ref!r} names several sources: give the source id instead")
         return _source(rows[0])

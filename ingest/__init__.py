@@ -5,12 +5,12 @@
 only hands their names on.
 """
 
+from cim.errors import IngestError
 from ingest.base import (
     OPTION_USES,
     Anchor,
     IngestContext,
     Ingester,
-    IngestError,
     IngestOptions,
     IngestReport,
     IngestReportJson,

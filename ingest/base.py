@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
-from cim.errors import CimError, UsageError
+from cim.errors import UsageError
 
 if TYPE_CHECKING:
     from cim.executor import Executor
@@ -168,10 +168,3 @@ class Ingester(Protocol):
     def supports(self, path: Path) -> bool: ...
 
     def ingest(self, path: Path, store: Store, ctx: IngestContext) -> IngestResult: ...
-
-
-class IngestError(CimError, RuntimeError):
-    """An ingester failed on a file for a reason it did not anticipate."""
-
-    code = "ingest_failed"
-    http_status = 500

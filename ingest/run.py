@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from cim.errors import CimError, InputFileError, UnsupportedFile, UsageError
+from cim.errors import CimError, IngestError, InputFileError, UnsupportedFile, UsageError
 from ingest.base import (
     OPTION_USES,
     IngestContext,
     Ingester,
-    IngestError,
     IngestOptions,
     IngestReport,
 )
@@ -181,7 +180,7 @@ def run_ingest(
             log.debug("ingest of %s failed", p, exc_info=True)
             raise IngestError(
                 f"{p}: ingest failed ({type(exc).__name__}: {exc}); the store is unchanged. "
-                f"Run with --debug for details and report it if the file opens in other tools",
+                f"Please report it if the file opens in other tools",
                 detail=repr(exc),
             ) from exc
         if hashing is not None:

@@ -256,3 +256,30 @@ def test_a_killed_ingest_leaves_no_worker_behind(tmp_path: Path) -> None:
     assert not alive, [p.cmdline()[:3] for p in alive]
     doc = json.loads(run("--store", str(store), "status", "--json").stdout)
     assert doc["sources"] == [] and doc["counts"]["elements"] == 0
+
+
+def test_the_command_line_adds_the_command_that_helps(tmp_path: Path) -> None:
+    """Library messages say what is wrong; the CLI adds its own command that fixes it."""
+    from tests.conftest import SAMPLES
+
+    store = tmp_path / "c.duckdb"
+    assert run("--store", str(store), "init", "--crs", "EPSG:4550").returncode == 0
+    r = run("--store", str(store), "place", "nosuch.ifc", "--anchor", "122.26,43.62")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        f"error: no source 'nosuch.ifc' in {store}; `cim status` lists the sources"
+    ]
+    # a model without georeference goes in unplaced: the command that places it follows
+    r = run("--store", str(store), "ingest", str(SAMPLES / "ifc" / "IfcOpenHouse.ifc"))
+    assert r.returncode == 0, r.stderr
+    source_id = json.loads(run("--store", str(store), "status", "--json").stdout)["sources"][0][
+        "id"
+    ]
+    assert f"run `cim place {source_id} --anchor LON,LAT" in r.stderr
+    assert "cim place" not in r.stdout  # the report line itself says what happened, not how
+    r = run("--store", str(store), "ingest", "--json", str(SAMPLES / "ifc" / "IfcOpenHouse.ifc"))
+    assert "cim place" not in r.stdout + r.stderr  # --json: the document only
+    from cim.cli.base import cli_hint
+    from cim.errors import StoreLocked
+
+    assert cli_hint(StoreLocked("store x is in use")) == "; `cim jobs` shows its progress"

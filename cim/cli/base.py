@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from cim import __version__
-from cim.errors import CimError
+from cim.errors import CimError, IngestError, SourceNotFound, StoreLocked
 from cim.store import Store
 
 err_console = Console(stderr=True)
@@ -35,6 +35,21 @@ def default_store_path() -> Path:
     return Path(os.environ.get("CIM_STORE") or "cim.duckdb")
 
 
+#: what the command line adds to an error of these kinds: the command that helps. The library's
+#: messages describe the problem; only the command line knows its own commands.
+CLI_HINTS: dict[type[CimError], str] = {
+    StoreLocked: "`cim jobs` shows its progress",
+    SourceNotFound: "`cim status` lists the sources",
+    IngestError: "run with --debug for the traceback",
+}
+
+
+def cli_hint(exc: CimError) -> str:
+    """``; <hint>`` for an error whose kind has one (see ``CLI_HINTS``), else nothing."""
+    hint = next((CLI_HINTS[c] for c in type(exc).__mro__ if c in CLI_HINTS), None)
+    return f"; {hint}" if hint else ""
+
+
 class CimGroup(click.Group):
     """Translates CimError into one line on stderr and the error's exit code."""
 
@@ -44,7 +59,7 @@ class CimGroup(click.Group):
         except CimError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {exc}{cli_hint(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except (KeyboardInterrupt, duckdb.InterruptException):
             # (DuckDB turns a Ctrl-C during a query into its own exception)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypedDict
 import click
 
 from cim.cli.base import (
+    cli_hint,
     cluster_option,
     debugging,
     emit_json,
@@ -136,7 +137,7 @@ def ingest(
                     if debugging(ctx):
                         raise
                     errors.append(exc)
-                    click.echo(f"error: {exc}", err=True)
+                    click.echo(f"error: {exc}{cli_hint(exc)}", err=True)
                     reports.append({"path": str(path), "outcome": "failed", "error": str(exc)})
                     continue
                 reports.append(report.as_json())

@@ -38,11 +38,11 @@ import numpy as np
 import psutil
 import shapely
 
-from cim.errors import InputFileError, UnsupportedFile
+from cim.errors import IngestError, InputFileError, UnsupportedFile
 from cim.georef import Placement
 from cim.model.heights import heights_from_points
 from cim.model.linking import link_buildings
-from ingest.base import IngestContext, IngestError, IngestResult
+from ingest.base import IngestContext, IngestResult
 from ingest.ifc.buildings import building_of, read_storeys, storey_of, write_buildings
 from ingest.ifc.elements import ElementRow, ElementWriter
 from ingest.ifc.mesh import (
