@@ -1,12 +1,18 @@
-"""Coordinate reference systems: parsing what users type, and cached transformers."""
+"""Coordinate reference systems: parsing what users type, cached transformers, and the best
+transformation usable here between two datums (PROJ's best may need a grid that is not
+installed, and the ingest never downloads one)."""
 
 from __future__ import annotations
 
 import functools
 import math
+import warnings
+from dataclasses import dataclass
 
+import numpy as np
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError as _PyprojCRSError
+from pyproj.transformer import AreaOfInterest, TransformerGroup
 
 from cim.errors import CrsError
 
@@ -95,3 +101,84 @@ def check_in_project_area(
             f"{area.south:g}..{area.north:g}N): check the file's CRS (--crs), or use a store "
             f"whose CRS covers it"
         )
+
+
+@dataclass(frozen=True)
+class Transformation:
+    """The operation chosen from ``src`` to ``dst`` around a place, and what PROJ says of it.
+
+    ``accuracy_m`` is PROJ's stated accuracy (None when it states none, as for a ballpark);
+    ``best_known`` and ``missing_grids`` name the better operation PROJ knows when the grids it
+    needs are not installed here (they are never downloaded: PROJ_NETWORK stays off).
+    """
+
+    transformer: Transformer
+    name: str
+    proj: str
+    accuracy_m: float | None
+    best_known: str | None = None
+    best_known_accuracy_m: float | None = None
+    missing_grids: tuple[str, ...] = ()
+
+    @property
+    def ballpark(self) -> bool:
+        """PROJ found no datum transformation and only lines up the two datums' coordinates."""
+        return "ballpark" in self.name.lower()
+
+    def transform(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self.transformer.transform(x, y)
+        return np.asarray(out[0], dtype=np.float64), np.asarray(out[1], dtype=np.float64)
+
+
+def _accuracy(value: float | None) -> float | None:
+    return float(value) if value is not None and value >= 0 else None
+
+
+def best_transformation(
+    src: CRS, dst: CRS, lon: float, lat: float, probe_xy: np.ndarray
+) -> Transformation | None:
+    """The best operation from ``src`` to ``dst`` that is usable here, around lon/lat (degrees).
+
+    PROJ's own choice (``Transformer.from_crs``) is its best operation even when that needs a
+    grid that is not installed, and then it gives infinities; ``TransformerGroup`` lists the
+    candidates for the area, best first, and which are available. The first available one that
+    maps every ``probe_xy`` point (n x 2, x first, in ``src``) to finite coordinates is chosen;
+    None when none does.
+    """
+    aoi = AreaOfInterest(
+        max(lon - 0.05, -180.0),
+        max(lat - 0.05, -90.0),
+        min(lon + 0.05, 180.0),
+        min(lat + 0.05, 90.0),
+    )
+    with warnings.catch_warnings():
+        # pyproj warns when the best operation is unavailable: that is recorded instead
+        warnings.simplefilter("ignore", UserWarning)
+        group = TransformerGroup(src, dst, always_xy=True, area_of_interest=aoi)
+    best_known: str | None = None
+    best_accuracy: float | None = None
+    grids: tuple[str, ...] = ()
+    if not group.best_available and group.unavailable_operations:
+        op = group.unavailable_operations[0]
+        best_known, best_accuracy = str(op.name), _accuracy(op.accuracy)
+        grids = tuple(g.short_name for g in op.grids if not g.available)
+    xy = np.asarray(probe_xy, dtype=np.float64).reshape(-1, 2)
+    for candidate in group.transformers:
+        x, y = candidate.transform(xy[:, 0], xy[:, 1], errcheck=False)
+        if np.all(np.isfinite(x)) and np.all(np.isfinite(y)):
+            return Transformation(
+                candidate,
+                str(candidate.description),
+                str(candidate.definition),
+                _accuracy(candidate.accuracy),
+                best_known,
+                best_accuracy,
+                grids,
+            )
+    return None
+
+
+def datum_name(crs: CRS) -> str:
+    """The name of a CRS's datum (or datum ensemble), for messages."""
+    datum = crs.datum
+    return str(datum.name) if datum is not None else str(crs.name)

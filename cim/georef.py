@@ -5,6 +5,13 @@ affine from model metres to the project CRS, fitted by least squares to exact py
 of points spread over the model's extent: exact when the model's map CRS is the project CRS,
 and within a millimetre over a few hundred metres otherwise (it then absorbs the grid's scale
 factor and meridian convergence). ``cim place`` replaces the affine without re-reading the file.
+
+A georeference degrades, it never fails the file: between datums the transformation is the best
+one usable here (PROJ's best may need a grid that is not installed; which one was used, and its
+stated accuracy, go into the placement's params and the warnings), a target CRS may be
+geographic (degrees, in the CRS's axis order), and a georeference outside the project CRS's
+area or without any usable transformation leaves the model at the project origin, waiting to be
+placed.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from typing import Any
 
 import numpy as np
 from pyproj import CRS
+from pyproj.crs import ProjectedCRS
+from pyproj.crs.coordinate_operation import TransverseMercatorConversion
 
-from cim.crs import transformer
+from cim.crs import Transformation, best_transformation, crs_label, datum_name, transformer
 from cim.errors import CrsError
 
 XYZFunc = Callable[[np.ndarray], np.ndarray]  # (n,3) model metres -> (n,3) project CRS
@@ -46,9 +55,7 @@ def apply_affine(matrix: np.ndarray, xyz: np.ndarray) -> np.ndarray:
 
 def fit_affine(func: XYZFunc, center: np.ndarray, half_extent: float) -> np.ndarray:
     """Least-squares affine (4x4) of ``func`` over a box of +-half_extent around ``center``."""
-    h = max(float(half_extent), 50.0)
-    g = np.array([-h, 0.0, h])
-    grid = np.array(np.meshgrid(g, g, [-h / 4, h / 4])).reshape(3, -1).T + center
+    grid = fit_points(center, half_extent)
     out = func(grid)
     if not np.all(np.isfinite(out)):
         raise CrsError("the georeference does not map to finite project coordinates")
@@ -78,6 +85,64 @@ def near_default_site(lon: float, lat: float, km: float = 3.0) -> str | None:
     return None
 
 
+def fit_points(center: np.ndarray, half_extent: float) -> np.ndarray:
+    """The model points (n x 3 metres) an affine is fitted over: +-half_extent around center."""
+    h = max(float(half_extent), 50.0)
+    g = np.array([-h, 0.0, h])
+    grid: np.ndarray = np.array(np.meshgrid(g, g, [-h / 4, h / 4])).reshape(3, -1).T + center
+    return grid
+
+
+def transformation_params(chosen: Transformation) -> dict[str, Any]:
+    """What ``placements.params`` records of the transformation used (see ``Transformation``)."""
+    out: dict[str, Any] = {
+        "transformation": chosen.name,
+        "transformation_proj": chosen.proj,
+        "transformation_accuracy_m": chosen.accuracy_m,
+    }
+    if chosen.best_known is not None:
+        out["best_transformation"] = chosen.best_known
+        out["best_transformation_accuracy_m"] = chosen.best_known_accuracy_m
+        out["missing_grids"] = list(chosen.missing_grids)
+    return out
+
+
+def _metres(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:g} m"
+
+
+def transformation_warnings(
+    chosen: Transformation, src: CRS, dst: CRS, *, ballpark: bool = True
+) -> list[str]:
+    """One line when the transformation used is not the best PROJ knows (a grid is missing), and
+    with ``ballpark`` one when PROJ knows none between the two datums here."""
+    out = []
+    if chosen.best_known is not None:
+        grids = ", ".join(chosen.missing_grids) or "a grid"
+        out.append(
+            f"PROJ's best transformation from {crs_label(src)} to {crs_label(dst)} here, "
+            f"{chosen.best_known!r} (accuracy {_metres(chosen.best_known_accuracy_m)}), needs "
+            f"{grids}, not installed; used {chosen.name!r} (stated accuracy "
+            f"{_metres(chosen.accuracy_m)})"
+        )
+    if ballpark and chosen.ballpark:
+        out.append(
+            f"PROJ knows no transformation from {datum_name(src)} to {datum_name(dst)} here: "
+            f"placed by a ballpark that ignores the datum shift (centimetres between modern "
+            f"datums such as WGS 84 and CGCS2000, up to about a hundred metres from older ones "
+            f"such as Beijing 1954 or Xian 1980); give an anchor where that matters"
+        )
+    return out
+
+
+def _local_crs(geo: CRS, lon: float, lat: float) -> CRS:
+    """A transverse Mercator on ``geo``'s datum centred at lon/lat: model metres east/north."""
+    return ProjectedCRS(
+        TransverseMercatorConversion(latitude_natural_origin=lat, longitude_natural_origin=lon),
+        geodetic_crs=geo,
+    )
+
+
 def geographic_placement(
     project_crs: CRS,
     lon: float,
@@ -88,35 +153,74 @@ def geographic_placement(
     half_extent: float,
     method: str,
     params: dict[str, Any],
+    geo_crs: CRS | None = None,
 ) -> Placement:
-    """Model point ``model_origin`` at lon/lat/elevation (WGS84); model axes turned
-    ``rotation_deg`` counter-clockwise from east/north (true north, not grid north)."""
+    """Model point ``model_origin`` at lon/lat/elevation (degrees of ``geo_crs``, WGS 84 unless
+    given); model axes turned ``rotation_deg`` counter-clockwise from east/north (true north,
+    not grid north). Raises CrsError outside the project CRS's area, or when PROJ has no
+    transformation usable here."""
+    geo = horizontal_geographic(geo_crs or CRS.from_epsg(4326))
     if not in_area_of_use(project_crs, lon, lat):
         raise CrsError(
             f"lon {lon:.5f}, lat {lat:.5f} lies outside the area of use of the project CRS"
         )
-    local = CRS.from_proj4(
-        f"+proj=tmerc +lat_0={lat} +lon_0={lon} +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
-    )
-    to_geo = transformer(local, CRS.from_epsg(4326))
-    to_project = transformer(CRS.from_epsg(4326), project_crs)
+    to_geo = transformer(_local_crs(geo, lon, lat), geo)
     th = math.radians(rotation_deg)
     c, s = math.cos(th), math.sin(th)
 
-    def func(xyz: np.ndarray) -> np.ndarray:
+    def to_lonlat(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = xyz - model_origin
-        e = c * d[:, 0] - s * d[:, 1]
-        n = s * d[:, 0] + c * d[:, 1]
-        lo, la = to_geo.transform(e, n)
-        x, y = to_project.transform(lo, la)
-        return np.column_stack([x, y, d[:, 2] + elevation])
+        lo, la = to_geo.transform(c * d[:, 0] - s * d[:, 1], s * d[:, 0] + c * d[:, 1])
+        return np.asarray(lo), np.asarray(la)
+
+    probe = np.column_stack(to_lonlat(fit_points(model_origin, half_extent)))
+    chosen = best_transformation(geo, project_crs, lon, lat, probe)
+    if chosen is None:
+        raise CrsError(
+            f"PROJ has no transformation from {crs_label(geo)} to {crs_label(project_crs)} "
+            f"usable at lon {lon:.5f}, lat {lat:.5f}"
+        )
+
+    def func(xyz: np.ndarray) -> np.ndarray:
+        x, y = chosen.transform(*to_lonlat(xyz))
+        return np.column_stack([x, y, xyz[:, 2] - model_origin[2] + elevation])
 
     matrix = fit_affine(func, model_origin, half_extent)
+    extra = transformation_params(chosen) if chosen.best_known else {}
     return Placement(
         method,
         matrix,
-        {**params, "lon": lon, "lat": lat, "elevation": elevation, "rotation_deg": rotation_deg},
+        {
+            **params,
+            **extra,
+            "lon": lon,
+            "lat": lat,
+            "elevation": elevation,
+            "rotation_deg": rotation_deg,
+        },
+        transformation_warnings(chosen, geo, project_crs, ballpark=False),
     )
+
+
+def horizontal_geographic(crs: CRS) -> CRS:
+    """The 2D geographic CRS of a geographic (2D or 3D, or compound) CRS."""
+    base = crs.sub_crs_list[0] if crs.is_compound and crs.sub_crs_list else crs
+    if len(base.axis_info) > 2:
+        base = base.to_2d()
+    return base
+
+
+def is_geographic(crs: CRS) -> bool:
+    base = crs.sub_crs_list[0] if crs.is_compound and crs.sub_crs_list else crs
+    return bool(base.is_geographic)
+
+
+def _unplaced(
+    project_origin: tuple[float, float], params: dict[str, Any], why: str, method: str
+) -> Placement:
+    placement = origin_placement(project_origin, params)
+    placement.warnings.append(f"the model's {method.replace('_', ' ')} {why}")
+    return placement
 
 
 def map_conversion_placement(
@@ -127,25 +231,130 @@ def map_conversion_placement(
     center: np.ndarray,
     half_extent: float,
     method: str,
+    project_origin: tuple[float, float],
 ) -> Placement:
-    """IfcMapConversion / IfcRigidOperation: model -> map CRS (Helmert), then pyproj."""
+    """IfcMapConversion / IfcRigidOperation to a projected CRS: model -> map CRS (Helmert),
+    then the best transformation usable here to the project CRS. Where it lies outside the
+    project CRS's area, or no transformation is usable, the model waits at the project origin
+    (``needs_placement``) with a warning saying why."""
+    if map_crs.is_compound and map_crs.sub_crs_list:
+        map_crs = map_crs.sub_crs_list[0]  # heights are taken as they are (no geoid shift)
     th = math.atan2(helmert["x_axis_ordinate"], helmert["x_axis_abscissa"])
     c, s = math.cos(th), math.sin(th)
     sc = helmert["scale"]
     fx, fy, fz = helmert["factor_x"], helmert["factor_y"], helmert["factor_z"]
-    to_project = transformer(map_crs, project_crs)
 
-    def func(xyz: np.ndarray) -> np.ndarray:
+    def to_map(xyz: np.ndarray) -> np.ndarray:
         # the iterator gives metres; the conversion works on model (project length) units
         x, y, z = (xyz / unit_scale).T
         e = sc * fx * c * x - sc * fy * s * y + helmert["eastings"]
         n = sc * fx * s * x + sc * fy * c * y + helmert["northings"]
-        h = sc * fz * z + helmert["orthogonal_height"]
-        px, py = to_project.transform(e, n)
-        return np.column_stack([px, py, h])
+        return np.column_stack([e, n, sc * fz * z + helmert["orthogonal_height"]])
+
+    label = crs_label(map_crs)
+    probe = to_map(fit_points(center, half_extent))
+    e0, n0 = to_map(np.asarray(center, dtype=np.float64).reshape(1, 3))[0, :2]
+    # where it lies: the map CRS's own geographic coordinates (a conversion, no datum shift)
+    geodetic = map_crs.geodetic_crs or CRS.from_epsg(4326)
+    lon, lat = (float(v) for v in transformer(map_crs, geodetic).transform(e0, n0))
+    unplaced = {
+        "map_crs": label,
+        "eastings": helmert["eastings"],
+        "northings": helmert["northings"],
+    }
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        why = f"({helmert['eastings']:g}, {helmert['northings']:g}) is not a place in {label}"
+        return _unplaced(project_origin, unplaced, f"{why}; placed at the project origin", method)
+    unplaced |= {"map_lon": lon, "map_lat": lat}
+    if not in_area_of_use(project_crs, lon, lat):
+        return _unplaced(
+            project_origin,
+            unplaced,
+            f"to {label} lies at lon {lon:.5f}, lat {lat:.5f}, outside the area of the project "
+            f"CRS {crs_label(project_crs)}; placed at the project origin",
+            method,
+        )
+    chosen = best_transformation(map_crs, project_crs, lon, lat, probe[:, :2])
+    if chosen is None:
+        return _unplaced(
+            project_origin,
+            unplaced,
+            f"to {label}: PROJ has no transformation to {crs_label(project_crs)} usable here; "
+            f"placed at the project origin",
+            method,
+        )
+
+    def func(xyz: np.ndarray) -> np.ndarray:
+        enh = to_map(xyz)
+        px, py = chosen.transform(enh[:, 0], enh[:, 1])
+        return np.column_stack([px, py, enh[:, 2]])
 
     matrix = fit_affine(func, center, half_extent)
-    return Placement(method, matrix, {"map_crs": map_crs.to_string(), **helmert})
+    return Placement(
+        method,
+        matrix,
+        {"map_crs": label, **helmert, **transformation_params(chosen)},
+        transformation_warnings(chosen, map_crs, project_crs),
+    )
+
+
+def geographic_target_placement(
+    project_crs: CRS,
+    geo_crs: CRS,
+    first: float,
+    second: float,
+    helmert: dict[str, float],
+    half_extent: float,
+    method: str,
+    project_origin: tuple[float, float],
+) -> Placement:
+    """IfcRigidOperation / IfcMapConversion whose target CRS is geographic: ``first`` and
+    ``second`` are the model origin's coordinates in the CRS's axis order and unit (EPSG:4258,
+    4326 and 4490: latitude, longitude in degrees); model x/y are metres east/north, turned by
+    the conversion's x axis. Coordinates that only fit the project CRS's area in the other order
+    are read so, with a warning; outside it, or without a transformation, the model waits at
+    the project origin."""
+    geo = horizontal_geographic(geo_crs)
+    label = crs_label(geo)
+    axes = geo.axis_info
+    a, b = (first * axes[0].unit_conversion_factor, second * axes[1].unit_conversion_factor)
+    a, b = math.degrees(a), math.degrees(b)
+    lat_first = axes[0].direction.lower() in ("north", "south")
+    lon, lat = (b, a) if lat_first else (a, b)
+    rot = math.degrees(math.atan2(helmert["x_axis_ordinate"], helmert["x_axis_abscissa"]))
+    unplaced = {"map_crs": label, "map_lon": lon, "map_lat": lat}
+    notes: list[str] = []
+
+    def fits(lo: float, la: float) -> bool:
+        return abs(la) <= 90 and abs(lo) <= 180 and in_area_of_use(project_crs, lo, la)
+
+    if not fits(lon, lat) and fits(lat, lon):
+        order = "latitude, longitude" if lat_first else "longitude, latitude"
+        notes.append(
+            f"the model's {method.replace('_', ' ')} to {label} gives ({first:g}, {second:g}), "
+            f"which lies in the project CRS's area only read the other way round: read as "
+            f"lon {lat:.6f}, lat {lon:.6f}, not in the CRS's order ({order})"
+        )
+        lon, lat = lat, lon
+    try:
+        placement = geographic_placement(
+            project_crs,
+            lon,
+            lat,
+            helmert["orthogonal_height"],
+            rot,
+            np.zeros(3),
+            half_extent,
+            method,
+            {"map_crs": label},
+            geo_crs=geo,
+        )
+    except CrsError as exc:
+        return _unplaced(
+            project_origin, unplaced, f"to {label}: {exc}; placed at the project origin", method
+        )
+    placement.warnings[:0] = notes
+    return placement
 
 
 def origin_placement(project_origin: tuple[float, float], params: dict[str, Any]) -> Placement:

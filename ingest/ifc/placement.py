@@ -17,7 +17,7 @@ import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import ifcopenshell
 import ifcopenshell.util.geolocation as ugeo
@@ -34,6 +34,8 @@ from cim.georef import (
     Placement,
     apply_affine,
     geographic_placement,
+    geographic_target_placement,
+    is_geographic,
     map_conversion_placement,
     near_default_site,
     origin_placement,
@@ -49,7 +51,22 @@ if TYPE_CHECKING:
 NEEDS_ANCHOR = "it needs placement: give it an anchor (longitude, latitude)"
 
 
-class GeographicParams(TypedDict):
+class TransformationParams(TypedDict, total=False):
+    """The transformation used from the model's CRS to the project CRS (``cim.crs``): PROJ's
+    name and pipeline, its stated accuracy in metres (None when PROJ states none, as for a
+    ballpark), and, when PROJ knows a better one that needs a grid not installed here, that one
+    with its accuracy and the missing grids. Recorded for every map conversion; for an anchor
+    or a site only when the best transformation was not available."""
+
+    transformation: str
+    transformation_proj: str
+    transformation_accuracy_m: float | None
+    best_transformation: str
+    best_transformation_accuracy_m: float | None
+    missing_grids: list[str]
+
+
+class GeographicParams(TransformationParams):
     """``placements.params`` of a model placed at a longitude/latitude (WGS84 degrees) by an
     anchor: its origin's elevation (m) and the rotation of its +x axis from east (degrees)."""
 
@@ -79,21 +96,36 @@ class HelmertParams(TypedDict):
     factor_z: float
 
 
-class MapConversionParams(HelmertParams):
+class MapConversionParams(HelmertParams, TransformationParams):
     """``placements.params`` of a model placed by its map conversion: the map CRS it names."""
+
+    map_crs: str
+
+
+class GeographicTargetParams(GeographicParams):
+    """``placements.params`` of a model placed by a map conversion or rigid operation whose
+    target CRS is geographic: that CRS, and the origin's longitude/latitude in it."""
 
     map_crs: str
 
 
 class UnplacedParams(TypedDict, total=False):
     """``placements.params`` of a model left at the project origin: its site's longitude and
-    latitude when it has them (outside the project CRS)."""
+    latitude when it has them, or its georeference (the map CRS, the conversion's eastings and
+    northings, where that lies in longitude/latitude) when it could not be used."""
 
     site_lon: float
     site_lat: float
+    map_crs: str
+    eastings: float
+    northings: float
+    map_lon: float
+    map_lat: float
 
 
-PlacementParams = GeographicParams | SiteParams | MapConversionParams | UnplacedParams
+PlacementParams = (
+    GeographicParams | SiteParams | MapConversionParams | GeographicTargetParams | UnplacedParams
+)
 
 
 class ModelFrame(TypedDict):
@@ -117,31 +149,19 @@ class PlaceOutcome(TypedDict):
 
 
 def stored_params(placement: Placement) -> PlacementParams:
-    """A placement's params as ``placements.params`` stores them (see the TypedDicts)."""
+    """A placement's params as ``placements.params`` stores them (see the TypedDicts): the keys
+    of the method's TypedDict that the placement has."""
     p = placement.params
+    shape: type
     if placement.method == "anchor":
-        return _geographic_params(p)
-    if placement.method == "site_reflatlon":
-        return {"true_north_deg": p["true_north_deg"], **_geographic_params(p)}
-    if placement.method in ("map_conversion", "rigid_operation"):
-        return {
-            "map_crs": p["map_crs"],
-            "eastings": p["eastings"],
-            "northings": p["northings"],
-            "orthogonal_height": p["orthogonal_height"],
-            "x_axis_abscissa": p["x_axis_abscissa"],
-            "x_axis_ordinate": p["x_axis_ordinate"],
-            "scale": p["scale"],
-            "factor_x": p["factor_x"],
-            "factor_y": p["factor_y"],
-            "factor_z": p["factor_z"],
-        }
-    unplaced: UnplacedParams = {}
-    if "site_lon" in p:
-        unplaced["site_lon"] = p["site_lon"]
-    if "site_lat" in p:
-        unplaced["site_lat"] = p["site_lat"]
-    return unplaced
+        shape = GeographicParams
+    elif placement.method == "site_reflatlon":
+        shape = SiteParams
+    elif placement.method in ("map_conversion", "rigid_operation"):
+        shape = MapConversionParams if "eastings" in p else GeographicTargetParams
+    else:
+        shape = UnplacedParams
+    return cast(PlacementParams, {k: p[k] for k in shape.__annotations__ if k in p})
 
 
 def _geographic_params(p: Mapping[str, Any]) -> GeographicParams:
@@ -172,44 +192,64 @@ def model_placement(
     project_crs = store.crs
     if anchor is not None:
         return anchor_placement(project_crs, anchor, half_extent)
-    helmert = ugeo.get_helmert_transformation_parameters(model)
-    if helmert is not None:
-        return _map_conversion_placement(
-            model, path, project_crs, helmert, unit_scale, center, half_extent
+    notes: list[str] = []
+    placement = _map_conversion_placement(model, store, unit_scale, center, half_extent, notes)
+    if placement is not None and placement.needs_placement:
+        placement.warnings[-1] += f"; {NEEDS_ANCHOR}"
+    if placement is None or placement.needs_placement:
+        site = next(iter(model.by_type("IfcSite")), None)
+        lat = getattr(site, "RefLatitude", None) if site else None
+        lon = getattr(site, "RefLongitude", None) if site else None
+        if site is not None and lat and lon:
+            by_site = _site_placement(model, store, project_crs, site, unit_scale, half_extent)
+            if placement is None or not by_site.needs_placement:
+                # a georeference that cannot be used gives way to the site's, saying so
+                notes.extend(placement.warnings if placement is not None else [])
+                placement = by_site
+    if placement is None:
+        placement = origin_placement(store.project_origin, {})
+        placement.warnings.append(
+            "the model has no usable georeference (no IfcMapConversion, no site RefLatitude/"
+            "RefLongitude): placed at the project origin; it needs placement: give it an anchor "
+            "(longitude, latitude, and if need be the elevation and rotation of its origin)"
         )
-    site = next(iter(model.by_type("IfcSite")), None)
-    lat = getattr(site, "RefLatitude", None) if site else None
-    lon = getattr(site, "RefLongitude", None) if site else None
-    if site is not None and lat and lon:
-        return _site_placement(model, store, project_crs, site, unit_scale, half_extent)
-    placement = origin_placement(store.project_origin, {})
-    placement.warnings.append(
-        "the model has no georeference (no IfcMapConversion, no site RefLatitude/"
-        "RefLongitude): placed at the project origin; it needs placement: give it an anchor "
-        "(longitude, latitude, and if need be the elevation and rotation of its origin)"
-    )
+    placement.warnings[:0] = notes
     return placement
 
 
 def _map_conversion_placement(
     model: ifcopenshell.file,
-    path: Path,
-    project_crs: CRS,
-    helmert: Any,
+    store: Store,
     unit_scale: float,
     center: np.ndarray,
     half_extent: float,
-) -> Placement:
+    notes: list[str],
+) -> Placement | None:
+    """By the model's IfcMapConversion / IfcRigidOperation (IFC2X3: ePSet_MapConversion), to a
+    projected or a geographic CRS; None, with a line in ``notes``, when it has none that can be
+    read or its CRS is not one PROJ knows (the site's RefLatitude/RefLongitude come next)."""
+    try:
+        helmert = ugeo.get_helmert_transformation_parameters(model)
+    except (AssertionError, AttributeError, TypeError, ValueError) as exc:
+        # ifcopenshell asserts on an operation it does not know, and reads a missing coordinate
+        # as None: a georeference it cannot read is skipped, not the file
+        notes.append(
+            f"the model's coordinate operation cannot be read ({exc or type(exc)}); ignored"
+        )
+        return None
+    if helmert is None:
+        return None
     info = ugeo.get_crs(model) or {}
     name = info.get("Name") if isinstance(info, dict) else None
     ops = [] if model_schema(model) == "IFC2X3" else model.by_type("IfcCoordinateOperation")
     method = "rigid_operation" if ops and ops[0].is_a("IfcRigidOperation") else "map_conversion"
     map_crs = _map_crs(name)
     if map_crs is None:
-        raise CrsError(
-            f"{path}: its IfcProjectedCRS name {name!r} is not a known CRS; "
-            f"give the EPSG code in the model, or place it with --anchor LON,LAT"
+        notes.append(
+            f"the model's {method.replace('_', ' ')} names the CRS {name!r}, which PROJ does not "
+            f"know (give its EPSG code in the model, e.g. EPSG:4550); ignored"
         )
+        return None
     params = {
         "eastings": float(helmert.e),
         "northings": float(helmert.n),
@@ -221,8 +261,19 @@ def _map_conversion_placement(
         "factor_y": float(helmert.factor_y),
         "factor_z": float(helmert.factor_z),
     }
+    if is_geographic(map_crs):
+        return geographic_target_placement(
+            store.crs,
+            map_crs,
+            params["eastings"],
+            params["northings"],
+            params,
+            half_extent,
+            method,
+            store.project_origin,
+        )
     return map_conversion_placement(
-        project_crs, map_crs, params, unit_scale, center, half_extent, method
+        store.crs, map_crs, params, unit_scale, center, half_extent, method, store.project_origin
     )
 
 
