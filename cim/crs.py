@@ -134,6 +134,19 @@ def _accuracy(value: float | None) -> float | None:
     return float(value) if value is not None and value >= 0 else None
 
 
+@functools.lru_cache(maxsize=64)
+def _group(src: str, dst: str, lon: float, lat: float) -> TransformerGroup:
+    aoi = AreaOfInterest(
+        max(lon - 0.1, -180.0), max(lat - 0.1, -90.0), min(lon + 0.1, 180.0), min(lat + 0.1, 90.0)
+    )
+    with warnings.catch_warnings():
+        # pyproj warns when the best operation is unavailable: the caller records it instead
+        warnings.simplefilter("ignore", UserWarning)
+        return TransformerGroup(
+            CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True, area_of_interest=aoi
+        )
+
+
 def best_transformation(
     src: CRS, dst: CRS, lon: float, lat: float, probe_xy: np.ndarray
 ) -> Transformation | None:
@@ -145,16 +158,9 @@ def best_transformation(
     maps every ``probe_xy`` point (n x 2, x first, in ``src``) to finite coordinates is chosen;
     None when none does.
     """
-    aoi = AreaOfInterest(
-        max(lon - 0.05, -180.0),
-        max(lat - 0.05, -90.0),
-        min(lon + 0.05, 180.0),
-        min(lat + 0.05, 90.0),
-    )
-    with warnings.catch_warnings():
-        # pyproj warns when the best operation is unavailable: that is recorded instead
-        warnings.simplefilter("ignore", UserWarning)
-        group = TransformerGroup(src, dst, always_xy=True, area_of_interest=aoi)
+    # candidates depend on the place only through which operations' areas cover it: a tenth of
+    # a degree is finer than those areas, and lets repeated ingests reuse the group
+    group = _group(src.to_wkt(), dst.to_wkt(), round(lon, 1), round(lat, 1))
     best_known: str | None = None
     best_accuracy: float | None = None
     grids: tuple[str, ...] = ()

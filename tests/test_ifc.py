@@ -17,7 +17,7 @@ import shapely
 from pyproj import Transformer
 
 import ingest.ifc.ingester as ingester_mod
-from cim.errors import CrsError, InputFileError, UnsupportedFile, UsageError
+from cim.errors import InputFileError, UnsupportedFile, UsageError
 from cim.executor import SerialExecutor
 from cim.status import status_document
 from cim.store import Store
@@ -474,14 +474,17 @@ def test_changed_model_replaces_its_rows(tmp_path: Path) -> None:
         assert store.count("elements", "source_id = ?", [first.source_id]) == 0  # type: ignore[attr-defined]
 
 
-def test_unknown_map_crs_name_is_a_clear_error(tmp_path: Path) -> None:
+def test_unknown_map_crs_name_waits_for_placement(tmp_path: Path) -> None:
+    """A georeference degrades, never fails (#22): an unknown CRS name is said, not refused."""
     path = wall_model(
         tmp_path / "w.ifc",
         crs_name="My Local Grid",
         map_conversion={"Eastings": 1.0, "Northings": 2.0, "OrthogonalHeight": 0.0},
     )
-    with Store.create(tmp_path / "s.duckdb") as store, pytest.raises(CrsError, match="--anchor"):
-        ingest(store, path)
+    with Store.create(tmp_path / "s.duckdb") as store:
+        report = ingest(store, path)
+    assert report.status == "needs_placement"  # type: ignore[attr-defined]
+    assert any("'My Local Grid'" in w for w in report.warnings)  # type: ignore[attr-defined]
 
 
 def test_footprint_is_the_outline_of_the_walls(tmp_path: Path) -> None:
