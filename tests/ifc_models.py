@@ -87,3 +87,32 @@ def wall_model(
         )
     f.write(str(path))
     return path
+
+
+def to_rigid_operation(
+    path: Path, first: float, second: float, height: float, geographic_crs: str | None = None
+) -> Path:
+    """Replace the IfcMapConversion of an IFC4X3 model at ``path`` by an IfcRigidOperation
+    (the api writes none): to its IfcProjectedCRS (lengths), or with ``geographic_crs`` to an
+    IfcGeographicCRS of that name (angles, in the CRS's axis order)."""
+    model = ifcopenshell.open(str(path))
+    for conversion in model.by_type("IfcMapConversion"):
+        model.remove(conversion)
+    if geographic_crs is None:
+        target = model.by_type("IfcProjectedCRS")[0]
+        measure = "IfcLengthMeasure"
+    else:
+        for crs in model.by_type("IfcProjectedCRS"):
+            model.remove(crs)
+        target = model.create_entity("IfcGeographicCRS", Name=geographic_crs)
+        measure = "IfcPlaneAngleMeasure"
+    model.create_entity(
+        "IfcRigidOperation",
+        SourceCRS=model.by_type("IfcGeometricRepresentationContext")[0],
+        TargetCRS=target,
+        FirstCoordinate=model.create_entity(measure, first),
+        SecondCoordinate=model.create_entity(measure, second),
+        Height=height,
+    )
+    model.write(str(path))
+    return path

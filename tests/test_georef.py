@@ -24,7 +24,7 @@ from pyproj.transformer import AreaOfInterest, TransformerGroup
 from cim.executor import SerialExecutor
 from cim.store import Store
 from ingest import IngestOptions, run_ingest
-from tests.ifc_models import wall_model
+from tests.ifc_models import to_rigid_operation, wall_model
 
 #: the wall of ``wall_model(wall_at=(10, 20, 0))``: 5 m along x, 0.2 m thick, 3 m high
 WALL_XY = [(x, y) for x in (10.0, 15.0) for y in (20.0, 20.2)]
@@ -64,19 +64,7 @@ def rigid_model(tmp_path: Path, crs: str, first: float, second: float, height: f
         wall_at=(10.0, 20.0, 0.0),
         map_conversion={"Eastings": 0.0, "Northings": 0.0, "OrthogonalHeight": 0.0},
     )
-    model = ifcopenshell.open(str(path))
-    for entity in model.by_type("IfcMapConversion") + model.by_type("IfcProjectedCRS"):
-        model.remove(entity)
-    model.create_entity(
-        "IfcRigidOperation",
-        SourceCRS=model.by_type("IfcGeometricRepresentationContext")[0],
-        TargetCRS=model.create_entity("IfcGeographicCRS", Name=crs),
-        FirstCoordinate=model.create_entity("IfcPlaneAngleMeasure", first),
-        SecondCoordinate=model.create_entity("IfcPlaneAngleMeasure", second),
-        Height=height,
-    )
-    model.write(str(path))
-    return path
+    return to_rigid_operation(path, first, second, height, geographic_crs=crs)
 
 
 def geodesic_corners(

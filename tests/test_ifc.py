@@ -26,7 +26,7 @@ from ingest.ifc import place
 from ingest.ifc.elements import ElementWriter
 from ingest.ifc.properties import PropertyReader, jsonable
 from tests.conftest import SAMPLES, snapshot
-from tests.ifc_models import wall_model
+from tests.ifc_models import to_rigid_operation, wall_model
 
 IFC = SAMPLES / "ifc"
 
@@ -189,18 +189,7 @@ def test_ifc4x3_rigid_operation(tmp_path: Path) -> None:
         wall_at=(10.0, 20.0, 0.0),
         map_conversion={"Eastings": 0.0, "Northings": 0.0, "OrthogonalHeight": 0.0},
     )
-    model = ifcopenshell.open(str(path))
-    for conversion in model.by_type("IfcMapConversion"):
-        model.remove(conversion)
-    model.create_entity(
-        "IfcRigidOperation",
-        SourceCRS=model.by_type("IfcGeometricRepresentationContext")[0],
-        TargetCRS=model.by_type("IfcProjectedCRS")[0],
-        FirstCoordinate=model.create_entity("IfcLengthMeasure", 500100.0),
-        SecondCoordinate=model.create_entity("IfcLengthMeasure", 4830200.0),
-        Height=180.0,
-    )
-    model.write(str(path))
+    to_rigid_operation(path, 500100.0, 4830200.0, 180.0)
     with Store.create(tmp_path / "s.duckdb", "EPSG:4550") as store:
         ingest(store, path)
         [(method,)] = store.con.execute("SELECT method FROM placements").fetchall()
