@@ -50,6 +50,14 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+#: the side files of multi-file formats -> the file to give instead
+_PARTS = {
+    **dict.fromkeys((".dbf", ".shx", ".prj", ".cpg", ".sbn", ".sbx", ".qix"), "shapefile|.shp"),
+    **dict.fromkeys((".dat", ".id", ".map", ".ind"), "MapInfo table|.tab"),
+    ".mid": "MapInfo interchange file|.mif",
+}
+
+
 def read_head(path: Path, n: int = HEAD_BYTES) -> bytes:
     """The first ``n`` bytes of a file (empty for a folder or an unreadable file)."""
     try:
@@ -128,6 +136,10 @@ def _describe_text(text: str) -> str:
 def describe(path: Path) -> str:
     """What a file looks like, for the message that refuses it: "a PDF document", "a ZIP
     archive without a shapefile ...", "text that is not CSV with geometry ..."."""
+    part = _PARTS.get(path.suffix.lower())
+    if part is not None and path.with_suffix(part.split("|")[1]).exists():
+        what, main = part.split("|")
+        return f"a part of a {what}: give its {main} (with its other files beside it)"
     head = read_head(path)
     if not head:
         return "an unreadable or empty file"

@@ -5,6 +5,7 @@ that is no dataset and a ZIP of several datasets are refused in one line, the st
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -257,6 +258,10 @@ def test_zip_of_several_datasets_and_plain_folders_are_refused(
     assert snapshot(store) == before
 
 
+def _shapefile_part(path: Path) -> None:
+    write(path.with_suffix(".shp"), "ESRI Shapefile")
+
+
 def _sqlite_without_geometry(path: Path) -> Path:
     con = sqlite3.connect(path)
     con.execute("CREATE TABLE t (a INTEGER)")
@@ -289,6 +294,7 @@ REFUSED: list[tuple[str, Callable[[Path], Any], str]] = [
         lambda p: p.write_text("id,name\n1,a\n"),
         "text that is not CSV with geometry (columns id, name)",
     ),
+    ("roads.prj", _shapefile_part, "a part of a shapefile: give its .shp"),
     ("notes.txt", lambda p: p.write_text("hello"), "looks like plain text"),
     ("app.db", _sqlite_without_geometry, "a SQLite database with no table GDAL reads"),
     (
@@ -329,3 +335,27 @@ def test_refusal_says_what_the_file_looks_like(
     assert looks in message
     assert "an IFC model (.ifc)" in message and "a LiDAR cloud (.las, .laz)" in message
     assert "a GIS file (" in message and "\n" not in message
+
+
+def test_cityjson_and_its_sequence_by_content(make_store: MakeStore, tmp_path: Path) -> None:
+    from tests.test_gis import cityjson
+
+    doc = json.loads(
+        cityjson(tmp_path / "a.city.json", 458000.0, 5551000.0, 10.0, 12.0).read_text()
+    )
+    single = tmp_path / "download.txt"
+    single.write_text(json.dumps(doc))
+    header = {k: v for k, v in doc.items() if k not in ("CityObjects", "vertices")}
+    feature = {"type": "CityJSONFeature", "id": "b1", "CityObjects": doc["CityObjects"]}
+    feature["vertices"] = doc["vertices"]
+    sequence = tmp_path / "tiles.dat"
+    sequence.write_text(
+        json.dumps({**header, "CityObjects": {}, "vertices": []})
+        + "\n"
+        + json.dumps(feature)
+        + "\n"
+    )
+    for path in (single, sequence):
+        assert choose_ingester(path).kind == "gis"
+        report = ingest(make_store("EPSG:32633"), path)
+        assert report.counts["buildings"] == 1, path.name

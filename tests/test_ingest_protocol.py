@@ -96,3 +96,13 @@ def test_a_renamed_file_ingests_like_the_original(
     renamed = run_ingest(make_store(crs), copy, IngestOptions(), SerialExecutor())
     assert renamed.kind == original.kind and renamed.format == original.format
     assert renamed.counts == original.counts
+
+
+@pytest.mark.parametrize("ingester", registry(), ids=lambda i: i.kind)
+def test_supports_answers_for_folders_and_empty_files(tmp_path: Path, ingester: object) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    empty = tmp_path / "empty.bin"
+    empty.touch()
+    for path in (folder, empty):
+        assert ingester.supports(path) is False  # type: ignore[attr-defined]

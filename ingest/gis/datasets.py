@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyogrio
 import pyogrio.errors
+import pyogrio.raw
 
 from cim.errors import InputFileError, UnsupportedFile
 from ingest.gis.attributes import load_config
@@ -37,37 +38,12 @@ OGR_ERRORS = (
     pyogrio.errors.CRSError,
 )
 
-#: suffixes that name a vector format -> (what it is, the GDAL drivers that read it)
+#: suffixes that name a vector format -> (what it is, the GDAL drivers that read it), from
+#: ``formats`` in schemas/gis_attributes.json
 FORMATS: Mapping[str, tuple[str, tuple[str, ...]]] = {
-    ".gpkg": ("a GeoPackage", ("GPKG",)),
-    ".gpkg.zip": ("a zipped GeoPackage", ("GPKG",)),
-    ".shp": ("a shapefile", ("ESRI Shapefile",)),
-    ".shz": ("a zipped shapefile", ("ESRI Shapefile",)),
-    ".shp.zip": ("a zipped shapefile", ("ESRI Shapefile",)),
-    ".sqlite": ("a SpatiaLite database", ("SQLite",)),
-    ".spatialite": ("a SpatiaLite database", ("SQLite",)),
-    ".gdb": ("an ESRI file geodatabase", ("OpenFileGDB", "FileGDB")),
-    ".tab": ("a MapInfo table", ("MapInfo File",)),
-    ".mif": ("a MapInfo interchange file", ("MapInfo File",)),
-    ".dxf": ("an AutoCAD DXF drawing", ("DXF",)),
-    ".dgn": ("a MicroStation DGN drawing", ("DGN",)),
-    ".gml": ("a GML file", ("GML",)),
-    ".kml": ("a KML file", ("LIBKML", "KML")),
-    ".kmz": ("a KMZ file", ("LIBKML",)),
-    ".geojson": ("a GeoJSON file", ("GeoJSON",)),
-    ".geojsonl": ("a GeoJSON sequence", ("GeoJSONSeq",)),
-    ".geojsons": ("a GeoJSON sequence", ("GeoJSONSeq",)),
-    ".topojson": ("a TopoJSON file", ("TopoJSON",)),
-    ".fgb": ("a FlatGeobuf file", ("FlatGeobuf",)),
-    ".gpx": ("a GPX file", ("GPX",)),
-    ".osm": ("an OpenStreetMap XML file", ("OSM",)),
-    ".e00": ("an Arc/Info E00 coverage", ("AVCE00",)),
-    ".vrt": ("a GDAL virtual dataset", ("OGR_VRT",)),
-    ".mdb": ("an ESRI personal geodatabase", ("PGeo",)),
-    ".dwg": ("an AutoCAD DWG drawing", ("DWG", "CAD")),
-    ".arrow": ("an Arrow IPC (GeoArrow) file", ("Arrow",)),
-    ".arrows": ("an Arrow IPC stream", ("Arrow",)),
-    ".feather": ("a Feather (GeoArrow) file", ("Arrow",)),
+    suffix: (str(entry[0]), tuple(entry[1]))
+    for suffix, entry in load_config()["formats"].items()
+    if not suffix.startswith("$")
 }
 
 #: the suffixes of CSV text (GDAL's CSV driver)
@@ -116,12 +92,11 @@ class Dataset:
         names = [str(n) for n, _ in listed]
         if not self.open_options:  # the geometry type needs no option
             return names, [str(n) for n, g in listed if g is not None]
-        geometric = [
-            n
-            for n in names
-            if pyogrio.read_info(self.gdal_path, layer=n, **self.open_options).get("geometry_type")
-            is not None
-        ]
+        geometric = []
+        for n in names:  # opening a stream reads the header, not the rows (read_info counts)
+            with pyogrio.raw.open_arrow(self.gdal_path, layer=n, **self.open_options) as (meta, _):
+                if meta.get("geometry_type") is not None:
+                    geometric.append(n)
         return names, geometric
 
     def has_geometries(self) -> bool:
@@ -132,8 +107,11 @@ class Dataset:
 
 
 def _looks_like_csv(head: bytes) -> bool:
+    """Text whose first line has a separator, and that is not JSON or XML."""
     first = head.split(b"\n", 1)[0]
-    return b"\x00" not in head and any(first.count(sep) for sep in (b",", b";", b"\t", b"|"))
+    if b"\x00" in head or head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"[", b"<")):
+        return False
+    return any(first.count(sep) for sep in (b",", b";", b"\t", b"|"))
 
 
 def _zip_datasets(path: Path) -> list[str]:

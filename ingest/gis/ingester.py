@@ -71,16 +71,16 @@ class GisIngester:
     options = ("crs", "layer", "role")
     choices: ClassVar[Mapping[str, tuple[str, ...]]] = {"role": ROLES}
     worker_module = None
-    #: the suffixes claimed by name; any other file or folder is GIS when GDAL opens it
-    extensions = (
-        ".city.json",
-        ".cityjson",
-        ".city.jsonl",
-        ".json",
-        ".parquet",
-        ".geoparquet",
-        *CSV_SUFFIXES,
-        *FORMATS,
+    #: the suffixes claimed by name, the common ones first (messages list the first few); any
+    #: other file, or a .gdb folder, is GIS when GDAL opens it
+    extensions = tuple(
+        dict.fromkeys(
+            (
+                *(".gpkg", ".shp", ".geojson", ".sqlite", ".gdb", ".csv", ".kml", ".dxf"),
+                *(".tab", ".city.json", ".fgb", ".gml", ".parquet", *FORMATS, *CSV_SUFFIXES),
+                *(".json", ".geoparquet", ".cityjson", ".city.jsonl"),
+            )
+        )
     )
 
     def supports(self, path: Path) -> bool:
@@ -95,8 +95,8 @@ class GisIngester:
         if name.endswith((".parquet", ".geoparquet")):
             return self._is_geoparquet(path)
         head = read_head(path)
-        if name.endswith(".json") and _GEOJSON.search(head[:4096]):
-            return True
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") and _GEOJSON.search(head[:4096]):
+            return True  # GeoJSON by its first bytes, whatever its name
         if format_of(path) is not None:
             return True
         if head.startswith(LASF) or step_schema(head) is not None:
