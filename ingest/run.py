@@ -108,8 +108,9 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     bytes (the same folder copied elsewhere hashes the same)."""
     h = hashlib.sha256()
     for p in dataset_files(path):
-        if p != path:
-            h.update(p.relative_to(path).as_posix().encode() + b"\0")
+        if p != path:  # name and size first: no two folders give the same stream
+            name = p.relative_to(path).as_posix().encode()
+            h.update(name + b"\0" + p.stat().st_size.to_bytes(8, "little"))
         with p.open("rb") as f:
             while block := f.read(chunk):
                 h.update(block)

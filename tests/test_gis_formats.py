@@ -359,3 +359,15 @@ def test_cityjson_and_its_sequence_by_content(make_store: MakeStore, tmp_path: P
         assert choose_ingester(path).kind == "gis"
         report = ingest(make_store("EPSG:32633"), path)
         assert report.counts["buildings"] == 1, path.name
+
+
+def test_csv_in_gb18030_is_refused_saying_so(make_store: MakeStore, tmp_path: Path) -> None:
+    path = tmp_path / "学校.csv"
+    path.write_bytes("编号,经度,纬度,名称\n1,122.26,43.62,第一中学\n".encode("gb18030"))
+    store = make_store("EPSG:4550")
+    before = snapshot(store)
+    with pytest.raises(
+        InputFileError, match=r"学校\.csv: the text is not UTF-8 \(it looks like GB18030"
+    ):
+        ingest(store, path, crs="EPSG:4490")
+    assert snapshot(store) == before

@@ -27,6 +27,7 @@ import pyogrio.raw
 
 from cim.errors import InputFileError, UnsupportedFile
 from ingest.gis.attributes import load_config
+from ingest.sniff import read_head
 
 #: the errors pyogrio raises for a dataset or layer GDAL cannot open or read
 OGR_ERRORS = (
@@ -87,23 +88,45 @@ class Dataset:
     open_options: dict[str, str] = field(default_factory=dict)
 
     def layers(self) -> tuple[list[str], list[str]]:
-        """Every layer's name, and the names of those with geometries (raises OGR_ERRORS)."""
-        listed = pyogrio.list_layers(self.gdal_path)
-        names = [str(n) for n, _ in listed]
-        if not self.open_options:  # the geometry type needs no option
-            return names, [str(n) for n, g in listed if g is not None]
-        geometric = []
-        for n in names:  # opening a stream reads the header, not the rows (read_info counts)
-            with pyogrio.raw.open_arrow(self.gdal_path, layer=n, **self.open_options) as (meta, _):
-                if meta.get("geometry_type") is not None:
-                    geometric.append(n)
+        """Every layer's name, and the names of those with geometries (raises OGR_ERRORS, or
+        InputFileError for text that is not UTF-8)."""
+        try:
+            listed = pyogrio.list_layers(self.gdal_path)
+            names = [str(n) for n, _ in listed]
+            if not self.open_options:  # the geometry type needs no option
+                return names, [str(n) for n, g in listed if g is not None]
+            geometric = []
+            for n in names:  # opening a stream reads the header, not the rows (read_info counts)
+                with pyogrio.raw.open_arrow(self.gdal_path, layer=n, **self.open_options) as (
+                    meta,
+                    _,
+                ):
+                    if meta.get("geometry_type") is not None:
+                        geometric.append(n)
+        except UnicodeDecodeError as exc:
+            raise not_utf8(self.source) from exc
         return names, geometric
 
     def has_geometries(self) -> bool:
         try:
             return bool(self.layers()[1])
-        except OGR_ERRORS:
+        except InputFileError:
+            return True  # text in another encoding: ours to say so
+        except (*OGR_ERRORS, ValueError):  # pyogrio: ValueError for an option a driver refuses
             return False
+
+
+def not_utf8(path: Path) -> InputFileError:
+    """The error for a text file GDAL reads as UTF-8 that is not (pyogrio's Arrow reader takes
+    no other encoding), with a guess at what it is."""
+    try:
+        read_head(path).decode("gb18030")
+        guess = " (it looks like GB18030/GBK)"
+    except UnicodeDecodeError:
+        guess = ""
+    return InputFileError(
+        f"{path}: the text is not UTF-8{guess}; save it as UTF-8 and ingest it again"
+    )
 
 
 def _looks_like_csv(head: bytes) -> bool:

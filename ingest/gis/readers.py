@@ -25,7 +25,7 @@ from pyproj import CRS
 
 from cim.crs import parse_crs
 from cim.errors import CrsError, InputFileError
-from ingest.gis.datasets import OGR_ERRORS, Dataset
+from ingest.gis.datasets import OGR_ERRORS, Dataset, not_utf8
 
 
 @dataclass
@@ -94,6 +94,8 @@ def read_ogr(dataset: Dataset, only: str | None) -> tuple[str, list[Layer]]:
             raise InputFileError(
                 f"{path}: layer {name!r} cannot be read ({_reason(exc)})", detail=str(exc)
             ) from exc
+        except UnicodeDecodeError as exc:
+            raise not_utf8(path) from exc
         geom_col = table.column_names[-1]
         fids = table.column(0)
         attrs = table.select(table.column_names[1:-1])
