@@ -126,6 +126,7 @@ FORMATS: dict[str, tuple[str, Callable[[Path], Path], dict[str, str], float]] = 
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:'crs' was not provided:UserWarning")  # DXF has no CRS
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_each_gdal_format_ingests(make_store: MakeStore, tmp_path: Path, name: str) -> None:
     driver, make, options, tolerance = FORMATS[name]
