@@ -3,11 +3,14 @@
 An ingester is an object (a module's ``INGESTER``) with
 
 * ``kind`` (``"ifc"``, ``"lidar"``, ``"gis"``), ``description`` ("an IFC model", for messages)
-  and ``extensions`` (lower-case suffixes),
+  and ``extensions`` (the lower-case suffixes it takes by name, the common ones first: the
+  message refusing a file lists them; files of other names are recognised by their content),
 * ``options``: the names of the ``IngestOptions`` it takes, ``choices``: the allowed values of
   those that have a fixed list, ``worker_module``: the module the executor's workers run for it
   (preloaded when files of its kind are about to be ingested),
-* ``supports(path) -> bool``: cheap, reads at most the first bytes of the file,
+* ``supports(path) -> bool``: cheap, whatever the name: reads the first bytes of the file, or
+  asks GDAL to open it (a header or a catalogue, not the features); False for a folder unless
+  it is a dataset (a FileGDB ``.gdb``), never raises,
 * ``ingest(path, store, ctx) -> IngestResult``: reads the file and writes its rows, tagged with
   ``ctx.source_id``, on ``store.con`` inside the transaction ``run_ingest`` has opened.
 """

@@ -27,6 +27,7 @@ from ingest.base import (
     IngestOptions,
     IngestReport,
 )
+from ingest.sniff import describe
 
 if TYPE_CHECKING:
     from cim.executor import Executor
@@ -50,13 +51,33 @@ def registry() -> list[Ingester]:
     return [importlib.import_module(name).INGESTER for name in INGESTER_MODULES]
 
 
+def _kinds(ingesters: list[Ingester], shown: int = 10) -> str:
+    """What cim reads, from the registry: "an IFC model (.ifc), a LiDAR cloud (.las, .laz) ..."."""
+    parts = []
+    for ing in ingesters:
+        exts = ", ".join(ing.extensions[:shown]) + (" ..." if len(ing.extensions) > shown else "")
+        parts.append(f"{ing.description} ({exts})")
+    return ", ".join(parts)
+
+
 def choose_ingester(path: Path) -> Ingester:
+    """The first ingester whose ``supports`` takes the file (or dataset folder); else one line
+    saying what the file looks like and which kinds exist."""
     ingesters = registry()
     for ing in ingesters:
         if ing.supports(path):
             return ing
-    known = ", ".join(sorted({e for i in ingesters for e in i.extensions}))
-    raise UnsupportedFile(f"{path}: not a file cim can ingest (known kinds: {known})")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a folder; give the files to ingest")
+    looks = describe(path)
+    named = next((i for i in ingesters if path.name.lower().endswith(i.extensions)), None)
+    if named is not None:
+        looks = f"is named like {named.description}, but it looks like {looks}"
+    else:
+        looks = f"looks like {looks}"
+    raise UnsupportedFile(
+        f"{path}: not a file cim can ingest: it {looks}; cim reads {_kinds(ingesters)}"
+    )
 
 
 def check_options(path: Path, ingester: Ingester, options: IngestOptions) -> None:
@@ -70,11 +91,29 @@ def check_options(path: Path, ingester: Ingester, options: IngestOptions) -> Non
         raise UsageError(f"{path}: is {ingester.description}, and " + "; ".join(wrong))
 
 
+def dataset_files(path: Path) -> list[Path]:
+    """The files of a source: the file itself, or every file under a dataset folder (a .gdb),
+    in a stable order."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def source_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in dataset_files(path))
+
+
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes; of a dataset folder, of its files' relative names and
+    bytes (the same folder copied elsewhere hashes the same)."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    for p in dataset_files(path):
+        if p != path:  # name and size first: no two folders give the same stream
+            name = p.relative_to(path).as_posix().encode()
+            h.update(name + b"\0" + p.stat().st_size.to_bytes(8, "little"))
+        with p.open("rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -96,8 +135,8 @@ def check_readable(path: Path) -> Path:
     p = path.expanduser()
     if not p.exists():
         raise InputFileError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputFileError(f"{p}: is a folder; give the files to ingest")
+    if p.is_dir():  # a dataset folder (a .gdb) or not: choose_ingester says
+        return p.resolve()
     if p.stat().st_size == 0:
         raise InputFileError(f"{p}: the file is empty (0 bytes); export it again")
     return p.resolve()
@@ -134,7 +173,7 @@ def run_ingest(
     ingester = choose_ingester(p)
     check_options(p, ingester, options)
     report_progress = progress or (lambda f, m: None)
-    size = p.stat().st_size
+    size = source_size(p)
     hashing: Future[str] | None = None
     sha = ""
     if (
@@ -161,7 +200,7 @@ def run_ingest(
                 p.name,
                 ingester.kind,
                 sha,
-                p.stat().st_size,
+                size,
                 json.dumps(options.as_json()),
                 job_id,
             ],

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import shutil
 from pathlib import Path
 
 import pytest
 
 from cim.errors import UnsupportedFile
-from ingest import choose_ingester, registry
-from tests.conftest import SAMPLES
+from cim.executor import SerialExecutor
+from ingest import IngestOptions, choose_ingester, registry, run_ingest
+from tests.conftest import SAMPLES, MakeStore
 
 EXPECTED_KIND = {".ifc": "ifc", ".las": "lidar", ".laz": "lidar"}
 GIS_SUFFIXES = {".gpkg", ".geojson", ".shp"}
@@ -57,3 +59,50 @@ def test_other_files_are_refused_with_the_known_kinds(tmp_path: Path) -> None:
     other.write_text("hello")
     with pytest.raises(UnsupportedFile, match=r"\.ifc"):
         choose_ingester(other)
+
+
+# ---- kinds by their headers, whatever the name --------------------------------------------
+LAZ = SAMPLES / "lidar" / "autzen_trim.laz"
+IFC = SAMPLES / "ifc" / "IfcOpenHouse.ifc"
+
+
+@pytest.mark.parametrize(
+    ("sample", "name", "kind"),
+    [
+        (LAZ, "cloud.bin", "lidar"),
+        (LAZ, "cloud", "lidar"),
+        (IFC, "model.step", "ifc"),
+        (IFC, "model.txt", "ifc"),
+        (IFC, "model.stp", "ifc"),
+    ],
+)
+def test_kinds_are_recognised_by_their_headers(
+    tmp_path: Path, sample: Path, name: str, kind: str
+) -> None:
+    copy = tmp_path / name
+    shutil.copy(sample, copy)
+    assert [i.kind for i in registry() if i.supports(copy)] == [kind]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(("sample", "name"), [(LAZ, "cloud.bin"), (IFC, "model.step")])
+def test_a_renamed_file_ingests_like_the_original(
+    make_store: MakeStore, tmp_path: Path, sample: Path, name: str
+) -> None:
+    crs = "EPSG:32610" if sample == LAZ else "EPSG:4550"
+    original = run_ingest(make_store(crs), sample, IngestOptions(), SerialExecutor())
+    copy = tmp_path / name
+    shutil.copy(sample, copy)
+    renamed = run_ingest(make_store(crs), copy, IngestOptions(), SerialExecutor())
+    assert renamed.kind == original.kind and renamed.format == original.format
+    assert renamed.counts == original.counts
+
+
+@pytest.mark.parametrize("ingester", registry(), ids=lambda i: i.kind)
+def test_supports_answers_for_folders_and_empty_files(tmp_path: Path, ingester: object) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    empty = tmp_path / "empty.bin"
+    empty.touch()
+    for path in (folder, empty):
+        assert ingester.supports(path) is False  # type: ignore[attr-defined]

@@ -26,16 +26,20 @@ from ingest.gis.readers import Layer, file_head
 log = logging.getLogger(__name__)
 
 _EPSG_URL = re.compile(r"EPSG/\d+/(\d+)", re.IGNORECASE)
+_CITYJSON_TYPE = re.compile(rb'"type"\s*:\s*"CityJSON"')
 _BUILDING = ("Building",)
 _PART = ("BuildingPart",)
 
 
 def is_cityjson(path: Path) -> bool:
-    """A CityJSON file by its name, or a ``.json`` whose first bytes say so."""
+    """A CityJSON file (or CityJSONSeq) by its name, or by its first bytes whatever its name."""
     name = path.name.lower()
     if name.endswith((".city.json", ".cityjson", ".city.jsonl", ".cityjsonl")):
         return True
-    return name.endswith(".json") and b'"CityJSON"' in file_head(path, 4096)
+    head = file_head(path, 4096)
+    if name.endswith(".json") and b'"CityJSON"' in head:
+        return True
+    return head.lstrip().startswith(b"{") and _CITYJSON_TYPE.search(head) is not None
 
 
 def _crs(meta: dict[str, Any]) -> str | None:
@@ -108,20 +112,31 @@ def _attributes_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def _documents(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The header (transform, metadata) and the documents holding CityObjects and vertices."""
+    """The header (transform, metadata) and the documents holding CityObjects and vertices:
+    one CityJSON document, or a CityJSONSeq (by its name, or by a first document followed by
+    more), whose first line is the header."""
+    sequence = path.name.lower().endswith((".jsonl", ".city.jsonl"))
     try:
         text = path.read_text(encoding="utf-8")
-        if path.name.lower().endswith((".jsonl", ".city.jsonl")):
-            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
-            if not lines:
-                raise InputFileError(f"{path}: empty CityJSONSeq file")
-            return lines[0], lines[1:]
-        doc = json.loads(text)
+        if not sequence:
+            try:
+                docs = [json.loads(text)]
+            except json.JSONDecodeError as exc:
+                if exc.msg != "Extra data":
+                    raise
+                sequence = True
+        if sequence:
+            docs = [json.loads(line) for line in text.splitlines() if line.strip()]
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(f"{path}: not valid CityJSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("type") != "CityJSON":
+    if not docs:
+        raise InputFileError(f"{path}: empty CityJSONSeq file")
+    if not all(isinstance(d, dict) for d in docs):
+        raise InputFileError(f"{path}: a CityJSONSeq line is not a JSON object")
+    header = docs[0]
+    if not isinstance(header, dict) or header.get("type") != "CityJSON":
         raise InputFileError(f'{path}: not a CityJSON document (no "type": "CityJSON")')
-    return doc, [doc]
+    return (header, docs[1:]) if sequence else (header, docs)
 
 
 def read_cityjson(path: Path, only: str | None = None) -> tuple[str, list[Layer]]:

@@ -24,12 +24,16 @@ from cim.model.linking import link_buildings
 from ingest.base import IngestContext, IngestResult
 from ingest.gis.attributes import guess_role, load_config
 from ingest.gis.cityjson import is_cityjson, read_cityjson
+from ingest.gis.datasets import CSV_SUFFIXES, FORMATS, format_of, is_dataset, locate
 from ingest.gis.geometry import prepare_geometries, reprojector
-from ingest.gis.readers import Layer, file_head, read_geoparquet, read_ogr
+from ingest.gis.readers import Layer, read_geoparquet, read_ogr
 from ingest.gis.writing import insert_buildings, insert_features
+from ingest.sniff import LASF, read_head, step_schema
 
 if TYPE_CHECKING:
     from cim.store import Store
+
+_GEOJSON = re.compile(rb'"type"\s*:\s*"(FeatureCollection|Feature)"')
 
 #: how many skipped/repaired feature ids a warning lists before "... and N more"
 MAX_LISTED = 50
@@ -41,7 +45,7 @@ def read_layers(path: Path, only: str | None = None) -> tuple[str, list[Layer]]:
         return read_cityjson(path, only)
     if path.suffix.lower() in (".parquet", ".geoparquet"):
         return read_geoparquet(path, only)
-    return read_ogr(path, only)
+    return read_ogr(locate(path, read_head(path)), only)
 
 
 def _lidar_heights(store: Store, source_id: int) -> int:
@@ -67,33 +71,37 @@ class GisIngester:
     options = ("crs", "layer", "role")
     choices: ClassVar[Mapping[str, tuple[str, ...]]] = {"role": ROLES}
     worker_module = None
-    extensions = (
-        ".geojson",
-        ".json",
-        ".geojsonl",
-        ".geojsons",
-        ".shp",
-        ".gpkg",
-        ".parquet",
-        ".geoparquet",
-        ".fgb",
-        ".city.json",
-        ".cityjson",
-        ".city.jsonl",
-        ".kml",
-        ".gml",
+    #: the suffixes claimed by name, the common ones first (messages list the first few); any
+    #: other file, or a .gdb folder, is GIS when GDAL opens it
+    extensions = tuple(
+        dict.fromkeys(
+            (
+                *(".gpkg", ".shp", ".geojson", ".sqlite", ".gdb", ".csv", ".kml", ".dxf"),
+                *(".tab", ".city.json", ".fgb", ".gml", ".parquet", *FORMATS, *CSV_SUFFIXES),
+                *(".json", ".geoparquet", ".cityjson", ".city.jsonl"),
+            )
+        )
     )
 
     def supports(self, path: Path) -> bool:
+        """By name (a .gpkg, a .gdb folder ...), else by content: GeoJSON or CityJSON text, a
+        GeoParquet's metadata, or whatever GDAL opens as a vector dataset with geometries.
+        Reads a file's first bytes, a Parquet schema, or a dataset's header and catalogue."""
         name = path.name.lower()
-        if not name.endswith(self.extensions):
-            return False
-        if name.endswith(".json") and not name.endswith(".city.json"):
-            head = file_head(path, 4096)
-            return bool(re.search(rb'"type"\s*:\s*"(FeatureCollection|Feature|CityJSON)"', head))
-        if name.endswith(".parquet"):
+        if path.is_dir():
+            return format_of(path) == ".gdb"
+        if is_cityjson(path):
+            return True
+        if name.endswith((".parquet", ".geoparquet")):
             return self._is_geoparquet(path)
-        return True
+        head = read_head(path)
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") and _GEOJSON.search(head[:4096]):
+            return True  # GeoJSON by its first bytes, whatever its name
+        if format_of(path) is not None:
+            return True
+        if head.startswith(LASF) or step_schema(head) is not None:
+            return False  # a point cloud or a STEP model, GDAL has no say
+        return is_dataset(path, head)
 
     @staticmethod
     def _is_geoparquet(path: Path) -> bool:

@@ -1,8 +1,9 @@
 """Reading GIS files into ``Layer`` records: geometries, feature ids and attributes as found.
 
-OGR formats (GeoJSON, Shapefile, GeoPackage, FlatGeobuf, KML, GML ...) go through pyogrio/GDAL
-as Arrow; GeoParquet through pyarrow, because the GDAL in the pyogrio wheel has no Parquet
-driver. CityJSON has its own reader (``ingest.gis.cityjson``) giving the same ``Layer``.
+Whatever GDAL opens as a vector dataset (``ingest.gis.datasets`` says how: GeoJSON, Shapefile,
+GeoPackage, SpatiaLite, FileGDB, MapInfo, DXF, GML, KML, CSV ...) goes through pyogrio as
+Arrow; GeoParquet through pyarrow, because the GDAL in the pyogrio wheel has no Parquet driver.
+CityJSON has its own reader (``ingest.gis.cityjson``) giving the same ``Layer``.
 Nothing is processed here: geometries stay in the file's CRS.
 """
 
@@ -18,22 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyogrio
-import pyogrio.errors
 import shapely
 from numpy.typing import NDArray
 from pyproj import CRS
 
 from cim.crs import parse_crs
 from cim.errors import CrsError, InputFileError
-
-_OGR_ERRORS = (
-    pyogrio.errors.DataSourceError,
-    pyogrio.errors.DataLayerError,
-    pyogrio.errors.FieldError,
-    pyogrio.errors.GeometryError,
-    pyogrio.errors.FeatureError,
-    pyogrio.errors.CRSError,
-)
+from ingest.gis.datasets import OGR_ERRORS, Dataset, not_utf8
 
 
 @dataclass
@@ -68,21 +60,22 @@ def _reason(exc: Exception) -> str:
     return text.rstrip(".") or type(exc).__name__
 
 
-def read_ogr(path: Path, only: str | None) -> tuple[str, list[Layer]]:
+def read_ogr(dataset: Dataset, only: str | None) -> tuple[str, list[Layer]]:
+    """The driver's name and the layers of a dataset GDAL opens (every layer with
+    geometries, or only the one named)."""
+    path, where, options = dataset.source, dataset.gdal_path, dataset.open_options
     try:
-        listed = pyogrio.list_layers(path)
-    except _OGR_ERRORS as exc:
+        all_names, names = dataset.layers()
+    except OGR_ERRORS as exc:
         raise InputFileError(
             f"{path}: not a readable GIS file ({_reason(exc)}); check it opens in QGIS, "
             f"or export it again",
             detail=str(exc),
         ) from exc
-    names = [str(n) for n, geom_type in listed if geom_type is not None]
     if only is not None:
-        if only not in [str(n) for n, _ in listed]:
+        if only not in all_names:
             raise InputFileError(
-                f"{path}: no layer {only!r}; its layers are: "
-                + ", ".join(str(n) for n, _ in listed)
+                f"{path}: no layer {only!r}; its layers are: " + ", ".join(all_names)
             )
         if only not in names:
             raise InputFileError(f"{path}: layer {only!r} has no geometries (an attribute table)")
@@ -94,12 +87,15 @@ def read_ogr(path: Path, only: str | None) -> tuple[str, list[Layer]]:
     for name in names:
         try:
             if not layers:  # the driver name, once (read_info costs as much as a small read)
-                driver = str(pyogrio.read_info(path, layer=name).get("driver") or driver)
-            meta, table = pyogrio.read_arrow(path, layer=name, return_fids=True)
-        except _OGR_ERRORS as exc:
+                info = pyogrio.read_info(where, layer=name, **options)
+                driver = str(info.get("driver") or driver)
+            meta, table = pyogrio.read_arrow(where, layer=name, return_fids=True, **options)
+        except OGR_ERRORS as exc:
             raise InputFileError(
                 f"{path}: layer {name!r} cannot be read ({_reason(exc)})", detail=str(exc)
             ) from exc
+        except UnicodeDecodeError as exc:
+            raise not_utf8(path) from exc
         geom_col = table.column_names[-1]
         fids = table.column(0)
         attrs = table.select(table.column_names[1:-1])

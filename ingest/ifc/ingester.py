@@ -85,12 +85,13 @@ class IfcIngester:
     extensions = (".ifc",)
 
     def supports(self, path: Path) -> bool:
-        if path.suffix.lower() not in self.extensions:
+        """An .ifc file (with other content still ours to refuse with a clear message), or a
+        STEP file of any name whose header names an IFC schema (an IFC saved as .step, .txt)."""
+        from ingest.sniff import is_ifc_header, read_head
+
+        if not path.is_file():
             return False
-        with path.open("rb") as f:
-            head = f.read(64)
-        # an .ifc with other content is still ours to reject with a clear message
-        return head.lstrip().startswith(b"ISO-10303-21") or path.suffix.lower() == ".ifc"
+        return path.suffix.lower() in self.extensions or is_ifc_header(read_head(path))
 
     def ingest(self, path: Path, store: Store, ctx: IngestContext) -> IngestResult:
         model = open_model(path)

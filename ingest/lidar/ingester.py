@@ -30,6 +30,7 @@ from ingest.lidar.dtm import DtmGrid, GroundGrid
 from ingest.lidar.encode import ROW_GROUP, Part, PartSpec, encode_part, part_ranges
 from ingest.lidar.reader import CloudCrs, horizontal_crs, project_bounds, resolve_crs
 from ingest.lidar.sort import raw_grid
+from ingest.sniff import LASF
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -44,7 +45,6 @@ PARALLEL_MIN_POINTS = 8 * ROW_GROUP
 PARALLEL_MIN_WORKERS = 2
 
 _RGB_FORMATS = {2, 3, 5, 7, 8, 10}
-_LASF = b"LASF"
 
 
 class _CloudStats:
@@ -207,12 +207,11 @@ class LidarIngester:
     extensions = (".las", ".laz")
 
     def supports(self, path: Path) -> bool:
-        if path.suffix.lower() not in self.extensions:
-            return False
+        """A file that starts with the LAS signature, whatever its name (a LAZ saved as .bin)."""
         try:
             with path.open("rb") as f:
-                return f.read(4) == _LASF
-        except OSError:
+                return f.read(4) == LASF
+        except OSError:  # a folder, or unreadable
             return False
 
     def ingest(self, path: Path, store: Store, ctx: IngestContext) -> IngestResult:
