@@ -11,6 +11,7 @@ from ingest.base import (
     Anchor,
     IngestContext,
     Ingester,
+    IngestFailureJson,
     IngestOptions,
     IngestReport,
     IngestReportJson,
