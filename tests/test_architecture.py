@@ -142,3 +142,13 @@ def test_the_checker_finds_a_circle_and_a_core_importing_an_ingester(tmp_path: P
 def test_the_rules(source: str, target: str, ok: bool) -> None:
     edge = graph.Import(source, target, "x.py", 1)
     assert (violations([edge]) == []) is ok
+
+
+def test_every_name_a_package_hands_on_exists() -> None:
+    import importlib
+
+    missing = []
+    for module in graph.project_modules():
+        mod = importlib.import_module(module)
+        missing += [f"{module}.{n}" for n in getattr(mod, "__all__", []) if not hasattr(mod, n)]
+    assert not missing, f"__all__ names that do not exist: {missing}"
