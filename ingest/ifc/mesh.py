@@ -278,9 +278,9 @@ def _worker_model(path: str) -> ifcopenshell.file:
     cached = getattr(_worker_models, "entry", None)
     if cached is None or cached[0] != key:
         _worker_models.entry = None  # the last file goes before the next one is parsed
-        model = ifcopenshell.open(path)
-        repair(model, Path(path))  # as the ingesting process does: the kernel needs it
-        _worker_models.entry = (key, model)
+        parsed = ifcopenshell.open(path)
+        repair(parsed, Path(path))  # as the ingesting process does: the kernel needs it
+        _worker_models.entry = (key, parsed)
     model: ifcopenshell.file = _worker_models.entry[1]
     return model
 

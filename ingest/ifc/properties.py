@@ -64,7 +64,7 @@ class PropertyReader:
         key = definition.id()
         if key not in self._def_values:
             is_qto = bool(definition.is_a("IfcElementQuantity"))
-            values = _simple_values(definition)
+            values: dict[Any, Any] | None = _simple_values(definition)
             if values is None:
                 values = self._general_values(definition, is_qto)
             if None in values:  # properties without a name, merged as get_properties does

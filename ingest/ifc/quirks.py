@@ -158,7 +158,8 @@ def repair_starred(model: ifcopenshell.file, path: Path) -> list[Any]:
         except RuntimeError:
             continue
         before = entity.to_string()
-        for index, derived in enumerate(entity.declaration.derived()):
+        derived_flags = entity.declaration.derived()  # type: ignore[attr-defined]
+        for index, derived in enumerate(derived_flags):
             if not derived and entity.get_argument(index) is None:
                 entity.unset_attribute_value(index)
         if entity.to_string() != before:
