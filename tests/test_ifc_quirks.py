@@ -50,6 +50,11 @@ def _kernel_error(product: Any) -> str | None:
     return None if len(shape.geometry.faces) else "no surfaces"
 
 
+def _keyed(store: Store, sql: str) -> dict[Any, tuple[Any, ...]]:
+    """The query's rows by their first column."""
+    return {row[0]: tuple(row[1:]) for row in store.con.execute(sql).fetchall()}
+
+
 def check_products_conserved(store: Store, path: Path, report: Any) -> dict[str, tuple]:
     """Every product with a representation has its row; it is meshed unless the kernel itself
     fails on it (then ``failed``, or ``none`` for a space), with the kernel's reason; the
@@ -57,12 +62,9 @@ def check_products_conserved(store: Store, path: Path, report: Any) -> dict[str,
     model = ifcopenshell.open(str(path))
     repair(model, path)  # as the ingest reads it
     products = {label(p): p for p in model.by_type("IfcProduct") if p.Representation}
-    rows = {
-        r[0]: r[1:]
-        for r in store.con.execute(
-            "SELECT global_id, ifc_class, geometry_status, geometry_error, name FROM elements"
-        ).fetchall()
-    }
+    rows = _keyed(
+        store, "SELECT global_id, ifc_class, geometry_status, geometry_error, name FROM elements"
+    )
     assert set(products) <= set(rows)
     ok = [g for g in products if rows[g][1] == "ok"]
     for guid, product in products.items():
@@ -169,13 +171,11 @@ def test_spaces_are_meshed_or_keep_their_quantities(tmp_path: Path, schema: str)
     assert "\\X2\\" in path.read_text()  # the Chinese names are escaped in the file
     with Store.create(tmp_path / "s.duckdb", "EPSG:4550") as store:
         report = ingest(store, path)
-        spaces = {
-            r[0]: r[1:]
-            for r in store.con.execute(
-                "SELECT name, geometry_status, volume, storey, qsets FROM elements "
-                "WHERE ifc_class = 'IfcSpace'"
-            ).fetchall()
-        }
+        spaces = _keyed(
+            store,
+            "SELECT name, geometry_status, volume, storey, qsets FROM elements "
+            "WHERE ifc_class = 'IfcSpace'",
+        )
         [(building, height)] = store.con.execute("SELECT name, height FROM buildings").fetchall()
         [storey] = store.con.execute("SELECT name FROM storeys").fetchall()
     assert building == "通辽大厦" and storey == ("一层",)
