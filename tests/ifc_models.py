@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import ifcopenshell
 import ifcopenshell.api.aggregate
 import ifcopenshell.api.context
+import ifcopenshell.api.feature
 import ifcopenshell.api.geometry
 import ifcopenshell.api.georeference
 import ifcopenshell.api.project
@@ -115,4 +117,301 @@ def to_rigid_operation(
         Height=height,
     )
     model.write(str(path))
+    return path
+
+
+class ModelBuilder:
+    """A model of boxes built with ifcopenshell.api, in IFC2X3, IFC4 or IFC4X3: a project in
+    metres (or without units), a site, a building and storeys, to which the quirks of
+    authoring tools are added (tests/test_ifc_quirks.py)."""
+
+    def __init__(
+        self, schema: str = "IFC4", *, units: bool = True, building: str = "Block A"
+    ) -> None:
+        f = ifcopenshell.api.project.create_file(version=schema)
+        if schema == "IFC2X3":  # IFC2X3 requires an owner history on every rooted entity
+            org = f.createIfcOrganization(None, "Tests")
+            f.createIfcPersonAndOrganization(f.createIfcPerson(), org)
+            f.createIfcApplication(org, "1", "tests", "tests")
+        self.file = f
+        self.project = ifcopenshell.api.root.create_entity(f, ifc_class="IfcProject", name="T")
+        if units:
+            ifcopenshell.api.unit.assign_unit(f, length={"is_metric": True, "raw": "METERS"})
+        model_ctx = ifcopenshell.api.context.add_context(f, context_type="Model")
+        self.body = ifcopenshell.api.context.add_context(
+            f,
+            context_type="Model",
+            context_identifier="Body",
+            target_view="MODEL_VIEW",
+            parent=model_ctx,
+        )
+        self.site = self.root("IfcSite", "Site")
+        self.building = self.root("IfcBuilding", building)
+        ifcopenshell.api.aggregate.assign_object(
+            f, products=[self.site], relating_object=self.project
+        )
+        ifcopenshell.api.aggregate.assign_object(
+            f, products=[self.building], relating_object=self.site
+        )
+        for product in (self.site, self.building):
+            ifcopenshell.api.geometry.edit_object_placement(f, product=product)
+
+    def root(self, ifc_class: str, name: str | None, **attributes: Any) -> Any:
+        entity = ifcopenshell.api.root.create_entity(self.file, ifc_class=ifc_class, name=name)
+        for key, value in attributes.items():
+            setattr(entity, key, value)
+        return entity
+
+    def storey(self, name: str, elevation: float) -> Any:
+        storey = self.root("IfcBuildingStorey", name, Elevation=elevation)
+        ifcopenshell.api.aggregate.assign_object(
+            self.file, products=[storey], relating_object=self.building
+        )
+        matrix = np.eye(4)
+        matrix[2, 3] = elevation
+        ifcopenshell.api.geometry.edit_object_placement(self.file, product=storey, matrix=matrix)
+        return storey
+
+    def box_representation(self, size: tuple[float, float, float], context: Any = None) -> Any:
+        dx, dy, dz = size
+        return ifcopenshell.api.geometry.add_slab_representation(
+            self.file,
+            context=context or self.body,
+            depth=dz,
+            polyline=[(0.0, 0.0), (dx, 0.0), (dx, dy), (0.0, dy)],
+        )
+
+    def box(
+        self,
+        ifc_class: str,
+        name: str | None,
+        at: tuple[float, float, float],
+        size: tuple[float, float, float],
+        container: Any = None,
+        representation: Any = None,
+    ) -> Any:
+        """A product of ``ifc_class`` shaped as a box of ``size`` with its corner at ``at``
+        (world metres), contained in (an element: aggregated into) ``container``, if any."""
+        f = self.file
+        product = self.root(ifc_class, name)
+        matrix = np.eye(4)
+        matrix[:3, 3] = at
+        ifcopenshell.api.geometry.edit_object_placement(f, product=product, matrix=matrix)
+        rep = representation if representation is not None else self.box_representation(size)
+        ifcopenshell.api.geometry.assign_representation(f, product=product, representation=rep)
+        if container is None:
+            pass
+        elif container.is_a("IfcElement") or ifc_class == "IfcSpace":
+            ifcopenshell.api.aggregate.assign_object(
+                f, products=[product], relating_object=container
+            )
+        else:
+            ifcopenshell.api.spatial.assign_container(
+                f, products=[product], relating_structure=container
+            )
+        return product
+
+    def pset(self, product: Any, name: str, properties: dict[str, Any], qto: bool = False) -> Any:
+        add = ifcopenshell.api.pset.add_qto if qto else ifcopenshell.api.pset.add_pset
+        edit = ifcopenshell.api.pset.edit_qto if qto else ifcopenshell.api.pset.edit_pset
+        definition = add(self.file, product=product, name=name)
+        if qto:
+            edit(self.file, qto=definition, properties=properties)
+        else:
+            edit(self.file, pset=definition, properties=properties)
+        return definition
+
+    def write(self, path: Path) -> Path:
+        self.file.write(str(path))
+        return path
+
+
+def storeyed(schema: str = "IFC4", *, units: bool = True) -> tuple[ModelBuilder, Any]:
+    """A builder with one storey "F1" at 0 m holding a 5 x 4 m room of four walls."""
+    b = ModelBuilder(schema, units=units)
+    storey = b.storey("F1", 0.0)
+    wall = "IfcWallStandardCase" if schema == "IFC2X3" else "IfcWall"
+    for k, (at, size) in enumerate(
+        [
+            ((0.0, 0.0, 0.0), (5.0, 0.2, 3.0)),
+            ((0.0, 3.8, 0.0), (5.0, 0.2, 3.0)),
+            ((0.0, 0.2, 0.0), (0.2, 3.6, 3.0)),
+            ((4.8, 0.2, 0.0), (0.2, 3.6, 3.0)),
+        ]
+    ):
+        b.box(wall, f"W{k}", at, size, storey)
+    return b, storey
+
+
+def unnamed_sets_model(path: Path, schema: str = "IFC2X3") -> Path:
+    """ArchiCAD 9 / 11: property and quantity sets without a Name (optional in IFC), on an
+    element and on its type, beside named ones."""
+    b, storey = storeyed(schema)
+    slab = b.box("IfcSlab", "S1", (0.0, 0.0, -0.2), (5.0, 4.0, 0.2), storey)
+    b.pset(slab, "Pset_SlabCommon", {"IsExternal": False, "LoadBearing": True})
+    b.pset(slab, "ArchiCAD", {"Layer": "Slab 1"}).Name = None
+    b.pset(slab, "AC_Pset", {"Renovation Status": "New"}).Name = None
+    b.pset(slab, "BaseQuantities", {"NetVolume": 4.0}, qto=True)
+    b.pset(slab, "Unnamed quantities", {"Width": 0.2}, qto=True).Name = None
+    b.pset(slab, "Last", {"Zone": "A"}).Name = None
+    slab_type = b.root("IfcSlabType", "SL-200", PredefinedType="FLOOR")
+    b.pset(slab_type, "Type set", {"Code": "SL"}).Name = None
+    ifcopenshell.api.type.assign_type(b.file, related_objects=[slab], relating_type=slab_type)
+    return b.write(path)
+
+
+#: what Renga writes as ``*`` (an attribute the schema derives) in place of these elements' Name
+RENGA_STARRED = (
+    "IfcOpeningElement",
+    "IfcWindow",
+    "IfcDoor",
+    "IfcRailing",
+    "IfcSlab",
+    "IfcStairFlight",
+)
+
+
+def derived_names_model(path: Path, schema: str = "IFC2X3") -> Path:
+    """Renga: the Name of openings, windows, doors, railings, slabs and stair flights written
+    as ``*`` (derived), which the geometry kernel refuses to read as a string."""
+    b, storey = storeyed(schema)
+    f = b.file
+    wall = f.by_type("IfcWall")[0]
+    opening = b.box(
+        "IfcOpeningElement", "STAR-IfcOpeningElement", (1.0, -0.1, 1.0), (1.2, 0.4, 1.2)
+    )
+    ifcopenshell.api.feature.add_feature(f, feature=opening, element=wall)
+    window = b.box("IfcWindow", "STAR-IfcWindow", (1.0, 0.0, 1.0), (1.2, 0.2, 1.2), storey)
+    ifcopenshell.api.feature.add_filling(f, opening=opening, element=window)
+    b.box("IfcDoor", "STAR-IfcDoor", (3.0, 3.8, 0.0), (0.9, 0.2, 2.1), storey)
+    b.box("IfcSlab", "STAR-IfcSlab", (0.0, 0.0, -0.2), (5.0, 4.0, 0.2), storey)
+    b.box("IfcRailing", "STAR-IfcRailing", (0.0, 4.0, 0.0), (5.0, 0.05, 1.0), storey)
+    b.box("IfcStairFlight", "STAR-IfcStairFlight", (0.3, 0.3, 0.0), (1.0, 2.5, 2.8), storey)
+    b.write(path)
+    text = path.read_text()
+    for cls in RENGA_STARRED:
+        text = text.replace(f"'STAR-{cls}'", "*")
+    path.write_text(text)
+    return path
+
+
+def spaces_model(path: Path, schema: str = "IFC4") -> Path:
+    """Spaces as exporters write them, with Chinese names (written as \\X2\\ escapes): an
+    extruded body, a body in the Plan context (which the geometry iterator passes over), and a
+    2D footprint only (which the kernel cannot mesh), each with its Qto quantities."""
+    b = ModelBuilder(schema, building="通辽大厦")
+    storey = b.storey("一层", 0.0)
+    b.box(
+        "IfcWallStandardCase" if schema == "IFC2X3" else "IfcWall",
+        "外墙",
+        (0, 0, 0),
+        (8, 0.2, 3),
+        storey,
+    )
+    f = b.file
+    plan = ifcopenshell.api.context.add_context(f, context_type="Plan")
+    plan_body = ifcopenshell.api.context.add_context(
+        f, context_type="Plan", context_identifier="Body", target_view="PLAN_VIEW", parent=plan
+    )
+    bedroom = b.box("IfcSpace", "卧室", (0.0, 0.2, 0.0), (4.0, 3.0, 2.8), storey)
+    kitchen = b.box(
+        "IfcSpace",
+        "厨房",
+        (4.0, 0.2, 0.0),
+        (4.0, 3.0, 2.8),
+        storey,
+        representation=b.box_representation((4.0, 3.0, 2.8), plan_body),
+    )
+    footprint_ctx = ifcopenshell.api.context.add_context(
+        f,
+        context_type="Model",
+        context_identifier="FootPrint",
+        target_view="SKETCH_VIEW",
+        parent=b.body.ParentContext,
+    )
+    ring = [(0.0, 0.0), (3.0, 0.0), (3.0, 2.0), (0.0, 2.0), (0.0, 0.0)]
+    curve = f.createIfcPolyline([f.createIfcCartesianPoint(p) for p in ring])
+    footprint = f.createIfcShapeRepresentation(
+        footprint_ctx, "FootPrint", "GeometricCurveSet", [f.createIfcGeometricCurveSet([curve])]
+    )
+    hall = b.box("IfcSpace", "门厅", (0.0, 3.2, 0.0), (3.0, 2.0, 2.8), storey, footprint)
+    for space, area in ((bedroom, 12.0), (kitchen, 12.0), (hall, 6.0)):
+        b.pset(
+            space,
+            "Qto_SpaceBaseQuantities",
+            {"NetFloorArea": area, "GrossVolume": area * 2.8},
+            qto=True,
+        )
+        b.pset(space, "Pset_SpaceCommon", {"IsExternal": False})
+    return b.write(path)
+
+
+def structure_model(path: Path, schema: str = "IFC4", *, units: bool = True) -> Path:
+    """Nested assemblies (an assembly of an assembly of beams and a plate), columns of one type
+    drawn as mapped items (IfcMappedItem), an empty storey, a proxy contained in the building
+    rather than a storey and furniture contained nowhere; ``units=False``: no
+    IfcUnitAssignment at all."""
+    b, storey = storeyed(schema, units=units)
+    b.storey("F2 (empty)", 3.0)
+    f = b.file
+    truss = b.box("IfcElementAssembly", "Truss", (0.0, 0.0, 0.0), (0.1, 0.1, 0.1), storey)
+    truss.Representation = None
+    chord = b.root("IfcElementAssembly", "Chord")
+    ifcopenshell.api.aggregate.assign_object(f, products=[chord], relating_object=truss)
+    ifcopenshell.api.geometry.edit_object_placement(f, product=chord)
+    for k in range(2):
+        b.box("IfcBeam", f"B{k}", (0.0, 1.0 + k, 2.7), (5.0, 0.2, 0.3), chord)
+    b.box("IfcPlate", "P", (0.0, 0.9, 3.0), (5.0, 1.4, 0.02), truss)
+    column_type = b.root("IfcColumnType", "C-300", PredefinedType="COLUMN")
+    ifcopenshell.api.geometry.assign_representation(
+        f, product=column_type, representation=b.box_representation((0.3, 0.3, 3.0))
+    )
+    for k in range(2):
+        column = b.box("IfcColumn", f"C{k}", (1.0 + 2 * k, 2.0, 0.0), (0.3, 0.3, 3.0), storey)
+        ifcopenshell.api.geometry.unassign_representation(
+            f, product=column, representation=column.Representation.Representations[0]
+        )
+        ifcopenshell.api.type.assign_type(f, related_objects=[column], relating_type=column_type)
+    proxy = "IfcBuildingElementProxy"
+    b.box(proxy, "Outside storeys", (6.0, 0.0, 0.0), (1.0, 1.0, 1.0), b.building)
+    furniture = "IfcFurnishingElement" if schema == "IFC2X3" else "IfcFurniture"
+    b.box(furniture, "Nowhere", (1.0, 1.0, 0.0), (1.0, 0.5, 0.8))
+    return b.write(path)
+
+
+def odd_values_model(path: Path, schema: str = "IFC4") -> Path:
+    """Properties of every kind and the odd ones: a list, enumerations (one without values), a
+    bounded value, a complex property without parts, a property without a name; a type object
+    without property sets; a length unit without its conversion factor (an unknown unit); a
+    proxy without a GlobalId and a storey whose Elevation is written ``*``."""
+    b, storey = storeyed(schema)
+    f = b.file
+    wall = f.by_type("IfcWall")[0]
+    label, real = f.createIfcLabel, f.createIfcReal
+    props = [
+        f.createIfcPropertyListValue("Layers", None, [label("gypsum"), label("brick")], None),
+        f.createIfcPropertyEnumeratedValue("Finish", None, [label("Matte")], None),
+        f.createIfcPropertyEnumeratedValue("Colour", None, None, None),
+        f.createIfcPropertyBoundedValue("Range", None, real(2.0), real(1.0), None, None),
+        f.createIfcComplexProperty("Empty", None, "none", None),
+        f.createIfcPropertySingleValue(None, None, real(7.0), None),
+        f.createIfcPropertySingleValue("Plain", None, label("yes"), None),
+    ]
+    pset = f.createIfcPropertySet(ifcopenshell.guid.new(), None, "Odd", None, props)
+    f.createIfcRelDefinesByProperties(ifcopenshell.guid.new(), None, None, None, [wall], pset)
+    wall_type = b.root("IfcWallType", "Bare type", PredefinedType="STANDARD")
+    ifcopenshell.api.type.assign_type(f, related_objects=[wall], relating_type=wall_type)
+    b.box("IfcBuildingElementProxy", "NO-GUID", (6.0, 0.0, 0.0), (1.0, 1.0, 1.0), storey)
+    units = f.by_type("IfcUnitAssignment")[0]
+    metre = next(u for u in units.Units if getattr(u, "UnitType", None) == "LENGTHUNIT")
+    dims = f.createIfcDimensionalExponents(1, 0, 0, 0, 0, 0, 0)
+    rod = f.createIfcConversionBasedUnit(dims, "LENGTHUNIT", "ROD", None)
+    units.Units = [rod if u == metre else u for u in units.Units]
+    b.write(path)
+    text = path.read_text()
+    guid = f.by_type("IfcBuildingElementProxy")[0].GlobalId
+    text = text.replace(f"'{guid}'", "$")
+    # the storey's Elevation, its last attribute, written as derived
+    text = re.sub(r"(IFCBUILDINGSTOREY\('[^']*',[^,]*,'F1',.*),0\.\);", r"\1,*);", text)
+    path.write_text(text)
     return path

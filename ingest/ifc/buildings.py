@@ -28,6 +28,7 @@ from ingest.ifc.elements import ElementRow
 from ingest.ifc.mesh import is_shell, union_of_polygons
 from ingest.ifc.placement import ModelFrame, center_of, to_project
 from ingest.ifc.properties import attr
+from ingest.ifc.quirks import label
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -62,11 +63,11 @@ def read_storeys(model: ifcopenshell.file, unit_scale: float) -> dict[int, Store
         if elev is None and st.ObjectPlacement is not None:
             elev = uplace.get_local_placement(st.ObjectPlacement)[2, 3]
         out[st.id()] = {
-            "global_id": st.GlobalId,
+            "global_id": label(st),
             "name": st.Name,
             "elevation": float(elev or 0.0) * unit_scale,
             "building": building.id() if building else None,
-            "building_ref": building.GlobalId if building else None,
+            "building_ref": label(building) if building else None,
         }
     return out
 
@@ -149,7 +150,7 @@ def _write_building(
         "'ifc', ?, ?, ?, 'BIM', ?, ?, ?, ?, ?) RETURNING id",
         [
             source_id,
-            ent.GlobalId if ent is not None else None,
+            label(ent) if ent is not None else None,
             building_name(given_name),
             _building_use(ent) if ent is not None else None,
             shapely.to_wkb(fp),

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ifcopenshell
-import ifcopenshell.util.unit as uunit
 import numpy as np
 import pyarrow as pa
 from shapely.geometry.base import BaseGeometry
@@ -26,6 +25,7 @@ from shapely.geometry.base import BaseGeometry
 from cim.georef import Placement
 from ingest.ifc.mesh import MeshData
 from ingest.ifc.properties import PropertyReader, attr
+from ingest.ifc.quirks import OddItems, label, unit_scale
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -75,10 +75,11 @@ class ElementWriter:
     reader: PropertyReader
     unit_scale: float  # metres per model length unit
     warnings: list[str]
+    odd: OddItems = field(default_factory=OddItems)
     qscale: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.qscale = quantity_scales(self.model, self.unit_scale)
+        self.qscale = quantity_scales(self.model, self.unit_scale, self.odd)
 
     def write_elements(
         self,
@@ -115,7 +116,7 @@ class ElementWriter:
             cols["id"].append(eid)
             cols["source_id"].append(source_id)
             cols["building_id"].append(buildings.get(b.id() if b else None))
-            cols["global_id"].append(p.GlobalId)
+            cols["global_id"].append(label(p))
             cols["ifc_class"].append(p.is_a())
             cols["predefined_type"].append(props["predefined_type"])
             cols["name"].append(p.Name)
@@ -139,13 +140,7 @@ class ElementWriter:
             for q in _QTO_NAMES:
                 cols[q].append(quantities[q])
             cols["quantity_source"].append(json.dumps(qsource))
-            cols["geometry_status"].append(
-                "ok"
-                if r.mesh is not None
-                else "failed"
-                if getattr(p, "Representation", None)
-                else "none"
-            )
+            cols["geometry_status"].append(_geometry_status(r))
             cols["geometry_error"].append(r.error)
             for name, value in zip(
                 ("xmin", "ymin", "zmin", "xmax", "ymax", "zmax"), bbox, strict=True
@@ -200,20 +195,20 @@ class ElementWriter:
         for rel in self.model.by_type("IfcRelFillsElement"):
             o, e = rel.RelatingOpeningElement, rel.RelatedBuildingElement
             if o is not None and e is not None:
-                rels.append((source_id, "fills", o.GlobalId, e.GlobalId))
-                fills[o.GlobalId] = e.GlobalId
+                rels.append((source_id, "fills", label(o), label(e)))
+                fills[label(o)] = label(e)
         for rel in self.model.by_type("IfcRelVoidsElement"):
             h, o = rel.RelatingBuildingElement, rel.RelatedOpeningElement
             if h is not None and o is not None:
-                rels.append((source_id, "voids", h.GlobalId, o.GlobalId))
-                if o.GlobalId in fills:
-                    rels.append((source_id, "hosts", h.GlobalId, fills[o.GlobalId]))
+                rels.append((source_id, "voids", label(h), label(o)))
+                if label(o) in fills:
+                    rels.append((source_id, "hosts", label(h), fills[label(o)]))
         for rel in self.model.by_type("IfcRelAggregates"):
             whole = rel.RelatingObject
             if whole is None or not whole.is_a("IfcElement"):
                 continue  # the spatial tree is kept in elements.storey / building_id
             for part in rel.RelatedObjects or ():
-                rels.append((source_id, "aggregates", whole.GlobalId, part.GlobalId))
+                rels.append((source_id, "aggregates", label(whole), label(part)))
         self.store.insert_rows(
             "element_relations",
             ("source_id", "kind", "relating_guid", "related_guid"),
@@ -222,15 +217,27 @@ class ElementWriter:
         return len(rels)
 
 
-def quantity_scales(model: ifcopenshell.file, unit_scale: float) -> dict[str, float]:
+def quantity_scales(
+    model: ifcopenshell.file, length_scale: float, odd: OddItems
+) -> dict[str, float]:
     """Metres per model unit for each quantity of _QTO_NAMES (Qto sets are in model units)."""
-    area = float(uunit.calculate_unit_scale(model, "AREAUNIT"))
+    area = unit_scale(model, "AREAUNIT", odd)
     return {
-        "volume": float(uunit.calculate_unit_scale(model, "VOLUMEUNIT")),
+        "volume": unit_scale(model, "VOLUMEUNIT", odd),
         "surface_area": area,
         "projected_area": area,
-        "height": unit_scale,
+        "height": length_scale,
     }
+
+
+def _geometry_status(r: ElementRow) -> str:
+    """ok (meshed); failed (a representation the kernel cannot mesh); none (no
+    representation, or a space the kernel cannot mesh: its Qto quantities describe it)."""
+    if r.mesh is not None:
+        return "ok"
+    if getattr(r.product, "Representation", None) and not r.product.is_a("IfcSpace"):
+        return "failed"
+    return "none"
 
 
 def _quantities(

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import ifcopenshell
 import ifcopenshell.geom
-import ifcopenshell.util.unit as uunit
 import numpy as np
 import psutil
 import shapely
@@ -51,11 +50,13 @@ from ingest.ifc.mesh import (
     geometry_settings,
     is_shell,
     is_terrain,
+    mesh_alone,
     mesh_chunk,
     mesh_data,
 )
 from ingest.ifc.placement import model_placement, model_schema, stored_params
 from ingest.ifc.properties import PropertyReader
+from ingest.ifc.quirks import OddItems, repair, unit_scale
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -133,13 +134,14 @@ def open_model(path: Path) -> ifcopenshell.file:
 class Mesher:
     """Meshes a model's products and reads their properties (``reader``) meanwhile: on the
     executor's workers, or in this process (see ``mesh``). Adds to ``warnings`` why a model
-    that could have gone to the workers did not."""
+    that could have gone to the workers did not, and to ``odd`` what the kernel cannot mesh."""
 
     path: Path
     model: ifcopenshell.file
     ctx: IngestContext
     reader: PropertyReader
     warnings: list[str]
+    odd: OddItems
 
     def mesh(self, products: dict[int, Any]) -> dict[int, ElementRow]:
         """Mesh every product, compute each mesh's quantities and outline, read properties.
@@ -157,12 +159,28 @@ class Mesher:
             self._mesh_pooled(rows)
         else:
             self._mesh_here(rows)
-        # the iterator skips what it cannot mesh: ask the kernel once more for the reason
-        settings = geometry_settings()
-        for row in rows.values():
-            if row.mesh is None:
-                row.error = _failure_reason(settings, row.product)
+        self._mesh_the_rest(rows)
         return rows
+
+    def _mesh_the_rest(self, rows: dict[int, ElementRow]) -> None:
+        """What the iterator passed over, meshed one by one (see mesh_alone), else kept with
+        the kernel's reason: an element ``failed``, a space without geometry (its Qto
+        quantities stay)."""
+        stats_of = MeshStats()
+        for row in rows.values():
+            if row.mesh is not None:
+                continue
+            product = row.product
+            row.mesh, row.error = mesh_alone(product)
+            if row.mesh is not None:
+                row.stats, outline = stats_of(row.mesh, is_terrain(product))
+                if is_shell(product):
+                    row.outline = outline
+                self.odd.add("meshed_alone", product, product.is_a())
+            elif product.is_a("IfcSpace"):
+                self.odd.add("space_not_meshed", product, row.error)
+            else:
+                self.odd.add("not_meshed", product, f"{product.is_a()}: {row.error}")
 
     def _mesh_here(self, rows: dict[int, ElementRow]) -> None:
         total = max(1, len(rows))
@@ -257,17 +275,6 @@ class Mesher:
             ) from exc
 
 
-def _failure_reason(settings: Any, product: Any) -> str:
-    """Why the kernel does not mesh ``product`` (it is asked once more, alone)."""
-    try:
-        shape = ifcopenshell.geom.create_shape(settings, product)
-    except Exception as exc:
-        return str(exc) or type(exc).__name__
-    if shape is None:
-        return "no geometry produced"
-    return "skipped by the geometry iterator"
-
-
 class IfcIngest:
     """One ingest of one model: meshes and properties (Mesher), the placement, the writes
     (ingest.ifc.buildings, ElementWriter), the LiDAR heights and links of its buildings."""
@@ -278,8 +285,11 @@ class IfcIngest:
         self.store = store
         self.ctx = ctx
         self.warnings: list[str] = []
-        self.unit_scale = float(uunit.calculate_unit_scale(model))
-        self.reader = PropertyReader(model)
+        self.odd = OddItems()
+        for kind, entity in repair(model, path):  # what the kernel cannot read, readable
+            self.odd.add(kind, entity)
+        self.unit_scale = unit_scale(model, "LENGTHUNIT", self.odd)
+        self.reader = PropertyReader(model, self.odd)
 
     def run(self) -> IngestResult:
         model = self.model
@@ -291,7 +301,7 @@ class IfcIngest:
                 f"{self.path}: no element with geometry (no IfcProduct with a representation): "
                 f"nothing to put on the map; export the model with its 3D geometry"
             )
-        mesher = Mesher(self.path, model, self.ctx, self.reader, self.warnings)
+        mesher = Mesher(self.path, model, self.ctx, self.reader, self.warnings, self.odd)
         rows = mesher.mesh(products)
         # elements that only aggregate parts (IfcElementAssembly ...) keep their properties too
         for rel in model.by_type("IfcRelAggregates"):
@@ -308,7 +318,14 @@ class IfcIngest:
         storeys = read_storeys(model, self.unit_scale)
         buildings = write_buildings(self.store, model, source_id, rows, storeys, placement)
         writer = ElementWriter(
-            self.store, model, source_id, self.path, self.reader, self.unit_scale, self.warnings
+            self.store,
+            model,
+            source_id,
+            self.path,
+            self.reader,
+            self.unit_scale,
+            self.warnings,
+            self.odd,
         )
         element_ids = writer.write_elements(rows, placement, buildings)
         writer.write_meshes(rows, element_ids)
@@ -326,7 +343,11 @@ class IfcIngest:
         heights_from_points(self.store, new_buildings)  # LiDAR roofs; the model's height stays
         # link to footprints of the same building from other sources (GIS, LiDAR)
         linked = link_buildings(self.store, new_buildings)
-        failed = [r for pid, r in rows.items() if r.mesh is None and pid in products]
+        failed = [
+            r
+            for pid, r in rows.items()
+            if r.mesh is None and pid in products and not r.product.is_a("IfcSpace")
+        ]
         counts: dict[str, Any] = {
             "products": len(products),
             "meshed": len(meshed),
@@ -337,6 +358,11 @@ class IfcIngest:
             "linked": linked,
             "assemblies": len(rows) - len(products),
         }
+        odd = self.odd.counts()
+        if odd:
+            counts["odd_items"] = sum(odd.values())
+            counts["odd_items_by_kind"] = odd
+            self.warnings.extend(self.odd.warnings(self.path.name))
         if failed:
             by_class: dict[str, int] = defaultdict(int)
             for r in failed:

@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ifcopenshell
@@ -26,6 +27,8 @@ import shapely
 import shapely.affinity
 import shapely.errors
 from shapely.geometry.base import BaseGeometry
+
+from ingest.ifc.quirks import repair
 
 #: the kernel: faster than the default opencascade on the samples (see
 #: benchmarks/ifc_ingest.py); it falls back per element to opencascade
@@ -275,7 +278,9 @@ def _worker_model(path: str) -> ifcopenshell.file:
     cached = getattr(_worker_models, "entry", None)
     if cached is None or cached[0] != key:
         _worker_models.entry = None  # the last file goes before the next one is parsed
-        _worker_models.entry = (key, ifcopenshell.open(path))
+        parsed = ifcopenshell.open(path)
+        repair(parsed, Path(path))  # as the ingesting process does: the kernel needs it
+        _worker_models.entry = (key, parsed)
     model: ifcopenshell.file = _worker_models.entry[1]
     return model
 
@@ -311,6 +316,30 @@ def mesh_chunk(
             if not it.next():
                 break
     return out
+
+
+def mesh_alone(product: Any) -> tuple[MeshData | None, str | None]:
+    """Mesh one product the geometry iterator passed over, with the same kernel and settings:
+    (its mesh, None), or (None, why the kernel cannot mesh it).
+
+    The iterator takes only bodies in the model's 3D "Model" contexts; ``create_shape`` takes
+    whichever representation the product has (exporters put spaces' bodies in a "Plan"
+    context)."""
+    try:
+        shape = ifcopenshell.geom.create_shape(
+            geometry_settings(),
+            product,
+            geometry_library=GEOMETRY_LIBRARY,  # type: ignore[arg-type]
+        )
+    except Exception as exc:  # the kernel's own errors are RuntimeErrors of many kinds
+        return None, str(exc) or type(exc).__name__
+    geometry = getattr(shape, "geometry", None)
+    if geometry is None:
+        return None, "no geometry produced"
+    mesh = mesh_data(geometry)
+    if len(mesh.faces) == 0:
+        return None, "no surfaces (the representation holds curves or points only)"
+    return mesh, None
 
 
 def is_shell(product: Any) -> bool:

@@ -5,6 +5,10 @@ pass over the model's IfcRelDefinesByProperties and each set read once (exporter
 between elements), with a fast path for the sets of single values and simple quantities that
 nearly all models hold. Also the common flags (``Pset_*Common``), materials and the
 predefined type, and ``attr``, the attribute access the ingest uses for optional attributes.
+
+Odd sets degrade alone (ingest.ifc.quirks): a set without a name (ArchiCAD) is kept under
+``(unnamed <GlobalId>)``, a property without one under ``(unnamed)``, a property ifcopenshell
+cannot read is left out of its set; each is recorded in the reader's ``odd``.
 """
 
 from __future__ import annotations
@@ -17,15 +21,19 @@ from typing import Any
 import ifcopenshell
 import ifcopenshell.util.element as uel
 
+from ingest.ifc.quirks import OddItems, label
+
 
 class PropertyReader:
     """The sets of one model's products; remembers what it has read (see ``properties``)."""
 
-    def __init__(self, model: ifcopenshell.file) -> None:
+    def __init__(self, model: ifcopenshell.file, odd: OddItems | None = None) -> None:
         self.model = model
+        self.odd = odd if odd is not None else OddItems()
         self._type_sets: dict[int, dict[str, tuple[bool, dict[str, Any]]]] = {}
         self._defs_of: dict[int, list[Any]] | None = None
         self._def_values: dict[int, tuple[bool, dict[str, Any]]] = {}
+        self._names: dict[int, str] = {}  # set id -> its name (set_name), read once
 
     def definitions(self) -> dict[int, list[Any]]:
         """Object id -> its property and quantity set definitions, in file order, from one pass
@@ -34,9 +42,9 @@ class PropertyReader:
         if self._defs_of is None:
             self._defs_of = defaultdict(list)
             for rel in self.model.by_type("IfcRelDefinesByProperties"):
-                # by index (RelatedObjects 4, RelatingPropertyDefinition 5 in every schema):
-                # the attribute names cost three lookups each
-                definition = rel.get_argument(5)
+                # by the attribute's index, looked up by name once per class (argument): the
+                # names cost three lookups each
+                definition = argument(rel, "RelatingPropertyDefinition")
                 if definition is None:
                     continue
                 # IfcPropertySetDefinitionSet (IFC4) wraps a list of definitions
@@ -45,7 +53,7 @@ class PropertyReader:
                     if definition.is_a("IfcPropertySetDefinitionSet")
                     else (definition,)
                 )
-                for obj in rel.get_argument(4) or ():
+                for obj in argument(rel, "RelatedObjects") or ():
                     self._defs_of[obj.id()].extend(defs)
         return self._defs_of
 
@@ -56,19 +64,54 @@ class PropertyReader:
         key = definition.id()
         if key not in self._def_values:
             is_qto = bool(definition.is_a("IfcElementQuantity"))
-            values = _simple_values(definition)
+            values: dict[Any, Any] | None = _simple_values(definition)
             if values is None:
-                values = jsonable(uel.get_property_definition(definition))
+                values = self._general_values(definition, is_qto)
+            if None in values:  # properties without a name, merged as get_properties does
+                values["(unnamed)"] = values.pop(None)
+                self.odd.add("unnamed_property", definition)
             self._def_values[key] = (is_qto, values)
         return self._def_values[key]
+
+    def _general_values(self, definition: Any, is_qto: bool) -> dict[Any, Any]:
+        """A set's values through ifcopenshell's general reader; where it fails on the set
+        (a complex property without parts ...), property by property, leaving out (and
+        recording) those it cannot read."""
+        try:
+            values: dict[Any, Any] = jsonable(uel.get_property_definition(definition))
+            return values
+        except Exception:  # ifcopenshell's readers raise what the odd data makes them
+            pass
+        parts = attr(definition, "Quantities" if is_qto else "HasProperties") or ()
+        read = uel.get_quantities if is_qto else uel.get_properties
+        out: dict[Any, Any] = {}
+        for part in parts:
+            try:
+                out.update(jsonable(read([part])))
+            except Exception:
+                self.odd.add("unreadable_property", definition, f"{part.is_a()} {part.Name!r}")
+        return out
+
+    def set_name(self, definition: Any) -> str:
+        """A set's Name; a set without one (ArchiCAD) is named by its GlobalId, so that it
+        neither merges with other unnamed sets nor breaks the sorting of names."""
+        name = attr(definition, "Name")
+        if name:
+            return str(name)
+        self.odd.add("unnamed_set", definition)
+        return f"(unnamed {label(definition)})"
 
     def _merged_sets(self, definitions: Iterable[Any]) -> dict[str, tuple[bool, dict[str, Any]]]:
         """What ``get_psets(..., should_inherit=False)`` gives for these set definitions (sets of
         one name merged, the last set's kind kept), as {set name: (is a quantity set, values)}."""
         out: dict[str, tuple[bool, dict[str, Any]]] = {}
         for definition in definitions:
+            if definition is None:
+                continue
             is_qto, values = self._definition(definition)
-            name = definition.Name
+            name = self._names.get(definition.id())
+            if name is None:
+                name = self._names[definition.id()] = self.set_name(definition)
             if name in out:
                 values = {**out[name][1], **values}
             out[name] = (is_qto, values)
@@ -113,7 +156,8 @@ class PropertyReader:
 def jsonable(value: Any) -> Any:
     """IFC values as JSON: no "id" keys, no NaN, an entity by its name (else its class)."""
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items() if k != "id"}
+        # a None key (a property without a name) stays None: _definition renames it
+        return {(None if k is None else str(k)): jsonable(v) for k, v in value.items() if k != "id"}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
@@ -121,6 +165,8 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, ifcopenshell.entity_instance):
+        if value.id() == 0:  # a value of a defined type (IfcReal(2.) in a bounded value)
+            return jsonable(value.wrappedValue)
         return attr(value, "Name") or value.is_a()
     return str(value)
 
@@ -131,28 +177,58 @@ _PLAIN = (str, int, float, bool, type(None))
 def _simple_values(definition: Any) -> dict[str, Any] | None:
     """The values of a property set of single values or a quantity set of simple quantities
     (nearly all of them) as JSON-able data, as ``get_property_definition`` gives them (less
-    "id"). Read with ``get_argument`` (by attribute index, without the wrapper's checks: several
-    times faster than get_property_definition). None for anything else, and for a value that is not
-    a plain number or string (the caller takes the general path)."""
+    "id"). Read with ``argument`` (by the attribute's index, without the wrapper's checks:
+    several times faster than get_property_definition). None for anything else, for a property
+    without a name and for a value that is not a plain number or string (the caller takes the
+    general path)."""
     kind = definition.is_a()
     out: dict[str, Any] = {}
     if kind == "IfcPropertySet":
-        for prop in definition.get_argument(4) or ():  # HasProperties
+        for prop in argument(definition, "HasProperties") or ():
             if prop.is_a() != "IfcPropertySingleValue":
                 return None
-            v = prop.get_argument(2)  # NominalValue, an IfcValue: its wrapped value
-            out[prop.get_argument(0)] = v.get_argument(0) if v is not None else None
+            v = argument(prop, "NominalValue")  # an IfcValue: its wrapped value
+            out[argument(prop, "Name")] = v.wrappedValue if v is not None else None
     elif kind == "IfcElementQuantity":
-        for q in definition.get_argument(5) or ():  # Quantities
+        for q in argument(definition, "Quantities") or ():
             if not q.is_a("IfcPhysicalSimpleQuantity"):
                 return None
-            out[q.get_argument(0)] = q.get_argument(3)  # Name, the value
+            out[argument(q, "Name")] = q.get_argument(_quantity_value_index(q))
     else:
+        return None
+    if None in out:
         return None
     for v in out.values():
         if not isinstance(v, _PLAIN) or (isinstance(v, float) and not math.isfinite(v)):
             return None
     return out
+
+
+#: (schema and class, attribute name) -> the attribute's index (see argument)
+_INDEX: dict[tuple[str, str], int] = {}
+
+
+def argument(entity: Any, name: str) -> Any:
+    """``entity.<name>`` read by the attribute's index, looked up by name once per class:
+    several times faster than ``entity.<name>`` in the loops over every set, and right in
+    every schema and class (a fixed index reads another attribute where a class differs)."""
+    key = (entity.is_a(True), name)
+    index = _INDEX.get(key)
+    if index is None:
+        index = _INDEX[key] = entity.get_argument_index(name)
+    return entity.get_argument(index)
+
+
+def _quantity_value_index(quantity: Any) -> int:
+    """The index of a simple quantity's value (LengthValue, AreaValue, ... WeightValue)."""
+    key = (quantity.is_a(True), "<value>")
+    index = _INDEX.get(key)
+    if index is None:
+        names = quantity.get_attribute_names()
+        index = _INDEX[key] = next(
+            i for i, n in enumerate(names) if n.endswith("Value") and n != "Formula"
+        )
+    return index
 
 
 def attr(entity: Any, name: str) -> Any:
