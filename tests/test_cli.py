@@ -283,3 +283,21 @@ def test_the_command_line_adds_the_command_that_helps(tmp_path: Path) -> None:
     from cim.errors import StoreLocked
 
     assert cli_hint(StoreLocked("store x is in use")) == "; `cim jobs` shows its progress"
+
+
+def test_the_workers_preload_what_each_file_is(tmp_path: Path) -> None:
+    """The modules the workers run come from each file's kind, read from its first bytes."""
+    import shutil
+
+    from cim.cli.ingest import worker_modules
+    from tests.conftest import SAMPLES
+
+    laz = tmp_path / "cloud.bin"
+    shutil.copy(SAMPLES / "lidar" / "autzen_trim.laz", laz)
+    ifc = SAMPLES / "ifc" / "IfcOpenHouse.ifc"
+    gis = SAMPLES / "gis" / "bubenec.gpkg"
+    missing = tmp_path / "nothing.laz"
+    assert worker_modules([laz, ifc, gis, missing, ifc]) == [
+        "ingest.lidar.encode",
+        "ingest.ifc.mesh",
+    ]

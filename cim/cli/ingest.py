@@ -62,16 +62,19 @@ class IngesterChoice(click.Choice[str]):
 
 
 def worker_modules(paths: Sequence[Path]) -> list[str]:
-    """The modules the executor's workers run for these files, chosen by their suffixes (the
-    kind of a file is decided later, from its first bytes)."""
-    from ingest import registry
+    """The modules the executor's workers run for these files, by the kind each file is (read
+    from its first bytes, as the ingest will: a LAZ named ``.bin`` is a LiDAR cloud)."""
+    from ingest import choose_ingester
 
-    names = [p.name.lower() for p in paths]
-    return [
-        ing.worker_module
-        for ing in registry()
-        if ing.worker_module and any(n.endswith(ing.extensions) for n in names)
-    ]
+    modules: dict[str, None] = {}
+    for path in paths:
+        try:
+            module = choose_ingester(path).worker_module
+        except (CimError, OSError):
+            continue  # the ingest of this file will say what is wrong with it
+        if module:
+            modules[module] = None
+    return list(modules)
 
 
 @click.command()
