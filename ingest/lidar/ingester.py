@@ -28,7 +28,13 @@ from cim.model.points import BUILDING, GROUND
 from ingest.base import IngestContext, IngestResult
 from ingest.lidar.dtm import DtmGrid, GroundGrid
 from ingest.lidar.encode import ROW_GROUP, Part, PartSpec, encode_part, part_ranges
-from ingest.lidar.reader import CloudCrs, horizontal_crs, project_bounds, resolve_crs
+from ingest.lidar.reader import (
+    CloudCrs,
+    check_header_sizes,
+    horizontal_crs,
+    project_bounds,
+    resolve_crs,
+)
 from ingest.lidar.sort import raw_grid
 
 if TYPE_CHECKING:
@@ -68,6 +74,7 @@ class _CloudStats:
 
 def _read_header(path: Path) -> laspy.LasHeader:
     """The file's header; refuses a file that is not LAS/LAZ or declares no points."""
+    check_header_sizes(path)
     try:
         with laspy.open(path) as reader:
             header = reader.header
