@@ -128,3 +128,19 @@ def test_make_fuzz_runner_reports_executions() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "executions in" in done.stdout and "1/1 harnesses without findings" in done.stdout
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_laz_ingest_leaves_a_consistent_store() -> None:
+    """benchmarks/crash.py, small: two LAZ ingests killed with SIGKILL at random moments; each
+    store opens, its job failed (or done), its tables as before (or complete), no orphan point
+    file, no worker left."""
+    done = subprocess.run(
+        [sys.executable, "benchmarks/crash.py", "--runs", "2", "--kinds", "lidar", "--seed", "7"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2/2 stores consistent" in done.stdout
