@@ -116,14 +116,8 @@ def remove_store(path: Path) -> None:
 
 
 def counts(store: Store) -> dict[str, int]:
-    tables = [
-        r[0]
-        for r in store.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-            "AND table_type = 'BASE TABLE' AND table_name <> 'jobs' ORDER BY 1"
-        ).fetchall()
-    ]
-    return {t: store.count(t) for t in tables}
+    """Rows a table (and view), from the same snapshot the rollback is compared on."""
+    return {table: len(rows) for table, rows in snapshot(store).items()}  # type: ignore[arg-type]
 
 
 def session_processes(sid: int) -> list[int]:
@@ -151,6 +145,19 @@ def point_files_consistent(store: Store) -> str | None:
     if named - present:
         return f"point files named but missing: {sorted(named - present)[:3]}"
     return None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A kind's template store, its snapshot, and the row counts and seconds of a complete
+    ingest of the target."""
+
+    template: Path
+    last_job: int  # the template's last job: the killed ingest's job comes after it
+    before: dict[str, object]
+    complete: dict[str, int]
+    job_start: float  # seconds from the command's start to its job's start
+    seconds: float  # the whole command
 
 
 def check(path: Path, prepared: Prepared) -> tuple[str, str]:
@@ -184,19 +191,6 @@ def check(path: Path, prepared: Prepared) -> tuple[str, str]:
         return "inconsistent", f"job {job}; tables differ from before and from complete: {changed}"
     finally:
         store.close()
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A kind's template store, its snapshot, and the row counts and seconds of a complete
-    ingest of the target."""
-
-    template: Path
-    last_job: int  # the template's last job: the killed ingest's job comes after it
-    before: dict[str, object]
-    complete: dict[str, int]
-    job_start: float  # seconds from the command's start to its job's start
-    seconds: float  # the whole command
 
 
 def prepare(kind: str, case: Case, work: Path) -> Prepared:
