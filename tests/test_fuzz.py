@@ -65,6 +65,27 @@ def test_cityjson_ragged_vertices_are_refused(tmp_path: Path) -> None:
         read_layers(path)
 
 
+def test_cityjson_vertex_index_of_1e308_keeps_the_building_without_footprint(
+    tmp_path: Path,
+) -> None:
+    """A ring's vertex index of 1e308: OverflowError before; the building is kept without a
+    footprint (the ingester then skips it and lists its id)."""
+    path = tmp_path / "index.city.json"
+    path.write_bytes((INPUTS / "cityjson" / "vertex-index-1e308.city.json").read_bytes())
+    _, [layer] = read_layers(path)
+    assert list(layer.refs) == ["b1"] and list(layer.geoms) == [None]
+
+
+def test_las_offset_beyond_any_coordinate_is_refused(make_store, tmp_path: Path) -> None:
+    """An x offset of -3.3e174 with sane bounds: OverflowError converting to millimetres."""
+    path = tmp_path / "offset.las"
+    path.write_bytes((INPUTS / "lidar" / "offset-1e174.las").read_bytes())
+    store = make_store("EPSG:2154")
+    with pytest.raises(InputFileError, match=r"offset\.las: the LAS header is corrupt \(x scale"):
+        ingest(store, path)
+    assert store.sources() == []
+
+
 @pytest.mark.timeout(60)
 def test_las_header_with_more_vlrs_than_the_file_holds(make_store, tmp_path: Path) -> None:
     """579 million VLRs declared in a 1.7 KB file: laspy read them for minutes, past 3 GB."""

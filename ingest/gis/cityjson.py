@@ -45,7 +45,14 @@ def is_cityjson(path: Path) -> bool:
 
 
 #: what reading one building's geometry raises when its boundaries are not CityJSON's nesting
-_GEOMETRY_ERRORS = (TypeError, ValueError, IndexError, KeyError, shapely.errors.GEOSException)
+_GEOMETRY_ERRORS = (
+    TypeError,
+    ValueError,
+    IndexError,
+    KeyError,
+    OverflowError,  # an index of 1e308, or infinity
+    shapely.errors.GEOSException,
+)
 
 
 def _dict(value: Any) -> dict[str, Any]:

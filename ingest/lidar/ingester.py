@@ -31,6 +31,7 @@ from ingest.lidar.encode import ROW_GROUP, Part, PartSpec, encode_part, part_ran
 from ingest.lidar.reader import (
     CloudCrs,
     check_header_sizes,
+    check_scales,
     horizontal_crs,
     project_bounds,
     resolve_crs,
@@ -85,6 +86,7 @@ def _read_header(path: Path) -> laspy.LasHeader:
         ) from exc
     if int(header.point_count) == 0:
         raise InputFileError(f"{path}: the header says the cloud has no points; export it again")
+    check_scales(header, path)
     return header
 
 

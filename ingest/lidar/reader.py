@@ -31,6 +31,11 @@ _VLR_HEADER, _EVLR_HEADER = 54, 60
 #: bits of the point format byte that LASzip sets in a compressed file
 _COMPRESSED_BITS = 0xC0
 
+#: the largest coordinate (m or ft) a header's scale and offset may give a point: far beyond any
+#: CRS's range, well within the store's DECIMAL(18,3) columns (1e15)
+_MAX_COORDINATE = 1e12
+_MAX_RAW = 2**31  # points store x, y, z as signed 32-bit integers
+
 #: EPSG unit codes of VerticalUnitsGeoKey (4099) -> metres
 _VERTICAL_UNITS = {9001: 1.0, 9002: 0.3048, 9003: 1200.0 / 3937.0}
 
@@ -102,6 +107,20 @@ def _laz_chunk_problem(path: Path, point_offset: int, size: int) -> str | None:
     if n_chunks > size:
         return f"a LAZ chunk table of {n_chunks:,} chunks in a file of {size:,} bytes"
     return None
+
+
+def check_scales(header: laspy.LasHeader, path: Path) -> None:
+    """Refuse scales and offsets that put the points nowhere (a coordinate of 1e174 m from a
+    corrupt offset overflowed the millimetre conversion)."""
+    for axis, scale, offset in zip("xyz", header.scales, header.offsets, strict=True):
+        s, o = float(scale), float(offset)
+        if not (math.isfinite(s) and math.isfinite(o) and s != 0.0) or (
+            abs(o) + abs(s) * _MAX_RAW > _MAX_COORDINATE
+        ):
+            raise InputFileError(
+                f"{path}: the LAS header is corrupt ({axis} scale {s:g} and offset {o:g} put "
+                f"the points beyond any coordinate range); export or download the file again"
+            )
 
 
 def horizontal_crs(crs: CRS) -> CRS:
