@@ -76,24 +76,23 @@ def test_cityjson_vertex_index_of_1e308_keeps_the_building_without_footprint(
     assert list(layer.refs) == ["b1"] and list(layer.geoms) == [None]
 
 
-def test_las_offset_beyond_any_coordinate_is_refused(make_store, tmp_path: Path) -> None:
-    """An x offset of -3.3e174 with sane bounds: OverflowError converting to millimetres."""
-    path = tmp_path / "offset.las"
-    path.write_bytes((INPUTS / "lidar" / "offset-1e174.las").read_bytes())
-    store = make_store("EPSG:2154")
-    with pytest.raises(InputFileError, match=r"offset\.las: the LAS header is corrupt \(x scale"):
-        ingest(store, path)
-    assert store.sources() == []
-
-
 @pytest.mark.timeout(60)
-def test_las_header_with_more_vlrs_than_the_file_holds(make_store, tmp_path: Path) -> None:
-    """579 million VLRs declared in a 1.7 KB file: laspy read them for minutes, past 3 GB."""
-    path = tmp_path / "vlrs.las"
-    path.write_bytes((INPUTS / "lidar" / "vlr-count-beyond-file.las").read_bytes())
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        # an x offset of -3.3e174 with sane bounds: OverflowError converting to millimetres
+        ("offset-1e174.las", "x scale 0.01 and offset -3.28335e+174"),
+        # 579 million VLRs declared in a 1.7 KB file: laspy read them for minutes, past 3 GB
+        ("vlr-count-beyond-file.las", "579,010,560 variable-length records"),
+    ],
+)
+def test_corrupt_las_header_is_refused(make_store, tmp_path: Path, name: str, says: str) -> None:
+    path = tmp_path / name
+    path.write_bytes((INPUTS / "lidar" / name).read_bytes())
     store = make_store("EPSG:2154")
-    with pytest.raises(InputFileError, match=r"vlrs\.las: the LAS header is corrupt \(579,010,560"):
+    with pytest.raises(InputFileError) as err:
         ingest(store, path)
+    assert str(err.value).startswith(f"{path}: the LAS header is corrupt ({says}")
     assert store.sources() == []
 
 
