@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError as _PyprojCRSError
+from pyproj.exceptions import ProjError
 from pyproj.transformer import AreaOfInterest, TransformerGroup
 
 from cim.errors import CrsError
@@ -61,11 +62,23 @@ def _transformer(src: str, dst: str) -> Transformer:
     return Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True)
 
 
-def transformer(src: CRS | str, dst: CRS | str) -> Transformer:
-    """A cached always_xy transformer (x=easting/longitude first) from src to dst."""
+def transformer(src: CRS | str, dst: CRS | str, *, what: str | None = None) -> Transformer:
+    """A cached always_xy transformer (x=easting/longitude first) from src to dst.
+
+    A CRS that parses may still have no transformation (a WKT missing a parameter its
+    projection needs): that is a ``CrsError`` naming both CRSs, after ``what`` (the file)."""
     s = src.to_wkt() if isinstance(src, CRS) else src
     d = dst.to_wkt() if isinstance(dst, CRS) else dst
-    return _transformer(s, d)
+    try:
+        return _transformer(s, d)
+    except (ProjError, _PyprojCRSError) as exc:
+        names = [CRS.from_user_input(c).name if isinstance(c, str) else c.name for c in (src, dst)]
+        reason = str(exc).split(": (Internal Proj Error: ")[-1].removesuffix(")")
+        raise CrsError(
+            f"{what + ': ' if what else ''}no transformation from {names[0]!r} to "
+            f"{names[1]!r} ({reason}); check the CRS (--crs overrides the file's)",
+            detail=repr(exc),
+        ) from exc
 
 
 def check_in_project_area(

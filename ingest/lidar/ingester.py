@@ -28,7 +28,14 @@ from cim.model.points import BUILDING, GROUND
 from ingest.base import IngestContext, IngestResult
 from ingest.lidar.dtm import DtmGrid, GroundGrid
 from ingest.lidar.encode import ROW_GROUP, Part, PartSpec, encode_part, part_ranges
-from ingest.lidar.reader import CloudCrs, horizontal_crs, project_bounds, resolve_crs
+from ingest.lidar.reader import (
+    CloudCrs,
+    check_header_sizes,
+    check_scales,
+    horizontal_crs,
+    project_bounds,
+    resolve_crs,
+)
 from ingest.lidar.sort import raw_grid
 from ingest.sniff import LASF
 
@@ -68,6 +75,7 @@ class _CloudStats:
 
 def _read_header(path: Path) -> laspy.LasHeader:
     """The file's header; refuses a file that is not LAS/LAZ or declares no points."""
+    check_header_sizes(path)
     try:
         with laspy.open(path) as reader:
             header = reader.header
@@ -78,6 +86,7 @@ def _read_header(path: Path) -> laspy.LasHeader:
         ) from exc
     if int(header.point_count) == 0:
         raise InputFileError(f"{path}: the header says the cloud has no points; export it again")
+    check_scales(header, path)
     return header
 
 

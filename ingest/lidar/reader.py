@@ -12,6 +12,8 @@ No vertical datum shift is applied: z stays in the file's vertical datum, in met
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,18 @@ from pyproj import CRS
 
 from cim.crs import check_in_project_area, parse_crs, transformer
 from cim.errors import CrsError, InputFileError
+
+#: sizes and offsets of the LAS public header (ASPRS LAS 1.4 R15, table 3) and of a VLR/EVLR
+#: header; a LAS 1.0-1.2 header is 227 bytes, 1.3 235, 1.4 375
+_MIN_HEADER, _V14_HEADER = 227, 375
+_VLR_HEADER, _EVLR_HEADER = 54, 60
+#: bits of the point format byte that LASzip sets in a compressed file
+_COMPRESSED_BITS = 0xC0
+
+#: the largest coordinate (m or ft) a header's scale and offset may give a point: far beyond any
+#: CRS's range, well within the store's DECIMAL(18,3) columns (1e15)
+_MAX_COORDINATE = 1e12
+_MAX_RAW = 2**31  # points store x, y, z as signed 32-bit integers
 
 #: EPSG unit codes of VerticalUnitsGeoKey (4099) -> metres
 _VERTICAL_UNITS = {9001: 1.0, 9002: 0.3048, 9003: 1200.0 / 3937.0}
@@ -35,6 +49,78 @@ class CloudCrs:
     horizontal_wkt: str
     z_factor: float  # file z unit -> metres
     z_unit: str
+
+
+def check_header_sizes(path: Path) -> None:
+    """Refuse a header whose counts of variable-length records cannot fit in the file.
+
+    laspy reads as many VLRs as the header says, each from wherever the file ends: a corrupt
+    count (hundreds of millions) took minutes and gigabytes before anything failed. Checking
+    the counts against the file's size first takes the header's fields, read here by hand
+    because laspy offers no way to read the header without its records.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(_V14_HEADER)
+    if len(head) < _MIN_HEADER or head[:4] != b"LASF":
+        raise InputFileError(f"{path}: not a LAS/LAZ file, or its header is cut short")
+    header_size, point_offset, n_vlrs = struct.unpack_from("<HII", head, 94)
+    room = point_offset - header_size
+    problem = None
+    if header_size < _MIN_HEADER or not header_size <= point_offset <= size:
+        problem = (
+            f"a header of {header_size} bytes with the points at byte {point_offset} "
+            f"does not fit in a file of {size} bytes"
+        )
+    elif n_vlrs * _VLR_HEADER > room:
+        problem = f"{n_vlrs:,} variable-length records do not fit in {room:,} bytes"
+    elif head[25] >= 4 and len(head) == _V14_HEADER:  # LAS 1.4: extended VLRs after the points
+        evlr_start, n_evlrs = struct.unpack_from("<QI", head, 235)
+        if n_evlrs and (evlr_start > size or n_evlrs * _EVLR_HEADER > size - evlr_start):
+            problem = f"{n_evlrs:,} extended records from byte {evlr_start:,} do not fit in it"
+    if problem is None and head[104] & _COMPRESSED_BITS:
+        problem = _laz_chunk_problem(path, point_offset, size)
+    if problem:
+        raise InputFileError(
+            f"{path}: the LAS header is corrupt ({problem}); export or download the file again"
+        )
+
+
+def _laz_chunk_problem(path: Path, point_offset: int, size: int) -> str | None:
+    """What is wrong with a LAZ file's chunk table count, or None.
+
+    The LASzip chunk table (its offset in the 8 bytes where the points start, or in the last
+    8 bytes when that is -1; then a version and the number of chunks) is allocated by lazrs
+    at the size it declares: a corrupt count aborted the process asking for 34 GB. Every chunk
+    takes at least a byte of the file, so a count above the file's size is corrupt.
+    """
+    with path.open("rb") as f:
+        f.seek(point_offset)
+        table = struct.unpack("<q", f.read(8).ljust(8, b"\0"))[0]
+        if table == -1 and size >= 8:
+            f.seek(size - 8)
+            table = struct.unpack("<q", f.read(8))[0]
+        if not 0 < table <= size - 8:
+            return None  # no table to trust: lazrs says what is wrong
+        f.seek(table)
+        _version, n_chunks = struct.unpack("<II", f.read(8))
+    if n_chunks > size:
+        return f"a LAZ chunk table of {n_chunks:,} chunks in a file of {size:,} bytes"
+    return None
+
+
+def check_scales(header: laspy.LasHeader, path: Path) -> None:
+    """Refuse scales and offsets that put the points nowhere (a coordinate of 1e174 m from a
+    corrupt offset overflowed the millimetre conversion)."""
+    for axis, scale, offset in zip("xyz", header.scales, header.offsets, strict=True):
+        s, o = float(scale), float(offset)
+        if not (math.isfinite(s) and math.isfinite(o) and s != 0.0) or (
+            abs(o) + abs(s) * _MAX_RAW > _MAX_COORDINATE
+        ):
+            raise InputFileError(
+                f"{path}: the LAS header is corrupt ({axis} scale {s:g} and offset {o:g} put "
+                f"the points beyond any coordinate range); export or download the file again"
+            )
 
 
 def horizontal_crs(crs: CRS) -> CRS:
@@ -113,10 +199,17 @@ def project_bounds(
 ) -> tuple[float, float, float, float]:
     """The header's x/y bounds in the project CRS. Refuses a cloud lying outside the project
     CRS's area (a wrong --crs, or the wrong store)."""
-    t = transformer(cloud.horizontal_wkt, dst.to_wkt())
-    bounds = t.transform_bounds(
-        float(header.mins[0]), float(header.mins[1]), float(header.maxs[0]), float(header.maxs[1])
-    )
+    t = transformer(cloud.horizontal_wkt, dst.to_wkt(), what=f"{path} ({cloud.label})")
+    xs = sorted((float(header.mins[0]), float(header.maxs[0])))
+    ys = sorted((float(header.mins[1]), float(header.maxs[1])))
+    if not all(map(math.isfinite, (*xs, *ys))):
+        raise InputFileError(
+            f"{path}: the header's bounds are not finite numbers; the file is corrupt, export "
+            f"or download it again"
+        )
+    # a header with min and max swapped still says where the cloud is (pyproj would take
+    # xmin > xmax for a box across the antimeridian)
+    bounds = t.transform_bounds(xs[0], ys[0], xs[1], ys[1])
     check_in_project_area(dst, bounds, f"{path} ({cloud.label})")
     x0, y0, x1, y1 = (float(v) for v in bounds)
     return x0, y0, x1, y1
