@@ -90,12 +90,15 @@ def read_ogr(dataset: Dataset, only: str | None) -> tuple[str, list[Layer]]:
                 info = pyogrio.read_info(where, layer=name, **options)
                 driver = str(info.get("driver") or driver)
             meta, table = pyogrio.read_arrow(where, layer=name, return_fids=True, **options)
-        except OGR_ERRORS as exc:
+        except UnicodeDecodeError as exc:
+            raise not_utf8(path) from exc
+        except (*OGR_ERRORS, OSError, pa.ArrowException, UnboundLocalError) as exc:
+            # OSError / ArrowException: Arrow's stream over a corrupt layer ("reading feature
+            # size"); UnboundLocalError: pyogrio's read_info on a layer whose CRS text it
+            # cannot decode (a pyogrio bug, found by fuzzing)
             raise InputFileError(
                 f"{path}: layer {name!r} cannot be read ({_reason(exc)})", detail=str(exc)
             ) from exc
-        except UnicodeDecodeError as exc:
-            raise not_utf8(path) from exc
         geom_col = table.column_names[-1]
         fids = table.column(0)
         attrs = table.select(table.column_names[1:-1])
@@ -118,15 +121,22 @@ def read_geoparquet(path: Path, only: str | None) -> tuple[str, list[Layer]]:
 
     try:
         table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
+        table.column_names  # noqa: B018 - decoded here: a name that is not UTF-8 raises
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
         raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from exc
     raw_geo = (table.schema.metadata or {}).get(b"geo")
     if raw_geo is None:
         raise InputFileError(f"{path}: a Parquet file without GeoParquet 'geo' metadata")
-    geo = json.loads(raw_geo)
-    column = geo.get("primary_column") or next(iter(geo.get("columns", {})), None)
-    spec = geo.get("columns", {}).get(column, {})
-    if column is None or column not in table.column_names:
+    try:
+        geo = json.loads(raw_geo)
+    except ValueError as exc:  # malformed JSON, or bytes that are not UTF-8
+        raise InputFileError(f"{path}: its GeoParquet 'geo' metadata is not JSON ({exc})") from exc
+    columns = geo.get("columns") if isinstance(geo, dict) else None
+    if not isinstance(columns, dict):
+        raise InputFileError(f"{path}: its GeoParquet 'geo' metadata has no columns")
+    column = geo.get("primary_column") or next(iter(columns), None)
+    spec = columns.get(column) if isinstance(column, str) else None
+    if not isinstance(spec, dict) or column not in table.column_names:
         raise InputFileError(f"{path}: GeoParquet metadata names no geometry column")
     if str(spec.get("encoding", "WKB")).upper() != "WKB":
         raise InputFileError(
