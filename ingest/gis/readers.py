@@ -60,6 +60,22 @@ def _reason(exc: Exception) -> str:
     return text.rstrip(".") or type(exc).__name__
 
 
+def _unique_names(names: list[str]) -> list[str]:
+    """Field names made unique and non-empty (a corrupt or hand-made file may repeat a name,
+    or leave it empty): the second ``height`` becomes ``height_2``, an empty one ``field_N``."""
+    seen: set[str] = set()
+    out = []
+    for k, name in enumerate(names):
+        base = name or f"field_{k}"
+        unique, n = base, 1
+        while unique in seen:
+            n += 1
+            unique = f"{base}_{n}"
+        seen.add(unique)
+        out.append(unique)
+    return out
+
+
 def read_ogr(dataset: Dataset, only: str | None) -> tuple[str, list[Layer]]:
     """The driver's name and the layers of a dataset GDAL opens (every layer with
     geometries, or only the one named)."""
@@ -99,10 +115,14 @@ def read_ogr(dataset: Dataset, only: str | None) -> tuple[str, list[Layer]]:
             raise InputFileError(
                 f"{path}: layer {name!r} cannot be read ({_reason(exc)})", detail=str(exc)
             ) from exc
-        geom_col = table.column_names[-1]
+        try:
+            columns = table.column_names
+        except UnicodeDecodeError as exc:  # a field name that is not UTF-8
+            raise not_utf8(path) from exc
+        table = table.rename_columns(_unique_names(columns))
         fids = table.column(0)
-        attrs = table.select(table.column_names[1:-1])
-        wkb = table.column(geom_col).to_numpy(zero_copy_only=False)
+        attrs = table.select(list(range(1, table.num_columns - 1)))
+        wkb = table.column(table.num_columns - 1).to_numpy(zero_copy_only=False)
         layers.append(
             Layer(
                 name=name,
