@@ -28,7 +28,7 @@ from ingest.ifc.elements import ElementRow
 from ingest.ifc.mesh import is_shell, union_of_polygons
 from ingest.ifc.placement import ModelFrame, center_of, to_project
 from ingest.ifc.properties import attr
-from ingest.ifc.quirks import label
+from ingest.ifc.quirks import OddItems, label
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -54,11 +54,13 @@ class BuildingAttributes(TypedDict):
     gfa_source: str  # "qto" or "storey_outlines"
 
 
-def read_storeys(model: ifcopenshell.file, unit_scale: float) -> dict[int, Storey]:
+def read_storeys(
+    model: ifcopenshell.file, unit_scale: float, odd: OddItems | None = None
+) -> dict[int, Storey]:
     """IfcBuildingStorey entity id -> its storey (name, elevation in metres, building)."""
     out: dict[int, Storey] = {}
     for st in model.by_type("IfcBuildingStorey"):
-        building = building_of(st)
+        building = building_of(st, odd)
         elev = st.Elevation
         if elev is None and st.ObjectPlacement is not None:
             elev = uplace.get_local_placement(st.ObjectPlacement)[2, 3]
@@ -260,7 +262,7 @@ def _is_roof(row: ElementRow) -> bool:
         "predefined_type"
     ) in ("ROOF", "ROOFING"):
         return True
-    whole = uel.get_aggregate(p)
+    whole = _aggregate(p)
     return bool(whole is not None and whole.is_a("IfcRoof"))
 
 
@@ -285,41 +287,76 @@ def _fill_small_holes(geom: BaseGeometry, max_area: float) -> BaseGeometry:
     return union_of_polygons(out) if len(out) > 1 else out[0]
 
 
-def _container(entity: Any) -> Any:
+def _relating(
+    entity: Any, inverse: str, rel_class: str, attribute: str, odd: OddItems | None
+) -> Any:
+    """``attribute`` of the first of ``entity``'s ``inverse`` relations, as
+    ifcopenshell.util.element.get_container and get_aggregate read it; a "relation" of another
+    class there (a property, an owner history: a corrupt reference) is ignored, and recorded in
+    ``odd``."""
+    for rel in getattr(entity, inverse, None) or ():
+        if isinstance(rel, ifcopenshell.entity_instance) and rel.is_a(rel_class):
+            return getattr(rel, attribute)
+        if odd is not None:
+            odd.add_once("ignored_relation", _ref(rel), f"{inverse} of {label(entity)}")
+    return None
+
+
+def _ref(item: Any) -> str:
+    if isinstance(item, ifcopenshell.entity_instance):
+        return f"{label(item)} ({item.is_a()})"
+    return repr(item)[:40]
+
+
+def _container(entity: Any, odd: OddItems | None = None) -> Any:
     """ifcopenshell.util.element.get_container, without its slow getattr on classes that have
-    no ContainedInStructure (see attr)."""
+    no ContainedInStructure (see attr), ignoring a containment that is not one."""
     if entity.get_attribute_category("ContainedInStructure") != 2:  # inverse
         return None
-    return uel.get_container(entity)
+    return _relating(
+        entity,
+        "ContainedInStructure",
+        "IfcRelContainedInSpatialStructure",
+        "RelatingStructure",
+        odd,
+    )
 
 
-def storey_of(product: Any) -> Any:
+def _aggregate(entity: Any, odd: OddItems | None = None) -> Any:
+    """ifcopenshell.util.element.get_aggregate, ignoring a Decomposes that is not an
+    IfcRelAggregates (IFC2X3's nests, or a corrupt reference)."""
+    if entity.get_attribute_category("Decomposes") != 2:  # inverse
+        return None
+    return _relating(entity, "Decomposes", "IfcRelAggregates", "RelatingObject", odd)
+
+
+def storey_of(product: Any, odd: OddItems | None = None) -> Any:
     """The IfcBuildingStorey a product stands in, through the assemblies it is a part of."""
     seen = 0
     p = product
     while p is not None and seen < 20:
-        c = _container(p)
+        c = _container(p, odd)
         if c is not None:
             if c.is_a("IfcBuildingStorey"):
                 return c
             return None
-        p = uel.get_aggregate(p)
+        p = _aggregate(p, odd)
         if p is not None and p.is_a("IfcBuildingStorey"):
             return p
         seen += 1
     return None
 
 
-def building_of(entity: Any) -> Any:
+def building_of(entity: Any, odd: OddItems | None = None) -> Any:
     """The IfcBuilding above an entity (a storey, an element), or None."""
     seen = 0
     p = entity
     while p is not None and seen < 20:
         if p.is_a("IfcBuilding"):
             return p
-        nxt = uel.get_aggregate(p)
+        nxt = _aggregate(p, odd)
         if nxt is None:
-            nxt = _container(p)
+            nxt = _container(p, odd)
         p = nxt
         seen += 1
     return None

@@ -46,6 +46,7 @@ from ingest.ifc.buildings import building_of, read_storeys, storey_of, write_bui
 from ingest.ifc.elements import ElementRow, ElementWriter
 from ingest.ifc.mesh import (
     GEOMETRY_LIBRARY,
+    ITERATOR_REFUSED,
     MeshStats,
     geometry_settings,
     is_shell,
@@ -187,12 +188,21 @@ class Mesher:
         threads = multiprocessing.cpu_count()
         self.reader.definitions()  # one pass over the relations, before the kernel's threads start
         stats_of = MeshStats()
-        it = ifcopenshell.geom.iterator(
-            geometry_settings(),
-            self.model,
-            threads,
-            geometry_library=GEOMETRY_LIBRARY,  # type: ignore[arg-type]
-        )
+        try:
+            it = ifcopenshell.geom.iterator(
+                geometry_settings(),
+                self.model,
+                threads,
+                geometry_library=GEOMETRY_LIBRARY,  # type: ignore[arg-type]
+            )
+        except RuntimeError as exc:
+            # the iterator's constructor reads the model's contexts and refuses the whole
+            # model for one odd item in them (a required attribute null): every product is
+            # meshed one by one instead (_mesh_the_rest), each degrading alone
+            self.warnings.append(f"{self.path.name}: {ITERATOR_REFUSED} ({exc})")
+            for entry in rows.values():
+                entry.props = self.reader.properties(entry.product)
+            return
         done = 0
         # Everything per element happens here, between the kernel's results, while its threads
         # mesh the next elements: the copy, the quantities (Clipper holds the GIL, so a thread
@@ -203,8 +213,10 @@ class Mesher:
             while True:
                 shape = it.get()
                 row = rows.get(shape.id)
-                if row is not None:
-                    row.mesh = mesh_data(shape.geometry)
+                mesh = mesh_data(shape.geometry) if row is not None else None
+                # a shape without a vertex is left to _mesh_the_rest (mesh_alone says why)
+                if row is not None and mesh is not None and len(mesh.verts):
+                    row.mesh = mesh
                     row.stats, outline = stats_of(row.mesh, is_terrain(row.product))
                     if is_shell(row.product):
                         row.outline = outline
@@ -310,12 +322,12 @@ class IfcIngest:
                 rows[whole.id()] = ElementRow(whole, props=self.reader.properties(whole))
         meshed = [r for r in rows.values() if r.mesh is not None]
         for r in rows.values():  # where each element stands, once (both writers need it)
-            r.storey = storey_of(r.product)
-            r.building = building_of(r.storey if r.storey is not None else r.product)
+            r.storey = storey_of(r.product, self.odd)
+            r.building = building_of(r.storey if r.storey is not None else r.product, self.odd)
         placement = self.placement(meshed)
         self.ctx.progress(0.85, "writing")
         source_id = self.ctx.source_id
-        storeys = read_storeys(model, self.unit_scale)
+        storeys = read_storeys(model, self.unit_scale, self.odd)
         buildings = write_buildings(self.store, model, source_id, rows, storeys, placement)
         writer = ElementWriter(
             self.store,
@@ -381,10 +393,11 @@ class IfcIngest:
         )
 
     def placement(self, meshed: list[ElementRow]) -> Placement:
-        """The model's placement, fitted over the extent of its meshes; its warnings are the
-        ingest's."""
-        if meshed:
-            allv = np.vstack([r.mesh.verts for r in meshed if r.mesh is not None])
+        """The model's placement, fitted over the extent of its meshes (meshes without a
+        vertex left out); its warnings are the ingest's."""
+        verts = [r.mesh.verts for r in meshed if r.mesh is not None and len(r.mesh.verts)]
+        if verts:
+            allv = np.vstack(verts)
             lo, hi = allv.min(axis=0), allv.max(axis=0)
             center = (lo + hi) / 2
             half = float(max(hi[0] - lo[0], hi[1] - lo[1]) / 2)

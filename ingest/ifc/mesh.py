@@ -285,6 +285,12 @@ def _worker_model(path: str) -> ifcopenshell.file:
     return model
 
 
+#: why a model's products were meshed one by one: the geometry iterator's constructor refused
+#: the model (it reads the model's representation contexts, and fails on a required attribute
+#: left null in them)
+ITERATOR_REFUSED = "the geometry iterator refuses the model; its elements are meshed one by one"
+
+
 def mesh_chunk(
     item: tuple[str, list[int]],
 ) -> list[tuple[int, MeshData, dict[str, float], bytes | None]]:
@@ -294,21 +300,27 @@ def mesh_chunk(
     model = _worker_model(path)
     include: list[Any] = [model.by_id(i) for i in ids]
     wanted = set(ids)
-    it = ifcopenshell.geom.iterator(
-        geometry_settings(),
-        model,
-        1,
-        include=include,
-        geometry_library=GEOMETRY_LIBRARY,  # type: ignore[arg-type]
-    )
+    try:
+        it = ifcopenshell.geom.iterator(
+            geometry_settings(),
+            model,
+            1,
+            include=include,
+            geometry_library=GEOMETRY_LIBRARY,  # type: ignore[arg-type]
+        )
+    except RuntimeError:
+        # the iterator refuses the model (ITERATOR_REFUSED): the ingesting process meshes
+        # these products one by one (mesh_alone)
+        return []
     out = []
     stats_of = MeshStats()
     if it.initialize():
         while True:
             shape = it.get()
-            if shape.id in wanted:
+            mesh = mesh_data(shape.geometry) if shape.id in wanted else None
+            # a shape without a vertex is left to mesh_alone in the ingesting process
+            if mesh is not None and len(mesh.verts):
                 product = model.by_id(shape.id)
-                mesh = mesh_data(shape.geometry)
                 stats, outline = stats_of(mesh, is_terrain(product))
                 # outlines are only of use for the building's footprint (shell elements)
                 wkb = shapely.to_wkb(outline) if outline and is_shell(product) else None
@@ -337,7 +349,7 @@ def mesh_alone(product: Any) -> tuple[MeshData | None, str | None]:
     if geometry is None:
         return None, "no geometry produced"
     mesh = mesh_data(geometry)
-    if len(mesh.faces) == 0:
+    if len(mesh.faces) == 0 or len(mesh.verts) == 0:
         return None, "no surfaces (the representation holds curves or points only)"
     return mesh, None
 

@@ -239,10 +239,18 @@ def _map_conversion_placement(
         return None
     if helmert is None:
         return None
-    info = ugeo.get_crs(model) or {}
-    name = info.get("Name") if isinstance(info, dict) else None
     ops = [] if model_schema(model) == "IFC2X3" else model.by_type("IfcCoordinateOperation")
     method = "rigid_operation" if ops and ops[0].is_a("IfcRigidOperation") else "map_conversion"
+    try:
+        info = ugeo.get_crs(model) or {}
+    except (AttributeError, TypeError, ValueError):
+        # a coordinate operation whose TargetCRS is null (required by the schema)
+        notes.append(
+            f"the model's {method.replace('_', ' ')} has no target CRS (its TargetCRS is "
+            f"unset); ignored"
+        )
+        return None
+    name = info.get("Name") if isinstance(info, dict) else None
     map_crs = _map_crs(name)
     if map_crs is None:
         notes.append(

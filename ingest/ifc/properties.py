@@ -83,9 +83,20 @@ class PropertyReader:
         except Exception:  # ifcopenshell's readers raise what the odd data makes them
             pass
         parts = attr(definition, "Quantities" if is_qto else "HasProperties") or ()
+        if not isinstance(parts, list | tuple):  # one value where the schema has a set
+            parts = (parts,)
         read = uel.get_quantities if is_qto else uel.get_properties
         out: dict[Any, Any] = {}
         for part in parts:
+            if not isinstance(part, ifcopenshell.entity_instance) or part.id() == 0:
+                # a string, a number or a list where the schema has properties
+                self.odd.add("odd_set_member", definition, f"{type(part).__name__} {part!r:.40}")
+                continue
+            listed = _list_value(part)
+            if listed is not None:
+                out[argument(part, "Name")] = listed
+                self.odd.add("list_value", definition, f"{part.is_a()} {part.Name!r}")
+                continue
             try:
                 out.update(jsonable(read([part])))
             except Exception:
@@ -184,14 +195,27 @@ def _simple_values(definition: Any) -> dict[str, Any] | None:
     kind = definition.is_a()
     out: dict[str, Any] = {}
     if kind == "IfcPropertySet":
-        for prop in argument(definition, "HasProperties") or ():
-            if prop.is_a() != "IfcPropertySingleValue":
+        props = argument(definition, "HasProperties") or ()
+        if not isinstance(props, list | tuple):
+            return None  # one value where the schema has a set (_general_values)
+        for prop in props:
+            if (
+                not isinstance(prop, ifcopenshell.entity_instance)
+                or prop.is_a() != "IfcPropertySingleValue"
+            ):
                 return None
             v = argument(prop, "NominalValue")  # an IfcValue: its wrapped value
+            if not isinstance(v, ifcopenshell.entity_instance | None):
+                return None  # a list of values (see _list_value)
             out[argument(prop, "Name")] = v.wrappedValue if v is not None else None
     elif kind == "IfcElementQuantity":
-        for q in argument(definition, "Quantities") or ():
-            if not q.is_a("IfcPhysicalSimpleQuantity"):
+        quantities = argument(definition, "Quantities") or ()
+        if not isinstance(quantities, list | tuple):
+            return None
+        for q in quantities:
+            if not isinstance(q, ifcopenshell.entity_instance) or not q.is_a(
+                "IfcPhysicalSimpleQuantity"
+            ):
                 return None
             out[argument(q, "Name")] = q.get_argument(_quantity_value_index(q))
     else:
@@ -202,6 +226,18 @@ def _simple_values(definition: Any) -> dict[str, Any] | None:
         if not isinstance(v, _PLAIN) or (isinstance(v, float) and not math.isfinite(v)):
             return None
     return out
+
+
+def _list_value(prop: Any) -> list[Any] | None:
+    """The values of a single-value property whose NominalValue is a list (the schema has one
+    IfcValue there; ifcopenshell reads a list written there as a tuple and its readers fail on
+    it), as JSON-able data; None for any other property."""
+    if prop.is_a() != "IfcPropertySingleValue":
+        return None
+    value = argument(prop, "NominalValue")
+    if not isinstance(value, list | tuple):
+        return None
+    return [jsonable(v) for v in value]
 
 
 #: (schema and class, attribute name) -> the attribute's index (see argument)

@@ -39,6 +39,12 @@ KINDS = {
     "meshed_alone": (
         "elements the geometry iterator passed over (a body in another context), meshed one by one"
     ),
+    "ignored_relation": (
+        "references to an entity of another class where a containment or aggregation "
+        "relation belongs, ignored (the element read as outside that container)"
+    ),
+    "list_value": "properties whose value is a list, kept as the list of values",
+    "odd_set_member": "members of a property set that are not properties, left out",
     "not_meshed": "elements the geometry kernel cannot mesh, kept without geometry",
     "space_not_meshed": (
         "spaces the geometry kernel cannot mesh, kept with their quantities "
@@ -74,6 +80,13 @@ class OddItems:
         if detail:
             self.details.setdefault(kind, Counter())[detail] += 1
 
+    def add_once(self, kind: str, entity: Any, detail: str | None = None) -> None:
+        """``add``, unless ``entity`` is already recorded as of ``kind`` (an item met again
+        on another path through the model)."""
+        ref = entity if isinstance(entity, str) else label(entity)
+        if ref not in self.items.get(kind, ()):
+            self.add(kind, ref, detail)
+
     def counts(self) -> dict[str, int]:
         return {kind: len(refs) for kind, refs in self.items.items()}
 
@@ -98,8 +111,12 @@ def unit_scale(model: ifcopenshell.file, unit_type: str, odd: OddItems) -> float
     try:
         return float(uunit.calculate_unit_scale(model, unit_type))
     except (AttributeError, TypeError, ValueError, ZeroDivisionError):
-        unit = uunit.get_project_unit(model, unit_type)
-        odd.add("unknown_unit", f"{unit_type} {unit.Name if unit is not None else '?'}")
+        try:
+            unit = uunit.get_project_unit(model, unit_type)
+        except (AttributeError, TypeError, ValueError):  # the units are not IfcUnitAssignment
+            unit = None
+        name = getattr(unit, "Name", None) if unit is not None else None
+        odd.add("unknown_unit", f"{unit_type} {name or '?'}")
         return 1.0
 
 
