@@ -63,7 +63,13 @@ def read_storeys(
         building = building_of(st, odd)
         elev = st.Elevation
         if elev is None and st.ObjectPlacement is not None:
-            elev = uplace.get_local_placement(st.ObjectPlacement)[2, 3]
+            try:
+                elev = uplace.get_local_placement(st.ObjectPlacement)[2, 3]
+            except (AttributeError, TypeError, ValueError, IndexError) as exc:
+                # a placement whose parts are not placements (found by fuzzing)
+                if odd is not None:
+                    odd.add("unreadable_placement", st, type(exc).__name__)
+                elev = None
         out[st.id()] = {
             "global_id": label(st),
             "name": st.Name,

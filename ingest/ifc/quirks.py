@@ -44,6 +44,9 @@ KINDS = {
         "relation belongs, ignored (the element read as outside that container)"
     ),
     "list_value": "properties whose value is a list, kept as the list of values",
+    "unreadable_placement": (
+        "storeys whose placement cannot be read, their elevation taken as 0 (the model's base)"
+    ),
     "odd_set_member": "members of a property set that are not properties, left out",
     "not_meshed": "elements the geometry kernel cannot mesh, kept without geometry",
     "space_not_meshed": (
