@@ -67,8 +67,9 @@ bench: install
 # for FUZZ_SECONDS each; prints executions and seconds per harness, and fails with the input
 # saved in fuzz/findings/<harness>/ when one raises anything but a CimError.
 FUZZ_SECONDS ?= 60
+FUZZ_HARNESSES ?=
 fuzz: install
-	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS)
+	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
 
 # Re-pin the Python dependencies from the current environment.
 lock:

@@ -302,7 +302,10 @@ def _relating(
     ``odd``."""
     for rel in getattr(entity, inverse, None) or ():
         if isinstance(rel, ifcopenshell.entity_instance) and rel.is_a(rel_class):
-            return getattr(rel, attribute)
+            target = getattr(rel, attribute)
+            if target is None or isinstance(target, ifcopenshell.entity_instance):
+                return target
+            rel = target  # the relation points at a value, not an entity: ignored
         if odd is not None:
             odd.add_once("ignored_relation", _ref(rel), f"{inverse} of {label(entity)}")
     return None
