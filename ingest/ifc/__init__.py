@@ -13,7 +13,6 @@ The package hands on the names its callers use; the work is in its modules:
 The ingester's names are imported on first use (PEP 562), not with the package: a worker
 process imports ``ingest.ifc.mesh`` (``IfcIngester.worker_module``) and, with it, this package,
 and has no use for the ingester's dependencies (the store writes, LiDAR heights, linking).
-``MeshData`` comes with the package: preloading ``ingest.ifc`` loads the workers' module.
 """
 
 from __future__ import annotations
@@ -21,10 +20,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ingest.ifc.mesh import MeshData
-
 if TYPE_CHECKING:
     from ingest.ifc.ingester import INGESTER, IfcIngester, open_model
+    from ingest.ifc.mesh import MeshData
     from ingest.ifc.placement import place
 
 __all__ = ["INGESTER", "IfcIngester", "MeshData", "open_model", "place"]
@@ -32,6 +30,7 @@ __all__ = ["INGESTER", "IfcIngester", "MeshData", "open_model", "place"]
 _LAZY = {
     "INGESTER": "ingest.ifc.ingester",
     "IfcIngester": "ingest.ifc.ingester",
+    "MeshData": "ingest.ifc.mesh",
     "open_model": "ingest.ifc.ingester",
     "place": "ingest.ifc.placement",
 }

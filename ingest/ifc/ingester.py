@@ -404,8 +404,6 @@ class IfcIngest:
         else:
             center, half = np.zeros(3), 50.0
         anchor = self.ctx.options.anchor
-        placement = model_placement(
-            self.model, self.path, self.store, anchor, self.unit_scale, center, half
-        )
+        placement = model_placement(self.model, self.store, anchor, self.unit_scale, center, half)
         self.warnings.extend(placement.warnings)
         return placement

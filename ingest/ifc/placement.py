@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import ifcopenshell
@@ -179,7 +178,6 @@ def model_schema(model: ifcopenshell.file) -> str:
 
 def model_placement(
     model: ifcopenshell.file,
-    path: Path,
     store: Store,
     anchor: Anchor | None,
     unit_scale: float,
