@@ -7,6 +7,7 @@ from typing import Any, NotRequired, TypedDict
 
 from cim.jobs import JobJson, list_jobs
 from cim.store import Store
+from cim.tilefiles import TilesetState, tileset_states
 
 #: tables whose row counts the status reports, when the schema has them
 COUNTED_TABLES = ("buildings", "elements", "meshes", "features", "points")
@@ -54,6 +55,7 @@ class StatusDocument(TypedDict):
     counts: dict[str, int]
     sources: list[SourceJson]
     jobs: JobsSummary
+    tilesets: list[TilesetState]
     attention: list[AttentionItem]
 
 
@@ -132,6 +134,24 @@ def status_document(store: Store) -> StatusDocument:
                     f"floors attribute, or ingest LiDAR covering them",
                 }
             )
+    tilesets = tileset_states(store.con, store.path) if "tilesets" in existing else []
+    for ts in tilesets:
+        if ts["state"] == "missing":
+            attention.append(
+                {
+                    "reason": "tiles_missing",
+                    "message": f"the {ts['name']} tiles are missing beside the store (a store "
+                    f"copied without its .tiles folder): run `cim tile` to write them again",
+                }
+            )
+        elif ts["state"] == "stale":
+            attention.append(
+                {
+                    "reason": "tiles_stale",
+                    "message": f"the {ts['name']} tiles are older than the store's content: "
+                    f"run `cim tile` to bring them up to date",
+                }
+            )
     counts = {t: store.count(t) for t in COUNTED_TABLES if t in existing}
     counts["sources"] = len(sources)
     return {
@@ -144,5 +164,6 @@ def status_document(store: Store) -> StatusDocument:
             "running": sum(1 for j in jobs if j.status == "running"),
             "recent": [j.as_json() for j in jobs[:5]],
         },
+        "tilesets": tilesets,
         "attention": attention,
     }

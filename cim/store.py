@@ -50,6 +50,7 @@ from cim.errors import (
     StoreNotFound,
 )
 from cim.processes import alive
+from cim.tilefiles import recover_tiles
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -302,6 +303,8 @@ class Store:
             if recover:
                 store.recover_dead_jobs()
                 store.collect_orphan_point_files()
+                if store.schema_version >= 10:
+                    recover_tiles(store.con, p)
         except BaseException:
             con.close()
             raise

@@ -1,0 +1,179 @@
+"""The buildings as the city shows them: one row per building, whatever sources describe it.
+
+A building known from several sources is linked (``buildings.same_as``, see ``linking``): the
+canonical row (BIM > LoD2 > LoD1) draws it, and what it lacks (a name, a use, floors, a year,
+a green star, a height) is taken from the rows linked to it. Rows of models still waiting to be
+placed are left out: they sit at the project origin, not where they belong.
+
+A building whose ground level is unknown (a footprint without LiDAR or terrain under it) stands
+on the terrain where a DTM covers it, else on the median ground level of the buildings that have
+one, else at 0 (said in ``ground_source``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import shapely
+from numpy.typing import NDArray
+
+from cim.model.terrain import dtms_over, ground_at
+
+if TYPE_CHECKING:
+    from cim.store import Store
+
+#: the columns a building row carries to its readers (tiles, server, analyzers)
+_COLUMNS = (
+    "id",
+    "source_id",
+    "name",
+    "use",
+    "height",
+    "height_source",
+    "storeys_above",
+    "storeys_below",
+    "gross_floor_area",
+    "year_built",
+    "green_star",
+    "lod",
+)
+_FILLED = ("name", "use", "height", "storeys_above", "year_built", "green_star")
+
+
+@dataclass
+class Buildings:
+    """Canonical buildings as columns (one entry a building, in id order)."""
+
+    ids: NDArray[np.int64]
+    source_ids: NDArray[np.int64]
+    source_kinds: list[str]
+    footprints: NDArray[np.object_]  # shapely (Multi)Polygons, project CRS
+    ground_z: NDArray[np.float64]
+    ground_source: list[str]  # store | terrain | neighbours | default
+    height: NDArray[np.float64]  # NaN when unknown
+    columns: dict[str, list[Any]]  # the _COLUMNS, filled from linked rows
+    linked: list[list[int]]  # the other rows describing each building
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def bounds(self) -> NDArray[np.float64]:
+        """(n, 4) xmin, ymin, xmax, ymax of each footprint."""
+        out: NDArray[np.float64] = shapely.bounds(self.footprints)
+        return out
+
+    def subset(self, index: NDArray[np.int64]) -> Buildings:
+        idx = [int(i) for i in index]
+        return Buildings(
+            ids=self.ids[index],
+            source_ids=self.source_ids[index],
+            source_kinds=[self.source_kinds[i] for i in idx],
+            footprints=self.footprints[index],
+            ground_z=self.ground_z[index],
+            ground_source=[self.ground_source[i] for i in idx],
+            height=self.height[index],
+            columns={k: [v[i] for i in idx] for k, v in self.columns.items()},
+            linked=[self.linked[i] for i in idx],
+        )
+
+
+def canonical_buildings(store: Store, ids: list[int] | None = None) -> Buildings:
+    """The canonical buildings with a footprint (optionally only ``ids``), their missing
+    attributes filled from the rows linked to them."""
+    con = store.con
+    where = "b.footprint IS NOT NULL AND b.same_as IS NULL AND s.status = 'ingested'"
+    params: list[Any] = []
+    if ids is not None:
+        where += " AND b.id IN (SELECT unnest(?::BIGINT[]))"
+        params.append(list(ids))
+    cols = ", ".join(f"b.{c}" for c in _COLUMNS)
+    table = con.execute(
+        f"SELECT {cols}, s.kind, ST_AsWKB(b.footprint) AS wkb, b.ground_z "
+        f"FROM buildings b JOIN sources s ON s.id = b.source_id WHERE {where} ORDER BY b.id",
+        params,
+    ).fetchall()
+    n = len(table)
+    columns: dict[str, list[Any]] = {c: [r[i] for r in table] for i, c in enumerate(_COLUMNS)}
+    kinds = [r[len(_COLUMNS)] for r in table]
+    footprints = (
+        shapely.from_wkb([bytes(r[len(_COLUMNS) + 1]) for r in table])
+        if n
+        else np.empty(0, dtype=object)
+    )
+    ground = np.array([np.nan if r[-1] is None else r[-1] for r in table], dtype=np.float64)
+    id_list = [int(i) for i in columns["id"]]
+    linked = _linked_rows(store, id_list, columns)
+    height = np.array(
+        [np.nan if h is None else float(h) for h in columns["height"]], dtype=np.float64
+    )
+    sources = ["store" if np.isfinite(g) else "" for g in ground]
+    _fill_ground(store, footprints, ground, sources)
+    return Buildings(
+        ids=np.array(id_list, dtype=np.int64),
+        source_ids=np.array(columns["source_id"], dtype=np.int64),
+        source_kinds=kinds,
+        footprints=footprints,
+        ground_z=ground,
+        ground_source=sources,
+        height=height,
+        columns=columns,
+        linked=linked,
+    )
+
+
+def _linked_rows(store: Store, ids: list[int], columns: dict[str, list[Any]]) -> list[list[int]]:
+    """The rows linked to each canonical building; fills its missing attributes from them
+    (the first linked row, by id, that has the value)."""
+    if not ids:
+        return []
+    rows = store.con.execute(
+        f"SELECT same_as, id, {', '.join(_FILLED)} FROM buildings "
+        "WHERE same_as IN (SELECT unnest(?::BIGINT[])) ORDER BY same_as, id",
+        [ids],
+    ).fetchall()
+    position = {bid: i for i, bid in enumerate(ids)}
+    linked: list[list[int]] = [[] for _ in ids]
+    for row in rows:
+        i = position[int(row[0])]
+        linked[i].append(int(row[1]))
+        for k, name in enumerate(_FILLED):
+            if columns[name][i] is None and row[2 + k] is not None:
+                columns[name][i] = row[2 + k]
+    return linked
+
+
+def _fill_ground(
+    store: Store, footprints: NDArray[np.object_], ground: NDArray[np.float64], sources: list[str]
+) -> None:
+    missing = np.flatnonzero(~np.isfinite(ground))
+    if len(missing) == 0:
+        return
+    centres = shapely.get_coordinates(shapely.point_on_surface(footprints[missing]))
+    lo, hi = centres.min(axis=0), centres.max(axis=0)
+    box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+    dtms = list(dtms_over(store, box))
+    if dtms:
+        z = ground_at(dtms, centres[:, 0], centres[:, 1])
+        for i, v in zip(missing, z, strict=True):
+            if np.isfinite(v):
+                ground[i] = v
+                sources[i] = "terrain"
+    known = ground[np.isfinite(ground)]
+    fallback, label = (float(np.median(known)), "neighbours") if len(known) else (0.0, "default")
+    for i in np.flatnonzero(~np.isfinite(ground)):
+        ground[i] = fallback
+        sources[i] = label
+
+
+def building_attributes(store: Store, building_id: int) -> dict[str, Any]:
+    """The ``attributes`` JSON of one building row (GIS attributes, the model's frame ...)."""
+    row = store.con.execute(
+        "SELECT attributes FROM buildings WHERE id = ?", [building_id]
+    ).fetchone()
+    if row is None or row[0] is None:
+        return {}
+    out: dict[str, Any] = json.loads(row[0])
+    return out
