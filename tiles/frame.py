@@ -3,9 +3,9 @@ root tile's transform (ENU -> ECEF, EPSG:4978).
 
 Project coordinates (a projected CRS, metres) are not ENU: the projection's scale factor and
 grid convergence (half a degree at Tongliao in EPSG:4550) and the Earth's curvature (8 m of drop
-at 10 km) lie between them. Each tile maps its content with an affine fitted to exact pyproj
-transforms over the tile's own extent (``Frame.affine``), which is exact to well under a
-millimetre over a tile, so whole clouds and cities are mapped without a pyproj call per vertex.
+at 10 km) lie between them. Every vertex is mapped exactly (``Frame.to_enu``: pyproj to ECEF,
+then the ENU rotation; about 4 M points/s here); normals are rotated by an affine fitted over the
+tile's extent (``Frame.affine``, right to a centimetre over a tile).
 
 Heights are taken as ellipsoidal (the store has no geoid model): a city on a geoid-based datum
 sits some metres off the ellipsoid's surface, which CesiumJS draws without terrain.
