@@ -101,7 +101,7 @@ def test_glb_round_trip_of_features_and_properties(tmp_path: Path) -> None:
         )
     )
     data = glb.to_bytes()
-    doc, binary = read_glb(data)
+    doc, _binary = read_glb(data)
     assert len(data) % 4 == 0 and doc["asset"]["version"] == "2.0"
     assert all(v["byteOffset"] % 8 == 0 for v in doc["bufferViews"])
     # ENU (10, 20, 30) is glTF (10, 30, -20); positions (e, n, u) -> (e, u, -n)
@@ -217,7 +217,7 @@ def test_one_new_building_rewrites_only_its_path_to_the_root(
 ) -> None:
     monkeypatch.setattr(city_tiles, "LEAF_WEIGHT", 20.0)
     build_tilesets(prague, ["buildings"])
-    folder, doc = tileset(prague, "buildings")
+    _folder, doc = tileset(prague, "buildings")
     before = {t["content"]["uri"] for t, _ in walk(doc["root"])}
     # a building added in the middle of the district
     x, y = shapely.centroid(
