@@ -27,7 +27,6 @@ from pyproj import CRS
 from cim.crs import transformer
 from cim.georef import fit_affine
 
-
 #: WGS84's ellipsoid, for a CRS whose datum has none stated
 WGS84 = (6378137.0, 298.257223563)
 
