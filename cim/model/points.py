@@ -9,9 +9,11 @@ else DuckDB casts the column and cannot use the row groups' min/max statistics;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import shapely
 
@@ -96,3 +98,56 @@ def points_in_polygon(
     return store.con.execute(
         sql, [*files, xmin, xmax, ymin, ymax, *params, shapely.to_wkt(geom)]
     ).to_arrow_table()
+
+
+@dataclass
+class PointFileArrays:
+    """The points of one point file as NumPy arrays: x/y/z float64 (project CRS),
+    classification uint8, rgb (n, 3) uint16 or None when the file has no colour."""
+
+    file: str
+    source_id: int
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    classification: np.ndarray
+    rgb: np.ndarray | None
+
+
+def point_files(store: Store) -> list[tuple[str, int, int]]:
+    """Every point file of the store: (file, source_id, points), in file order."""
+    rows = store.con.execute(
+        "SELECT file, source_id, points FROM point_files ORDER BY file"
+    ).fetchall()
+    return [(str(f), int(s), int(n)) for f, s, n in rows]
+
+
+def iter_point_files(store: Store, files: Sequence[str] | None = None) -> Iterator[PointFileArrays]:
+    """All points of the store (or of ``files``), one point file at a time, so a caller that
+    streams over a large cloud holds one file's points beyond its own arrays. Read through the
+    ``points_in`` macro; rgb is unpacked here (one column read instead of three)."""
+    known = {f: s for f, s, _ in point_files(store)}
+    for file in files if files is not None else list(known):
+        table = store.con.execute(
+            "SELECT x::DOUBLE AS x, y::DOUBLE AS y, z::DOUBLE AS z, classification, "
+            "red, green, blue FROM points_in(?::VARCHAR[])",
+            [[file]],
+        ).to_arrow_table()
+        rgb: np.ndarray | None = None
+        red = table.column("red")
+        if red.null_count < len(red):
+            rgb = np.column_stack(
+                [
+                    table.column(c).fill_null(0).to_numpy().astype(np.uint16, copy=False)
+                    for c in ("red", "green", "blue")
+                ]
+            )
+        yield PointFileArrays(
+            file=file,
+            source_id=known.get(file, -1),
+            x=table.column("x").to_numpy(),
+            y=table.column("y").to_numpy(),
+            z=table.column("z").to_numpy(),
+            classification=table.column("classification").to_numpy().astype(np.uint8),
+            rgb=rgb,
+        )
