@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
@@ -93,7 +93,7 @@ class TilesetWriter:
     generation: int = 0
     written: int = 0
     reused: int = 0
-    bytes: int = 0
+    size: int = 0  # bytes of the content files listed so far
     _rows: dict[str, tuple[int, str, str | None]] = field(default_factory=dict)
     _previous: dict[str, tuple[str, int, str]] = field(default_factory=dict)
     _created: list[Path] = field(default_factory=list)
@@ -121,6 +121,11 @@ class TilesetWriter:
         self.store.after_rollback(remove_created)
 
     @property
+    def tiles(self) -> int:
+        """Content files listed in this generation so far."""
+        return len(self._rows)
+
+    @property
     def folder(self) -> Path:
         return tiles_dir_of(self.store.path) / self.name
 
@@ -136,7 +141,7 @@ class TilesetWriter:
             return None
         self._rows[path] = (size, sha, input_key)
         self.reused += 1
-        self.bytes += size
+        self.size += size
         return path
 
     def put(self, data: bytes, suffix: str = ".glb", input_key: str | None = None) -> str:
@@ -152,22 +157,20 @@ class TilesetWriter:
         else:
             self.reused += 1
         self._rows[path] = (len(data), sha, input_key)
-        self.bytes += len(data)
+        self.size += len(data)
         return path
 
-    def finish(self, document: dict[str, Any], stats: dict[str, Any], inputs: str) -> None:
+    def finish(self, document: Mapping[str, Any], stats: dict[str, Any], inputs: str) -> None:
         """List this generation, keep the document; after the commit write tileset.json and
         delete the files of generations before the previous one."""
         con = self.store.con
         text = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         sha = _sha256(text)
-        stats = {**stats, "tiles": len(self._rows), "bytes": self.bytes + len(text)}
+        stats = {**stats, "tiles": len(self._rows), "bytes": self.size + len(text)}
+        con.execute("DELETE FROM tilesets WHERE name = ?", [self.name])
         con.execute(
             "INSERT INTO tilesets (name, generation, document, sha256, stats, inputs) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-            "generation = excluded.generation, document = excluded.document, "
-            "sha256 = excluded.sha256, stats = excluded.stats, inputs = excluded.inputs, "
-            "built_at = current_timestamp",
+            "VALUES (?, ?, ?, ?, ?, ?)",
             [self.name, self.generation, text.decode("utf-8"), sha, json.dumps(stats), inputs],
         )
         rows = [
@@ -186,17 +189,16 @@ class TilesetWriter:
             _write_atomic(folder / TILESET_JSON, text)
             keep = _kept_files(con, self.name)
             for f in folder.iterdir():
-                if f.is_file() and f.name != TILESET_JSON and f.name not in keep:
-                    if not _TMP_RE.match(f.name):
-                        f.unlink(missing_ok=True)
+                stale = f.is_file() and f.name != TILESET_JSON and f.name not in keep
+                if stale and not _TMP_RE.match(f.name):
+                    f.unlink(missing_ok=True)
 
         self.store.after_commit(publish)
 
 
 def _kept_files(con: duckdb.DuckDBPyConnection, tileset: str) -> set[str]:
     return {
-        r[0]
-        for r in con.execute("SELECT path FROM tiles WHERE tileset = ?", [tileset]).fetchall()
+        r[0] for r in con.execute("SELECT path FROM tiles WHERE tileset = ?", [tileset]).fetchall()
     }
 
 
@@ -302,5 +304,60 @@ def tileset_states(con: duckdb.DuckDBPyConnection, store_path: Path) -> list[Til
                 "bytes": int(s.get("bytes", 0)),
                 "built_at": built_at.isoformat(timespec="seconds"),
             }
+        )
+    return out
+
+
+class ExportedTileset(TypedDict):
+    name: str
+    generation: int
+    files: int
+    bytes: int
+
+
+def export_tiles(
+    con: duckdb.DuckDBPyConnection, store_path: Path, dest: Path
+) -> list[ExportedTileset]:
+    """Copy the current generation of every tileset to ``dest/<tileset>/``, each file checked
+    against its sha256; each tileset's folder is replaced whole (written beside, then renamed),
+    so a server reading ``dest`` sees the old tileset or the new one, never a mix."""
+    rows = con.execute("SELECT name, generation, document FROM tilesets ORDER BY name").fetchall()
+    if not rows:
+        raise StoreError(f"{store_path} has no tiles yet: run `cim tile` first")
+    dest.mkdir(parents=True, exist_ok=True)
+    out: list[ExportedTileset] = []
+    for name, generation, document in rows:
+        source = tiles_dir_of(store_path) / name
+        files = con.execute(
+            "SELECT path, sha256, bytes FROM tiles WHERE tileset = ? AND generation = ? "
+            "ORDER BY path",
+            [name, generation],
+        ).fetchall()
+        staging = dest / f".{name}.export-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        total = 0
+        try:
+            for path, sha, size in files:
+                data = (source / path).read_bytes() if (source / path).is_file() else b""
+                if len(data) != size or _sha256(data) != sha:
+                    raise StoreError(
+                        f"{source / path} is missing or damaged (a store copied without its "
+                        f".tiles folder?): run `cim tile` to write the tiles again"
+                    )
+                (staging / path).write_bytes(data)
+                total += size
+            (staging / TILESET_JSON).write_text(document, encoding="utf-8")
+            target = dest / name
+            old = dest / f".{name}.old-{os.getpid()}"
+            if target.exists():
+                target.rename(old)
+            staging.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        out.append(
+            {"name": name, "generation": int(generation), "files": len(files) + 1, "bytes": total}
         )
     return out

@@ -94,7 +94,7 @@ def _walls(
     pos[:, 3, :2], pos[:, 3, 2] = a, z1
     normal = np.column_stack([d[:, 1] / length, -d[:, 0] / length, np.zeros(e)])
     base = (np.arange(e) * 4)[:, None]
-    tris = np.hstack([base + [0, 1, 2], base + [0, 2, 3]]).reshape(-1, 3)
+    tris = np.hstack([base + np.array([0, 1, 2]), base + np.array([0, 2, 3])]).reshape(-1, 3)
     return Blocks(
         positions=pos.reshape(-1, 3),
         normals=np.repeat(normal, 4, axis=0),
@@ -103,7 +103,9 @@ def _walls(
     )
 
 
-def _roofs(polys: NDArray[np.object_], owner: NDArray[np.int64], top: NDArray[np.float64]) -> Blocks:
+def _roofs(
+    polys: NDArray[np.object_], owner: NDArray[np.int64], top: NDArray[np.float64]
+) -> Blocks:
     triangulated = shapely.constrained_delaunay_triangles(polys)
     tris, which = shapely.get_parts(triangulated, return_index=True)
     if len(tris) == 0:

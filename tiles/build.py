@@ -12,20 +12,18 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from cim.errors import CimError
+from cim.errors import CimError, UsageError
 from cim.executor import Executor
 from cim.store import Store
 from cim.tilefiles import TILESETS, TilesetWriter, inputs_digest, tiles_dir_of
+from tiles.context import BuildContext, Builder, Progress
 from tiles.frame import Frame
-from tiles.tileset import Tile, Tileset, check_tileset
+from tiles.tileset import Tileset, check_tileset
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[float, str | None], None]
 
 
 class TilesetError(CimError, RuntimeError):
@@ -35,28 +33,21 @@ class TilesetError(CimError, RuntimeError):
     http_status = 500
 
 
-@dataclass
-class BuildContext:
-    store: Store
-    writer: TilesetWriter
-    frame: Frame
-    executor: Executor | None
-    progress: Progress
+def builder(name: str) -> Builder:
+    """The builder of one tileset (imported when asked for: each pulls in what it needs)."""
+    if name == "buildings":
+        from tiles.buildings import build_buildings
 
-    def step(self, fraction: float, message: str | None = None) -> None:
-        self.progress(fraction, message)
+        return build_buildings
+    if name == "bim":
+        from tiles.bim import build_bim
 
+        return build_bim
+    if name == "points":
+        from tiles.points import build_points
 
-Builder = Callable[[BuildContext], tuple[Tile, dict[str, Any]] | None]
-
-
-def _builders() -> dict[str, Builder]:
-    # imported here: each builder pulls in what it needs (shapely, the point reader ...)
-    from tiles.bim import build_bim
-    from tiles.buildings import build_buildings
-    from tiles.points import build_points
-
-    return {"buildings": build_buildings, "bim": build_bim, "points": build_points}
+        return build_points
+    raise UsageError(f"no tileset {name!r}: pick one of {', '.join(TILESETS)}")
 
 
 def build_tilesets(
@@ -68,7 +59,7 @@ def build_tilesets(
     """Build the tilesets ``names`` (each in its own transaction); returns each one's figures
     (tiles, bytes, written, reused, seconds ...), ``{"skipped": reason}`` when there is
     nothing to tile."""
-    builders = _builders()
+    build = {name: builder(name) for name in names}
     frame = Frame(store.crs, store.project_origin)
     report: dict[str, dict[str, Any]] = {}
     for k, name in enumerate(names):
@@ -81,7 +72,7 @@ def build_tilesets(
         started = time.perf_counter()
         with store.transaction():
             writer = TilesetWriter(store, name)
-            built = builders[name](BuildContext(store, writer, frame, executor, step))
+            built = build[name](BuildContext(store, writer, frame, executor, step))
             if built is None:
                 _drop(store, name)
                 report[name] = {"skipped": f"the store holds nothing for the {name} tileset"}
@@ -108,9 +99,10 @@ def build_tilesets(
         report[name] = {
             **stats,
             "generation": writer.generation,
+            "tiles": writer.tiles,
             "files_written": writer.written,
             "files_reused": writer.reused,
-            "bytes": writer.bytes,
+            "bytes": writer.size,
             "seconds": round(time.perf_counter() - started, 3),
         }
         log.info("tileset %s: %s", name, report[name])

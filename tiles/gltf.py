@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +72,7 @@ class FeatureTable:
 
     class_name: str
     properties: Sequence[Property]
-    columns: dict[str, Sequence[Any] | np.ndarray]
+    columns: Mapping[str, Sequence[Any] | np.ndarray]
     count: int
     description: str = ""
 
@@ -96,6 +96,7 @@ class GlbBuilder:
     ``to_bytes``. Every buffer view starts on an 8-byte boundary (metadata needs it)."""
 
     def __init__(self, translation: Sequence[float] = (0.0, 0.0, 0.0)) -> None:
+        #: the node's translation, ENU metres (the positions are relative to it)
         self.translation = [float(v) for v in translation]
         self.views: list[dict[str, Any]] = []
         self.accessors: list[dict[str, Any]] = []
@@ -230,6 +231,8 @@ class GlbBuilder:
             values = table.columns[prop.name]
             if prop.type == "STRING":
                 encoded = [("" if v is None else str(v)).encode("utf-8") for v in values]
+                if not any(encoded):
+                    continue  # every value empty: left out (a buffer view is never empty)
                 offsets = np.zeros(len(encoded) + 1, dtype="<u4")
                 offsets[1:] = np.cumsum([len(b) for b in encoded])
                 props[prop.name] = {
@@ -274,7 +277,8 @@ class GlbBuilder:
             doc["meshes"] = [{"primitives": self.primitives}]
             node["mesh"] = 0
         if any(self.translation):
-            node["translation"] = self.translation
+            e, n, u = self.translation
+            node["translation"] = [e, u, -n]  # ENU -> glTF's Y-up, as the positions
         doc["nodes"] = [node]
         used = []
         if self.tables:
@@ -307,7 +311,7 @@ def read_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
     magic, version, total = struct.unpack_from("<III", data, 0)
     if magic != GLB_MAGIC or version != 2 or total != len(data):
         raise ValueError("not a glb 2.0 file")
-    jlen, jtype = struct.unpack_from("<II", data, 12)
+    jlen, _ = struct.unpack_from("<II", data, 12)
     doc = json.loads(data[20 : 20 + jlen])
     binary = b""
     if 20 + jlen < total:

@@ -150,7 +150,7 @@ def _check_document(
         problems.append(f"{name}: geometricError {top} above its parent tile's {parent_error}")
     if root.get("refine") not in ("ADD", "REPLACE"):
         problems.append(f"{name}: the root tile has no refine ADD or REPLACE")
-    _check_tile(folder, name, root, top, "root", problems)
+    _check_tile(folder, name, root, top, "root", problems)  # type: ignore[arg-type]
 
 
 def _check_tile(
