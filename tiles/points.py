@@ -29,12 +29,12 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from cim.model.points import ASPRS_CLASSES, iter_point_files, point_files
-from tiles.build import BuildContext
+from tiles.context import BuildContext
 from tiles.gltf import FeatureTable, GlbBuilder, Primitive, Property
 from tiles.tileset import Tile, Tileset, box
 
@@ -315,32 +315,35 @@ def _tiles(tree: Octree, bounds: np.ndarray, uris: list[str], edge: float) -> Ti
 
 
 def _split(ctx: BuildContext, root: Tile, max_tiles: int) -> tuple[Tile, int]:
-    """Keep the top ``max_tiles`` tiles of ``root``'s tree (breadth first) in its document; each
-    subtree below becomes an external tileset file. Returns the root and the files written."""
-    kept = 1
+    """Keep about ``max_tiles`` tiles of ``root``'s tree in its document, breadth first (the
+    root's children always); each tile whose children would not fit becomes a stub pointing
+    to an external tileset file whose root is that tile. Returns the root and the number of
+    external files written."""
+    count = 1
     queue: deque[Tile] = deque([root])
-    cut: list[Tile] = []
+    stubs: list[Tile] = []
     while queue:
         t = queue.popleft()
-        for child in t.get("children", []):
-            if kept < max_tiles:
-                kept += 1
-                queue.append(child)
-            else:
-                cut.append(child)
+        kids = t.get("children", [])
+        if not kids:
+            continue
+        if t is root or count + len(kids) <= max_tiles:
+            count += len(kids)
+            queue.extend(kids)
+        else:
+            stubs.append(t)
     written = 0
-    for sub in cut:
-        inner, more = _split(ctx, dict(sub), max_tiles)  # type: ignore[arg-type]
+    for stub in stubs:
+        inner, more = _split(ctx, cast(Tile, dict(stub)), max_tiles)
         inner["refine"] = "ADD"
         doc: Tileset = {
             "asset": {"version": "1.1", "generator": "cim-pipeline"},
             "geometricError": inner["geometricError"],
             "root": inner,
         }
-        uri = ctx.writer.put(_json(doc), suffix=".json")
         written += 1 + more
-        sub.pop("children", None)
-        sub["content"] = {"uri": uri}
+        stub.pop("children", None)
+        stub["content"] = {"uri": ctx.writer.put(_json(doc), suffix=".json")}
     return root, written
 
 
