@@ -35,6 +35,7 @@ import numpy as np
 
 from cim.model.points import ASPRS_CLASSES, iter_point_files, point_files
 from tiles.context import BuildContext
+from tiles.frame import Frame
 from tiles.gltf import FeatureTable, GlbBuilder, Primitive, Property
 from tiles.tileset import Tile, Tileset, box
 
@@ -73,6 +74,55 @@ PALETTE = np.array([CLASS_COLOURS.get(c, _GREY) for c in range(256)], dtype=np.u
 
 
 # ---- reading ---------------------------------------------------------------------------
+#: how far the fitted mapping may be from the exact one (metres) on a point file's own points
+ENU_TOLERANCE = 5e-5
+
+
+def _quadratic_terms(d: np.ndarray) -> np.ndarray:
+    u, v, w = d[:, 0], d[:, 1], d[:, 2]
+    return np.column_stack([np.ones_like(u), u, v, w, u * u, u * v, v * v, u * w, v * w, w * w])
+
+
+def to_enu(frame: Frame, xyz: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Project coordinates -> ENU, through a quadratic fitted to exact transforms
+    (``Frame.to_enu``) over the points' box, checked against exact transforms of 2,000 of the
+    points themselves; exact when the fit misses by more than ``ENU_TOLERANCE``.
+
+    The exact transform runs at 0.5-1 M points/s here, the fit at 5-7 M/s. An affine is not
+    enough: the Earth's curvature alone drops 5 mm at 250 m from a fit's centre, which a
+    quadratic holds (its misfit over a 1 km file is below a micrometre, 0.02 mm at 3 km)."""
+    if len(xyz) < 5_000:
+        return frame.to_enu(xyz)
+    lo, hi = xyz.min(axis=0), xyz.max(axis=0)
+    centre, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, 1.0)
+    axis = np.linspace(-1.0, 1.0, 5)
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    grid = grid * half + centre
+    coef, *_ = np.linalg.lstsq(_quadratic_terms(grid - centre), frame.to_enu(grid), rcond=None)
+    probe = np.random.default_rng(seed).choice(len(xyz), 2_000, replace=False)
+    fitted = _quadratic_terms(xyz[probe] - centre) @ coef
+    if float(np.abs(fitted - frame.to_enu(xyz[probe])).max()) > ENU_TOLERANCE:
+        return frame.to_enu(xyz)
+    out = np.empty_like(xyz)
+    step = 1 << 18  # chunks whose temporaries stay in cache and are allocated once
+    buf = np.empty((min(step, len(xyz)), 10))
+    for a in range(0, len(xyz), step):
+        chunk = xyz[a : a + step]
+        m = len(chunk)
+        t = buf[:m]
+        np.subtract(chunk, centre, out=t[:, 1:4])
+        u, v, w = t[:, 1], t[:, 2], t[:, 3]
+        t[:, 0] = 1.0
+        np.multiply(u, u, out=t[:, 4])
+        np.multiply(u, v, out=t[:, 5])
+        np.multiply(v, v, out=t[:, 6])
+        np.multiply(u, w, out=t[:, 7])
+        np.multiply(v, w, out=t[:, 8])
+        np.multiply(w, w, out=t[:, 9])
+        np.matmul(t, coef, out=out[a : a + m])
+    return out
+
+
 @dataclass
 class Cloud:
     """Every point of the store: ENU metres, class, colour (uint8; ``has_rgb`` False where the
@@ -106,7 +156,7 @@ def read_cloud(ctx: BuildContext, share: float = 0.4) -> Cloud | None:
         m = len(part.x)
         if at + m > n:
             raise RuntimeError(f"point file {part.file} holds more points than point_files says")
-        enu[at : at + m] = ctx.frame.to_enu(np.column_stack([part.x, part.y, part.z]))
+        enu[at : at + m] = to_enu(ctx.frame, np.column_stack([part.x, part.y, part.z]))
         classification[at : at + m] = part.classification
         if part.rgb is not None and m:
             rgb16[at : at + m] = part.rgb
@@ -124,18 +174,20 @@ def read_cloud(ctx: BuildContext, share: float = 0.4) -> Cloud | None:
 
 
 # ---- the octree ------------------------------------------------------------------------
-def _spread(v: np.ndarray) -> np.ndarray:
+def _spread_bits(v: int) -> int:
+    return sum(((v >> i) & 1) << (3 * i) for i in range(CELL_BITS))
+
+
+#: the 7 bits of a byte spread to every third bit, to build Morton codes 7 bits at a time
+_SPREAD7 = np.array([_spread_bits(v) for v in range(1 << CELL_BITS)], dtype=np.uint64)
+
+
+def _spread(q: np.ndarray) -> np.ndarray:
     """The 21 low bits of each value spread to every third bit (a Morton code's one axis)."""
-    v = v.astype(np.uint64) & np.uint64(0x1FFFFF)
-    for shift, mask in (
-        (32, 0x1F00000000FFFF),
-        (16, 0x1F0000FF0000FF),
-        (8, 0x100F00F00F00F00F),
-        (4, 0x10C30C30C30C30C3),
-        (2, 0x1249249249249249),
-    ):
-        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
-    return v
+    out = _SPREAD7[q & 127]
+    out |= _SPREAD7[(q >> 7) & 127] << np.uint64(21)
+    out |= _SPREAD7[(q >> 14) & 127] << np.uint64(42)
+    return out
 
 
 def morton_codes(enu: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -145,8 +197,8 @@ def morton_codes(enu: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     steps = 1 << BITS
     codes = np.zeros(len(enu), dtype=np.uint64)
     for axis in range(3):
-        q = np.floor((enu[:, axis] - lo[axis]) * (steps / edge))
-        q = np.clip(q, 0, steps - 1).astype(np.uint64)
+        q = ((enu[:, axis] - lo[axis]) * (steps / edge)).astype(np.int64)  # >= 0: floor
+        np.clip(q, 0, steps - 1, out=q)
         codes |= _spread(q) << np.uint64(axis)
     return codes, lo, edge
 
@@ -370,7 +422,7 @@ def build_points(
 
     t0 = time.perf_counter()
     codes, _, edge = morton_codes(cloud.enu)
-    order = np.argsort(codes, kind="stable")
+    order = np.argsort(codes)
     sorted_codes = codes[order]
     del codes
     tree = partition(sorted_codes, leaf_points, seed)
