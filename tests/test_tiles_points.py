@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 
 import tiles.points as tp
 from cim.executor import Executor, LocalExecutor, SerialExecutor
-from cim.model.points import iter_point_files
+from cim.model.points import point_batches
 from cim.store import Store
 from cim.tilefiles import TilesetWriter, inputs_digest, tiles_dir_of
 from ingest import IngestOptions, run_ingest
@@ -112,7 +112,7 @@ def glb_points(folder: Path) -> dict[str, np.ndarray]:
 def store_points(store: Store) -> dict[str, np.ndarray]:
     frame = Frame(store.crs, store.project_origin)
     enu, cls, rgb = [], [], []
-    for part in iter_point_files(store):
+    for part in point_batches(store):
         enu.append(frame.to_enu(np.column_stack([part.x, part.y, part.z])))
         cls.append(part.classification)
         rgb.append(part.rgb if part.rgb is not None else np.zeros((len(part.x), 3), np.uint16))

@@ -101,9 +101,9 @@ def points_in_polygon(
 
 
 @dataclass
-class PointFileArrays:
-    """The points of one point file as NumPy arrays: x/y/z float64 (project CRS),
-    classification uint8, rgb (n, 3) uint16 or None when the file has no colour."""
+class PointBatch:
+    """Points of one point file as NumPy arrays: x/y/z float64 (project CRS), classification
+    uint8, rgb (n, 3) uint16 or None when the file has no colour."""
 
     file: str
     source_id: int
@@ -122,32 +122,35 @@ def point_files(store: Store) -> list[tuple[str, int, int]]:
     return [(str(f), int(s), int(n)) for f, s, n in rows]
 
 
-def iter_point_files(store: Store, files: Sequence[str] | None = None) -> Iterator[PointFileArrays]:
-    """All points of the store (or of ``files``), one point file at a time, so a caller that
-    streams over a large cloud holds one file's points beyond its own arrays. Read through the
-    ``points_in`` macro; rgb is unpacked here (one column read instead of three)."""
+def point_batches(
+    store: Store, files: Sequence[str] | None = None, batch_rows: int = 1 << 20
+) -> Iterator[PointBatch]:
+    """All points of the store (or of ``files``, in that order), in batches of at most
+    ``batch_rows`` points of one file each, so a caller streaming over a large cloud holds one
+    batch beyond its own arrays. Read through the ``points_in`` macro."""
     known = {f: s for f, s, _ in point_files(store)}
     for file in files if files is not None else list(known):
-        table = store.con.execute(
+        reader = store.con.execute(
             "SELECT x::DOUBLE AS x, y::DOUBLE AS y, z::DOUBLE AS z, classification, "
             "red, green, blue FROM points_in(?::VARCHAR[])",
             [[file]],
-        ).to_arrow_table()
-        rgb: np.ndarray | None = None
-        red = table.column("red")
-        if red.null_count < len(red):
-            rgb = np.column_stack(
-                [
-                    table.column(c).fill_null(0).to_numpy().astype(np.uint16, copy=False)
-                    for c in ("red", "green", "blue")
-                ]
+        ).to_arrow_reader(batch_rows)
+        for batch in reader:
+            rgb: np.ndarray | None = None
+            red = batch.column("red")
+            if red.null_count < len(red):
+                rgb = np.column_stack(
+                    [
+                        batch.column(c).fill_null(0).to_numpy().astype(np.uint16, copy=False)
+                        for c in ("red", "green", "blue")
+                    ]
+                )
+            yield PointBatch(
+                file=file,
+                source_id=known.get(file, -1),
+                x=batch.column("x").to_numpy(),
+                y=batch.column("y").to_numpy(),
+                z=batch.column("z").to_numpy(),
+                classification=batch.column("classification").to_numpy().astype(np.uint8),
+                rgb=rgb,
             )
-        yield PointFileArrays(
-            file=file,
-            source_id=known.get(file, -1),
-            x=table.column("x").to_numpy(),
-            y=table.column("y").to_numpy(),
-            z=table.column("z").to_numpy(),
-            classification=table.column("classification").to_numpy().astype(np.uint8),
-            rgb=rgb,
-        )
