@@ -242,6 +242,9 @@ def test_montpellier_points_conserved_and_boxes_hold(montpellier: Store) -> None
     assert doc["root"]["refine"] == "ADD"
     assert stats["tiles"] == sum(1 for _ in walk(doc["root"])) and stats["depth"] >= 2
     assert stats["points_per_second"] > 0
+    # seeded and content-addressed: building again writes no file
+    again = build_tilesets(montpellier, ["points"])["points"]
+    assert again["files_written"] == 0 and again["files_reused"] == stats["tiles"]
 
 
 def test_lidarprod_rgb_scaled_to_8_bits(make_store: MakeStore) -> None:
