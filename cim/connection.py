@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import duckdb
 
 from cim.errors import StoreError, StoreLocked
+from cim.processes import alive
 
 
 def spatial_extension_path() -> Path:
@@ -64,6 +66,15 @@ def _skip_absent_pandas() -> None:
         sys.meta_path.insert(0, _AbsentModule("pandas"))
 
 
+def _server_holding(path: Path) -> dict[str, Any] | None:
+    """What a running `cim serve` says beside the store (``<store>.serve.json``), if it lives."""
+    try:
+        doc: dict[str, Any] = json.loads(path.with_name(path.name + ".serve.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if alive(doc.get("pid"), doc.get("pid_started")) else None
+
+
 def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the spatial extension loaded from its file (no network)."""
     _skip_absent_pandas()
@@ -78,6 +89,14 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         if "lock" in text.lower():
             holder = re.search(r"PID (\d+)", text)
             who = f"process {holder.group(1)}" if holder else "another process"
+            server = _server_holding(Path(path))
+            if server is not None:
+                raise StoreLocked(
+                    f"store {path} is held by `cim serve` (pid {server['pid']}) at "
+                    f"{server['url']}: use its API instead (uploads: POST {server['url']}"
+                    f"/api/uploads, jobs: {server['url']}/api/jobs), or stop the server",
+                    detail=text,
+                ) from exc
             raise StoreLocked(
                 f"store {path} is in use by {who}: wait for its job to finish",
                 detail=text,

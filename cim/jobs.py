@@ -240,24 +240,48 @@ class Job:
         self._cur.close()
 
 
+def queue_job(store: Store, kind: str, args: dict[str, Any], token_id: int | None = None) -> int:
+    """A job row waiting its turn (a server's job queue); ``run_job(..., queued=id)`` runs it.
+    A queued job of a process that died is marked failed at the next open, like a running one."""
+    pid = os.getpid()
+    cur = store.con.cursor()
+    try:
+        row = cur.execute(
+            "INSERT INTO jobs (kind, args, status, pid, pid_started, host, token_id) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?) RETURNING id",
+            [kind, json.dumps(args), pid, process_started(pid), socket.gethostname(), token_id],
+        ).fetchone()
+    finally:
+        cur.close()
+    assert row is not None
+    return int(row[0])
+
+
 @contextlib.contextmanager
 def run_job(
     store: Store,
     kind: str,
     args: dict[str, Any],
     on_progress: ProgressCallback | None = None,
+    queued: int | None = None,
 ) -> Iterator[Job]:
-    """Create a running job row, yield it, then mark it done or failed (and re-raise)."""
+    """Create a running job row (or start the ``queued`` one), yield it, then mark it done or
+    failed (and re-raise)."""
     pid = os.getpid()
-    row = (
-        store.con.cursor()
-        .execute(
+    cur = store.con.cursor()
+    if queued is None:
+        row = cur.execute(
             "INSERT INTO jobs (kind, args, status, pid, pid_started, host, started_at) "
             "VALUES (?, ?, 'running', ?, ?, ?, current_timestamp) RETURNING id",
             [kind, json.dumps(args), pid, process_started(pid), socket.gethostname()],
-        )
-        .fetchone()
-    )
+        ).fetchone()
+    else:
+        row = cur.execute(
+            "UPDATE jobs SET status = 'running', started_at = current_timestamp WHERE id = ? "
+            "RETURNING id",
+            [queued],
+        ).fetchone()
+    cur.close()
     assert row is not None
     job = Job(store, int(row[0]), kind, args, on_progress)
     job._mirror()

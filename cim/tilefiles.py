@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypedDict
 
 import duckdb
 
-from cim.errors import StoreError
+from cim.errors import StoreError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +321,8 @@ def export_tiles(
     """Copy the current generation of every tileset to ``dest/<tileset>/``, each file checked
     against its sha256; each tileset's folder is replaced whole (written beside, then renamed),
     so a server reading ``dest`` sees the old tileset or the new one, never a mix."""
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"{dest} is a file: give a folder to export the tiles into")
     rows = con.execute("SELECT name, generation, document FROM tilesets ORDER BY name").fetchall()
     if not rows:
         raise StoreError(f"{store_path} has no tiles yet: run `cim tile` first")

@@ -20,7 +20,7 @@ from cim.executor import Executor
 from cim.store import Store
 from cim.tilefiles import TILESETS, TilesetWriter, inputs_digest, tiles_dir_of
 from tiles.context import BuildContext, Builder, Progress
-from tiles.frame import Frame
+from tiles.frame import frame_for
 from tiles.tileset import Tileset, check_tileset
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def build_tilesets(
     (tiles, bytes, written, reused, seconds ...), ``{"skipped": reason}`` when there is
     nothing to tile."""
     build = {name: builder(name) for name in names}
-    frame = Frame(store.crs, store.project_origin)
+    frame = frame_for(store.crs.to_wkt(), store.project_origin)
     report: dict[str, dict[str, Any]] = {}
     for k, name in enumerate(names):
         base = k / len(names)

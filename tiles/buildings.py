@@ -98,10 +98,10 @@ def read_city(ctx: BuildContext, b: Buildings) -> City:
         "any_value(p.matrix::VARCHAR) FROM elements e JOIN meshes m ON m.owner_id = e.id "
         "AND m.owner = 'element' JOIN sources s ON s.id = e.source_id "
         "JOIN placements p ON p.source_id = e.source_id "
-        "WHERE e.building_id IN (SELECT unnest(?::BIGINT[])) "
-        "AND e.ifc_class NOT IN (SELECT unnest(?::VARCHAR[])) GROUP BY e.building_id",
-        [ids, list(NOT_DRAWN)],
-    ).fetchall()
+        "WHERE e.building_id IS NOT NULL AND e.ifc_class NOT IN (SELECT unnest(?::VARCHAR[])) "
+        "GROUP BY e.building_id",
+        [list(NOT_DRAWN)],
+    ).fetchall()  # every model's buildings (few): a list of many ids is slow to bind
     meshed = {int(r[0]): r for r in rows}
     n = len(b)
     bounds = b.bounds()

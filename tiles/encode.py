@@ -7,7 +7,6 @@ well as in the process that reads the store; each worker makes the tileset's fra
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import sys
 from dataclasses import dataclass, field
@@ -16,10 +15,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pyproj import CRS
 
 from tiles.blocks import extrude
-from tiles.frame import Frame, rotate
+from tiles.frame import frame_for, rotate
 from tiles.gltf import FeatureTable, GlbBuilder, Primitive, Property
 
 #: the colour of LoD1 blocks (CesiumJS styles recolour them by any property)
@@ -92,14 +90,9 @@ def encoder_version() -> str:
     return h.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=4)
-def _frame(crs_wkt: str, origin: tuple[float, float]) -> Frame:
-    return Frame(CRS.from_wkt(crs_wkt), origin)
-
-
 def encode_tile(job: TileJob) -> bytes:
     """The glb of one tile."""
-    frame = _frame(job.crs_wkt, job.origin)
+    frame = frame_for(job.crs_wkt, job.origin)
     rotation = frame.affine(np.asarray(job.rotation_bounds))
     origin = np.asarray(job.translation, dtype=np.float64)
     glb = GlbBuilder(translation=job.translation)

@@ -318,3 +318,60 @@ def read_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
         blen, _ = struct.unpack_from("<II", data, 20 + jlen)
         binary = data[28 + jlen : 28 + jlen + blen]
     return doc, binary
+
+
+def property_tables(data: bytes) -> dict[str, dict[str, list[Any]]]:
+    """The property tables of a glb by class name, decoded to lists (checks and tests read
+    back what was written)."""
+    doc, binary = read_glb(data)
+    meta = doc.get("extensions", {}).get("EXT_structural_metadata")
+    if not meta:
+        return {}
+    classes = meta["schema"]["classes"]
+
+    def view(k: int) -> bytes:
+        v = doc["bufferViews"][k]
+        return binary[v.get("byteOffset", 0) : v.get("byteOffset", 0) + v["byteLength"]]
+
+    out: dict[str, dict[str, list[Any]]] = {}
+    for table in meta["propertyTables"]:
+        cls = classes[table["class"]]["properties"]
+        count = table["count"]
+        cols: dict[str, list[Any]] = {}
+        for name, spec in cls.items():
+            prop = table["properties"].get(name)
+            if prop is None:
+                cols[name] = [None] * count
+            elif spec["type"] == "STRING":
+                offsets = np.frombuffer(view(prop["stringOffsets"]), dtype="<u4")
+                raw = view(prop["values"])
+                cols[name] = [
+                    raw[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(count)
+                ]
+            elif spec["type"] == "BOOLEAN":
+                bits = np.unpackbits(
+                    np.frombuffer(view(prop["values"]), np.uint8), bitorder="little"
+                )
+                cols[name] = [bool(b) for b in bits[:count]]
+            else:
+                arr = np.frombuffer(view(prop["values"]), dtype=_NUMPY[spec["componentType"]])
+                cols[name] = [None if v == spec.get("noData") else v.item() for v in arr[:count]]
+        out[table["class"]] = cols
+    return out
+
+
+def feature_ids(data: bytes) -> list[list[np.ndarray]]:
+    """Each primitive's feature id arrays (one per feature id set), decoded."""
+    doc, binary = read_glb(data)
+    out = []
+    for mesh in doc.get("meshes", []):
+        for prim in mesh["primitives"]:
+            sets = prim.get("extensions", {}).get("EXT_mesh_features", {}).get("featureIds", [])
+            arrays = []
+            for s in sets:
+                acc = doc["accessors"][prim["attributes"][f"_FEATURE_ID_{s['attribute']}"]]
+                v = doc["bufferViews"][acc["bufferView"]]
+                start = v.get("byteOffset", 0) + acc.get("byteOffset", 0)
+                arrays.append(np.frombuffer(binary, "<f4", acc["count"], start))
+            out.append(arrays)
+    return out

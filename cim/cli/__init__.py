@@ -7,7 +7,7 @@ stays fast.
 
 from __future__ import annotations
 
-from cim.cli import ingest, init, jobs, place, status, tile
+from cim.cli import ingest, init, jobs, place, serve, status, tile, token
 from cim.cli.base import cli
 
 cli.add_command(init.init)
@@ -17,6 +17,8 @@ cli.add_command(ingest.ingest)
 cli.add_command(place.place)
 cli.add_command(tile.tile)
 cli.add_command(tile.export_tiles)
+cli.add_command(serve.serve)
+cli.add_command(token.token)
 
 __all__ = ["cli", "main"]
 

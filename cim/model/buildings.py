@@ -129,15 +129,18 @@ def _linked_rows(store: Store, ids: list[int], columns: dict[str, list[Any]]) ->
     (the first linked row, by id, that has the value)."""
     if not ids:
         return []
+    # every linked row, filtered here: a list of ids as a query parameter costs about a
+    # millisecond an id to bind, and linked rows are few
     rows = store.con.execute(
         f"SELECT same_as, id, {', '.join(_FILLED)} FROM buildings "
-        "WHERE same_as IN (SELECT unnest(?::BIGINT[])) ORDER BY same_as, id",
-        [ids],
+        "WHERE same_as IS NOT NULL ORDER BY same_as, id"
     ).fetchall()
     position = {bid: i for i, bid in enumerate(ids)}
     linked: list[list[int]] = [[] for _ in ids]
     for row in rows:
-        i = position[int(row[0])]
+        i = position.get(int(row[0]), -1)
+        if i < 0:
+            continue
         linked[i].append(int(row[1]))
         for k, name in enumerate(_FILLED):
             if columns[name][i] is None and row[2 + k] is not None:
@@ -177,3 +180,106 @@ def building_attributes(store: Store, building_id: int) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = json.loads(row[0])
     return out
+
+
+#: what a building summary holds (``building_page``), in this order
+SUMMARY_COLUMNS = (
+    "id",
+    "name",
+    "use",
+    "height",
+    "storeys_above",
+    "year_built",
+    "green_star",
+    "lod",
+    "source_id",
+)
+
+
+def building_page(
+    store: Store,
+    bbox: tuple[float, float, float, float] | None = None,
+    q: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]], NDArray[np.object_]]:
+    """A page of the canonical buildings (by id), optionally in a box (project CRS) or
+    matching ``q`` (an id, or part of a name): the total, the rows, and their footprints."""
+    where = ["b.same_as IS NULL", "s.status = 'ingested'", "b.footprint IS NOT NULL"]
+    params: list[Any] = []
+    if bbox is not None:
+        where.append("b.xmax >= ? AND b.xmin <= ? AND b.ymax >= ? AND b.ymin <= ?")
+        params += [bbox[0], bbox[2], bbox[1], bbox[3]]
+    if q:
+        text = q.strip()
+        if text.isdigit():
+            where.append("(b.id = ? OR b.name ILIKE ?)")
+            params += [int(text), f"%{text}%"]
+        else:
+            where.append("b.name ILIKE ?")
+            params.append(f"%{text}%")
+    sql_where = " AND ".join(where)
+    base = f"FROM buildings b JOIN sources s ON s.id = b.source_id WHERE {sql_where}"
+    total_row = store.con.execute(f"SELECT count(*) {base}", params).fetchone()
+    total = int(total_row[0]) if total_row else 0
+    cols = ", ".join(f"b.{c}" for c in SUMMARY_COLUMNS)
+    rows = store.con.execute(
+        f"SELECT {cols}, ST_AsWKB(b.footprint) {base} ORDER BY b.id LIMIT ? OFFSET ?",
+        [*params, int(limit), int(offset)],
+    ).fetchall()
+    items = [dict(zip(SUMMARY_COLUMNS, r[:-1], strict=True)) for r in rows]
+    shapes = shapely.from_wkb([bytes(r[-1]) for r in rows]) if rows else np.empty(0, object)
+    return total, items, shapes
+
+
+def building_detail(store: Store, building_id: int) -> dict[str, Any] | None:
+    """Everything the store knows of one building: its row (filled from the rows linked to
+    it), the linked rows, its sources, its elements by class and its LiDAR heights."""
+    row = store.con.execute("SELECT same_as FROM buildings WHERE id = ?", [building_id]).fetchone()
+    if row is None:
+        return None
+    canonical = int(row[0]) if row[0] is not None else building_id
+    found = canonical_buildings(store, [canonical])
+    if len(found) == 0:
+        return None
+    cols = {k: v[0] for k, v in found.columns.items()}
+    group = [canonical, *found.linked[0]]
+    sources = store.con.execute(
+        "SELECT DISTINCT s.id, s.name, s.kind, s.format FROM buildings b JOIN sources s "
+        "ON s.id = b.source_id WHERE b.id IN (SELECT unnest(?::BIGINT[])) ORDER BY s.id",
+        [group],
+    ).fetchall()
+    classes = store.con.execute(
+        "SELECT ifc_class, count(*) FROM elements WHERE building_id = ? GROUP BY ifc_class "
+        "ORDER BY count(*) DESC, ifc_class",
+        [canonical],
+    ).fetchall()
+    heights = store.con.execute(
+        "SELECT status, n_points, roof_p50, roof_p70, roof_p90, height FROM building_heights "
+        "WHERE building_id = ?",
+        [canonical],
+    ).fetchone()
+    return {
+        **cols,
+        "id": canonical,
+        "ground_z": float(found.ground_z[0]),
+        "ground_source": found.ground_source[0],
+        "footprint_area": float(shapely.area(found.footprints[0])),
+        "footprint": found.footprints[0],
+        "linked": found.linked[0],
+        "attributes": building_attributes(store, canonical),
+        "sources": [{"id": s[0], "name": s[1], "kind": s[2], "format": s[3]} for s in sources],
+        "elements": {c: int(n) for c, n in classes},
+        "lidar": (
+            dict(
+                zip(
+                    ("status", "points", "roof_p50", "roof_p70", "roof_p90", "height"),
+                    heights,
+                    strict=True,
+                )
+            )
+            if heights
+            else None
+        ),
+        "analyses": {},
+    }

@@ -1,0 +1,80 @@
+"""`cim serve`: the one map (FastAPI + CesiumJS) over the store, which it holds while it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from cim.cli.base import cluster_option, open_store, workers_option
+
+if TYPE_CHECKING:
+    from cim.executor import Executor
+    from cim.pipeline import Progress
+    from cim.store import Store
+
+
+class CliPipeline:
+    """The layers a server may not import, handed to it by the command line (cim.pipeline)."""
+
+    def ingest(
+        self, store: Store, path: Path, executor: Executor, progress: Progress, job_id: int
+    ) -> dict[str, Any]:
+        from ingest import IngestOptions, run_ingest
+
+        report = run_ingest(store, path, IngestOptions(), executor, progress, job_id)
+        out: dict[str, Any] = dict(report.as_json())
+        return out
+
+    def tile(
+        self, store: Store, names: Sequence[str], executor: Executor, progress: Progress
+    ) -> dict[str, Any]:
+        from tiles.build import build_tilesets
+
+        return build_tilesets(store, names, executor, progress)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--private", is_flag=True, help="Reading the map needs a token too.")
+@click.option(
+    "--max-upload-mb", default=512, show_default=True, type=int, help="Largest upload accepted."
+)
+@cluster_option
+@workers_option
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    private: bool,
+    max_upload_mb: int,
+    cluster: str | None,
+    workers: int | None,
+) -> None:
+    """Serve the one map at http://HOST:PORT: the page, the API (/docs) and the 3D Tiles.
+
+    The server holds the store while it runs: uploads and re-tiling are jobs inside it, and
+    other `cim` commands that write are told to use its API. Ctrl-C stops it.
+    """
+    import uvicorn
+
+    from cim.executor import get_executor
+    from viewer.app import create_app
+    from viewer.state import ServerState, Settings
+
+    store = open_store(ctx)
+    state = ServerState(
+        store=store,
+        pipeline=CliPipeline(),
+        executor=get_executor(cluster, workers),
+        settings=Settings(private=private, max_upload_bytes=max_upload_mb << 20),
+    )
+    url = f"http://{host}:{port}"
+    state.publish(url)
+    app = create_app(state)
+    click.echo(f"serving {store.path} at {url} (API docs: {url}/docs); Ctrl-C stops", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

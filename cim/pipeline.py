@@ -1,0 +1,31 @@
+"""What a server asks of the layers it may not import: ingest a file, rebuild the tiles.
+
+The viewer never parses IFC or writes tiles itself (DESIGN.md): `cim serve`, the command line,
+which knows every layer, hands the app an object with these methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from cim.executor import Executor
+    from cim.store import Store
+
+Progress = Callable[[float | None, str | None], None]
+
+
+class Pipeline(Protocol):
+    def ingest(
+        self, store: Store, path: Path, executor: Executor, progress: Progress, job_id: int
+    ) -> dict[str, Any]:
+        """Ingest one file (its own transaction); the ingest report as JSON."""
+        ...
+
+    def tile(
+        self, store: Store, names: Sequence[str], executor: Executor, progress: Progress
+    ) -> dict[str, Any]:
+        """Bring the tilesets ``names`` up to date; each one's figures."""
+        ...
