@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 $(NPM_STAMP): viewer/package.json viewer/package-lock.json
-	cd viewer && $(NPM) ci --no-audit --no-fund --loglevel=error
+	cd viewer && $(NPM) ci --prefer-offline --no-audit --no-fund --loglevel=error
 	touch $(NPM_STAMP)
 
 install: $(STAMP) $(NPM_STAMP)
@@ -84,4 +84,4 @@ lock:
 	$(BIN)/pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==' > requirements.lock
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache fuzz/out
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache fuzz/out viewer/node_modules

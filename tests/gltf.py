@@ -132,7 +132,8 @@ def assert_valid_glb(paths: Iterable[Path | str], *, max_issues: int = 200) -> l
     bad = [r for r in reports if r["numErrors"] > 0]
     if bad:
         pytest.fail(
-            f"glTF validator: {len(bad)} of {len(reports)} file(s) with errors\n" + format_errors(bad),
+            f"glTF validator: {len(bad)} of {len(reports)} file(s) with errors\n"
+            + format_errors(bad),
             pytrace=False,
         )
     return reports

@@ -76,9 +76,7 @@ class _Bin:
         return len(views) - 1
 
 
-def _property(
-    binary: _Bin, value: PropertyValue
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def _property(binary: _Bin, value: PropertyValue) -> tuple[dict[str, Any], dict[str, Any]]:
     """(class property, property table entry) for one feature's value."""
     if isinstance(value, str):
         raw = value.encode("utf-8")
