@@ -255,7 +255,7 @@ class TilesPage:
         result: dict[str, Any] | None = self.page.evaluate("() => window.cimHarness.pickCenter()")
         return result
 
-    def settle(self, timeout_s: float = 15.0) -> None:
+    def settle(self, timeout_s: float = 60.0) -> None:
         """Waits until every tile the view needs is loaded and two more frames are drawn."""
         self.page.evaluate("(ms) => window.cimHarness.settle(ms)", int(timeout_s * 1000))
 
@@ -338,9 +338,9 @@ class TilesBrowser:
         *,
         mounts: Mapping[str, Path | str] | None = None,
         params: Mapping[str, str] | None = None,
-        viewport: tuple[int, int] = (800, 600),
+        viewport: tuple[int, int] = (640, 480),
         wait: bool = True,
-        timeout_s: float = 20.0,
+        timeout_s: float = 60.0,
         pin_clock: bool = True,
     ) -> TilesPage:
         """The harness page on `tilesets` (paths under `tiles_dir`, served at /tiles/, or
@@ -397,7 +397,7 @@ class TilesBrowser:
             self.wait_ready(tp, timeout_s)
         return tp
 
-    def wait_ready(self, tp: TilesPage, timeout_s: float = 20.0) -> dict[str, Any]:
+    def wait_ready(self, tp: TilesPage, timeout_s: float = 60.0) -> dict[str, Any]:
         """Waits for window.cimHarness.ready; fails the test with every problem seen."""
         try:
             result: dict[str, Any] = tp.page.evaluate(

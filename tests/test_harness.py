@@ -189,7 +189,7 @@ def test_box_tileset_transform() -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 def test_box_tileset_loads_renders_and_picks(tiles_browser: TilesBrowser, tmp_path: Path) -> None:
     tiles = tmp_path / "tiles"
     write_box_tileset(tiles, properties=PROPS)
@@ -229,7 +229,7 @@ def test_box_tileset_loads_renders_and_picks(tiles_browser: TilesBrowser, tmp_pa
 
 
 @pytest.mark.browser
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 def test_two_tilesets_and_plain_content(tiles_browser: TilesBrowser, tmp_path: Path) -> None:
     """Two tilesets (one without metadata) both load; picking plain content names its tileset."""
     write_box_tileset(tmp_path / "tiles" / "a", properties=PROPS)
@@ -255,7 +255,7 @@ def test_two_tilesets_and_plain_content(tiles_browser: TilesBrowser, tmp_path: P
 
 
 @pytest.mark.browser
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 def test_tile_failed_fails_the_load(tiles_browser: TilesBrowser, tmp_path: Path) -> None:
     tiles = tmp_path / "tiles"
     write_box_tileset(tiles)
@@ -268,7 +268,7 @@ def test_tile_failed_fails_the_load(tiles_browser: TilesBrowser, tmp_path: Path)
 
 
 @pytest.mark.browser
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 def test_request_off_localhost_is_caught(tiles_browser: TilesBrowser, tmp_path: Path) -> None:
     """Content on another host (here 127.0.0.2, which is not the test server) is aborted and
     named; the fixture would fail the test at teardown even if nobody asked."""

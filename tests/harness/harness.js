@@ -15,12 +15,14 @@
 //   cimHarness.setTilesetsVisible(bool)  show or hide every tileset (then settle())
 //   cimHarness.screenPosition(i)  canvas CSS pixel {x, y} of tileset i's bounding sphere
 //                           centre (null when behind the camera), to pick a given tileset
+//   cimHarness.timings      ms since navigation: script, viewer, tilesetsJson, initialTilesLoaded
 //   cimHarness.viewer, cimHarness.tilesets  the Cesium objects themselves
 //
 // Query string: tileset=URL (repeatable), cesium=BASE (the Cesium build, read by index.html),
 // time=ISO-8601 (the scene's clock, pinned; default 2025-06-21T04:00:00Z, noon in Tongliao),
 // sse=N (maximumScreenSpaceError, default 16), sky=1 (sky box, atmosphere, sun and fog: off by
-// default, since SwiftShader draws them on the CPU at several times the cost of the tiles).
+// default, since SwiftShader draws them on the CPU at several times the cost of the tiles),
+// continuous=1 (draw every frame instead of only on change).
 /* global Cesium */
 "use strict";
 
@@ -53,9 +55,12 @@
     fail("unhandledrejection", r && r.stack ? r.stack : r);
   });
 
+  // milliseconds since navigation at each step, for tests that want to know where time went
+  const timings = { script: performance.now() };
   const harness = {
     ready,
     errors,
+    timings,
     tilesets: [],
     viewer: null,
     pick,
@@ -89,7 +94,7 @@
   function pick(x, y) {
     const viewer = harness.viewer;
     if (!viewer) return null;
-    viewer.scene.render();
+    // no render first: the pick pass draws what it needs, and a SwiftShader frame costs ~0.2 s
     const picked = viewer.scene.pick(new Cesium.Cartesian2(x, y));
     if (!Cesium.defined(picked)) return null;
     const tileset =
@@ -134,7 +139,7 @@
     });
   }
 
-  async function settle(timeoutMs = 15000) {
+  async function settle(timeoutMs = 60000) {
     const start = performance.now();
     for (;;) {
       await nextFrame();
@@ -196,7 +201,7 @@
         shouldAnimate: false,
         // draw only when something changed (a tile arrived, the camera moved, settle() asked):
         // SwiftShader renders on the CPU, and an idle page must leave it to the tests
-        requestRenderMode: true,
+        requestRenderMode: params.get("continuous") !== "1",
         maximumRenderTimeChange: Infinity,
       });
     } catch (e) {
@@ -204,6 +209,7 @@
       return;
     }
     harness.viewer = viewer;
+    timings.viewer = performance.now();
     viewer.scene.renderError.addEventListener((_scene, e) => {
       fail("renderError", e && e.stack ? e.stack : e);
     });
@@ -231,7 +237,10 @@
     const loaded = urls.map(async (url, index) => {
       let tileset;
       try {
-        tileset = await Cesium.Cesium3DTileset.fromUrl(url, { maximumScreenSpaceError: sse });
+        tileset = await Cesium.Cesium3DTileset.fromUrl(url, {
+          maximumScreenSpaceError: sse,
+          environmentMapOptions: { enabled: false },
+        });
       } catch (e) {
         fail("tilesetLoad", e && e.message ? e.message : e, url);
         throw e;
@@ -246,8 +255,10 @@
       return { tileset, initial, url, index };
     });
     const sets = await Promise.all(loaded);
+    timings.tilesetsJson = performance.now();
     zoomTo(sets.map((s) => s.tileset));
     await Promise.all(sets.map((s) => s.initial));
+    timings.initialTilesLoaded = performance.now();
     resolveReady({ tilesets: sets.map((s) => ({ url: s.url, index: s.index })) });
   }
 
