@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STORE  ?= demo/city.duckdb
+NPM    ?= npm
+# CesiumJS (served by the viewer) and the Khronos glTF validator (run by the tests) come from
+# npm, pinned by viewer/package-lock.json; node_modules is not committed.
+NPM_STAMP := viewer/node_modules/.installed
 
 .PHONY: install test lint typecheck pytest demo serve bench fuzz clean lock
 
@@ -14,7 +18,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NPM_STAMP): viewer/package.json viewer/package-lock.json
+	cd viewer && $(NPM) ci --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+install: $(STAMP) $(NPM_STAMP)
 
 lint: install
 	$(BIN)/ruff check .
@@ -84,4 +92,4 @@ lock:
 	$(BIN)/pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==' > requirements.lock
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache fuzz/out
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache fuzz/out viewer/node_modules
