@@ -207,6 +207,7 @@ def test_box_tileset_loads_renders_and_picks(tiles_browser: TilesBrowser, tmp_pa
     assert picked["tileset"] == "/tiles/tileset.json"
     assert picked["tilesetIndex"] == 0
     assert picked["featureId"] == 0
+    assert picked["className"] == "building"
     assert picked["properties"] == PROPS
     assert tp.pick(2, 2) is None  # a corner: sky
 

@@ -28,6 +28,7 @@
 
 (function () {
   const params = new URLSearchParams(window.location.search);
+  const sky = params.get("sky") === "1";
   const errors = [];
   let rejectReady;
   let resolveReady;
@@ -91,6 +92,20 @@
     return v;
   }
 
+  // The metadata class of a feature: EXT_structural_metadata's class id (read through the
+  // feature table's property table, which Cesium does not expose publicly), else the legacy
+  // batch table hierarchy's class, else null.
+  function className(feature) {
+    try {
+      const table = feature.content.batchTable;
+      const cls = table && table._propertyTable && table._propertyTable.class;
+      if (cls && cls.id) return cls.id;
+      return feature.getExactClassName() ?? null;
+    } catch (_e) {
+      return null;
+    }
+  }
+
   function pick(x, y) {
     const viewer = harness.viewer;
     if (!viewer) return null;
@@ -113,9 +128,7 @@
     };
     if (picked instanceof Cesium.Cesium3DTileFeature) {
       result.featureId = picked.featureId;
-      if (typeof picked.getExactClassName === "function") {
-        result.className = picked.getExactClassName() ?? null;
-      }
+      result.className = className(picked);
       for (const id of picked.getPropertyIds()) {
         result.properties[id] = plain(picked.getProperty(id));
       }
@@ -216,7 +229,7 @@
     const scene = viewer.scene;
     scene.globe.baseColor = Cesium.Color.fromCssColorString("#2b3a4a");
     scene.globe.depthTestAgainstTerrain = false;
-    if (params.get("sky") !== "1") {
+    if (!sky) {
       scene.skyBox.show = false;
       scene.skyAtmosphere.show = false;
       scene.sun.show = false;
@@ -239,7 +252,18 @@
       try {
         tileset = await Cesium.Cesium3DTileset.fromUrl(url, {
           maximumScreenSpaceError: sse,
-          environmentMapOptions: { enabled: false },
+          // the atmosphere's reflections on models: rendered per model on the CPU by
+          // SwiftShader, it makes loading several times slower; on only with sky=1
+          environmentMapOptions: { enabled: sky },
+          // without sky, no image-based lighting at all: a smaller model shader, which
+          // SwiftShader links in a fraction of the time
+          ...(sky
+            ? {}
+            : {
+                imageBasedLighting: new Cesium.ImageBasedLighting({
+                  imageBasedLightingFactor: Cesium.Cartesian2.ZERO,
+                }),
+              }),
         });
       } catch (e) {
         fail("tilesetLoad", e && e.message ? e.message : e, url);
