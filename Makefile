@@ -72,12 +72,14 @@ serve: install
 	$(BIN)/cim --store $(STORE) serve
 
 # The benchmarks print their figures (the LiDAR one at 5M synthetic points here; its default,
-# 50M, needs about 2 minutes and 2 GB of temporary disk).
+# 50M, needs about 2 minutes and 2 GB of temporary disk). tiles.py makes py3dtiles' venv in
+# benchmarks/.venv-py3dtiles (gitignored) on first use.
 bench: install
 	$(BIN)/python benchmarks/ifc_ingest.py
 	$(BIN)/python benchmarks/gis_ingest.py
 	$(BIN)/python benchmarks/lidar_ingest.py --points 5e6
 	$(BIN)/python benchmarks/lidar_query.py --points 2e7 --tiles 4
+	$(BIN)/python benchmarks/tiles.py
 
 # Fuzzes each reader (fuzz/: IFC, LAS/LAZ, GIS, CityJSON, GCJ-02, the option parsers) with atheris
 # for FUZZ_SECONDS each; prints executions and seconds per harness, and fails with the input
