@@ -37,7 +37,7 @@ import numpy as np
 
 from cim.model.points import ASPRS_CLASSES, point_batches, point_files
 from tiles.context import BuildContext
-from tiles.frame import Frame
+from tiles.frame import to_enu_fitted
 from tiles.gltf import FeatureTable, GlbBuilder, Primitive, Property
 from tiles.tileset import Tile, Tileset, box
 
@@ -77,58 +77,6 @@ CLASS_COLOURS = {
 PALETTE = np.array([CLASS_COLOURS.get(c, _GREY) for c in range(256)], dtype=np.uint8)
 
 
-# ---- reading ---------------------------------------------------------------------------
-#: how far the fitted mapping may be from the exact one (metres) on a point file's own points
-ENU_TOLERANCE = 5e-5
-
-
-def _quadratic_terms(d: np.ndarray) -> np.ndarray:
-    u, v, w = d[:, 0], d[:, 1], d[:, 2]
-    return np.column_stack([np.ones_like(u), u, v, w, u * u, u * v, v * v, u * w, v * w, w * w])
-
-
-def to_enu(frame: Frame, xyz: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Project coordinates -> ENU, through a quadratic fitted to exact transforms
-    (``Frame.to_enu``) over the points' box, checked against exact transforms of 2,000 of the
-    points themselves; exact when the fit misses by more than ``ENU_TOLERANCE``.
-
-    The exact transform runs at 0.5-1 M points/s here, the fit at 10-20 M/s. It is summed
-    with ``einsum``, not ``@``: OpenBLAS's threads made the product 60x slower on a loaded
-    2-core machine. An affine is not
-    enough: the Earth's curvature alone drops 5 mm at 250 m from a fit's centre, which a
-    quadratic holds (its misfit over a 1 km file is below a micrometre, 0.02 mm at 3 km)."""
-    if len(xyz) < 5_000:
-        return frame.to_enu(xyz)
-    lo, hi = xyz.min(axis=0), xyz.max(axis=0)
-    centre, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, 1.0)
-    axis = np.linspace(-1.0, 1.0, 5)
-    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
-    grid = grid * half + centre
-    coef, *_ = np.linalg.lstsq(_quadratic_terms(grid - centre), frame.to_enu(grid), rcond=None)
-    probe = np.random.default_rng(seed).choice(len(xyz), 2_000, replace=False)
-    fitted = np.einsum("ij,jk->ik", _quadratic_terms(xyz[probe] - centre), coef)
-    if float(np.abs(fitted - frame.to_enu(xyz[probe])).max()) > ENU_TOLERANCE:
-        return frame.to_enu(xyz)
-    out = np.empty_like(xyz)
-    step = 1 << 18  # chunks whose temporaries stay in cache and are allocated once
-    buf = np.empty((min(step, len(xyz)), 10))
-    for a in range(0, len(xyz), step):
-        chunk = xyz[a : a + step]
-        m = len(chunk)
-        t = buf[:m]
-        np.subtract(chunk, centre, out=t[:, 1:4])
-        u, v, w = t[:, 1], t[:, 2], t[:, 3]
-        t[:, 0] = 1.0
-        np.multiply(u, u, out=t[:, 4])
-        np.multiply(u, v, out=t[:, 5])
-        np.multiply(v, v, out=t[:, 6])
-        np.multiply(u, w, out=t[:, 7])
-        np.multiply(v, w, out=t[:, 8])
-        np.multiply(w, w, out=t[:, 9])
-        np.einsum("ij,jk->ik", t, coef, out=out[a : a + m])
-    return out
-
-
 @dataclass
 class Cloud:
     """Every point of the store: ENU metres, class, colour (uint8; ``has_rgb`` False where the
@@ -162,7 +110,7 @@ def read_cloud(ctx: BuildContext, share: float = 0.4) -> Cloud | None:
         m = len(part.x)
         if at + m > n:
             raise RuntimeError(f"point file {part.file} holds more points than point_files says")
-        enu[at : at + m] = to_enu(ctx.frame, np.column_stack([part.x, part.y, part.z]))
+        enu[at : at + m] = to_enu_fitted(ctx.frame, np.column_stack([part.x, part.y, part.z]))
         classification[at : at + m] = part.classification
         if part.rgb is not None and m:
             rgb16[at : at + m] = part.rgb
