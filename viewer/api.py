@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -263,7 +264,13 @@ async def upload(
         def tile_step(f: float | None, m: str | None) -> None:
             job.update(None if f is None else 0.8 + 0.2 * f, m)
 
-        report = pipeline.ingest(state.store, target, executor, ingest_step, job.id)
+        try:
+            report = pipeline.ingest(state.store, target, executor, ingest_step, job.id)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # the store is as it was: so is the folder
+            raise
+        if report.get("outcome") == "unchanged":  # the same model again: nothing new was kept
+            shutil.rmtree(folder, ignore_errors=True)
         tiles = pipeline.tile(state.store, ["buildings", "bim"], executor, tile_step)
         return {"ingest": report, "tiles": tiles}
 
