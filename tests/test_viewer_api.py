@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import shapely.geometry
 from fastapi.testclient import TestClient
 
 from cim.cli.serve import CliPipeline
