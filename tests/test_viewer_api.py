@@ -7,6 +7,7 @@ it; the server is the real ``ServerState`` with the command line's ``CliPipeline
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -34,9 +35,15 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> City:
     return build_city(tmp_path_factory.mktemp("city"))
 
 
-def serve(path: Path, **settings: Any) -> TestClient:
+@contextlib.contextmanager
+def serve(path: Path, **settings: Any) -> Iterator[TestClient]:
+    """A test client of a server over the store at ``path``, closed (the store too) after."""
     state = ServerState(Store.open(path), CliPipeline(), SerialExecutor(), Settings(**settings))
-    return TestClient(create_app(state), raise_server_exceptions=False)
+    try:
+        with TestClient(create_app(state), raise_server_exceptions=False) as client:
+            yield client
+    finally:
+        state.close()
 
 
 def state_of(client: TestClient) -> ServerState:

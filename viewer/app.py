@@ -12,8 +12,7 @@ unknown route 404, and anything unexpected a 500 whose message says nothing of t
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -129,21 +128,17 @@ async def _nothing() -> Message:
 
 
 def create_app(state: ServerState) -> FastAPI:
-    """The app over a server's state (the store it holds, its writer, its settings)."""
+    """The app over a server's state (the store it holds, its writer, its settings). The state
+    belongs to whoever made it (`cim serve` closes it when uvicorn returns): an app may be
+    started and stopped more than once over one state (a test client per test)."""
     from viewer import api, ogc
     from viewer.auth import current_token, reader
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        state.close()
 
     app = FastAPI(
         title="cim one map",
         version=__version__,
         description="The city information model: buildings, BIM models, point clouds, GIS "
         "layers and their analyses, as 3D Tiles and JSON.",
-        lifespan=lifespan,
     )
     app.state.cim = state
     for kind in (CimError, RequestValidationError, StarletteHTTPException, Exception):

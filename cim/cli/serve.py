@@ -77,4 +77,7 @@ def serve(
     state.publish(url)
     app = create_app(state)
     click.echo(f"serving {store.path} at {url} (API docs: {url}/docs); Ctrl-C stops", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        state.close()  # waits for the running job; then the store is free again
