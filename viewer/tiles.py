@@ -37,6 +37,8 @@ from cim.tilefiles import TILESET_JSON, TILESETS, tiles_dir_of
 mimetypes.add_type("model/gltf-binary", ".glb")
 mimetypes.add_type("application/wasm", ".wasm")
 IMMUTABLE = "public, max-age=31536000, immutable"
+_IMMUTABLE = IMMUTABLE.encode()
+_TILESET_JSON = "/" + TILESET_JSON
 PREFIX = "/tiles/"
 #: files up to this size are served from memory; larger ones are read from disk per request
 SMALL_FILE = 4 << 20
@@ -54,6 +56,7 @@ Guard = Callable[[Scope], Awaitable[None]]
 
 @dataclass(frozen=True)
 class _Entry:
+    path: str
     key: tuple[int, int, int]  # inode, size, mtime_ns: a replaced file is a new entry
     etag: str
     media_type: str
@@ -71,18 +74,18 @@ class TileCache:
     def __init__(self, capacity: int = CACHE_BYTES) -> None:
         self.capacity = capacity
         self.held = 0
-        self._entries: OrderedDict[Path, _Entry] = OrderedDict()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: Path, key: tuple[int, int, int]) -> _Entry | None:
+    def get(self, route: str) -> _Entry | None:
+        """The entry of ``route`` (the caller checks it is still the file's: ``_Entry.key``)."""
         with self._lock:
-            entry = self._entries.get(path)
-            if entry is None or entry.key != key:
-                return None
-            self._entries.move_to_end(path)
+            entry = self._entries.get(route)
+            if entry is not None:
+                self._entries.move_to_end(route)
             return entry
 
-    def put(self, path: Path, entry: _Entry) -> None:
+    def put(self, path: str, entry: _Entry) -> None:
         cost = len(entry.data or b"") + len(entry.gz or b"")
         if cost > self.capacity:
             return
@@ -101,16 +104,16 @@ def _key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _entry(path: Path, st: os.stat_result, key: tuple[int, int, int]) -> _Entry:
+def _entry(path: Path, key: tuple[int, int, int]) -> _Entry:
     media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     etag = f'"{key[1]:x}-{key[2]:x}"'
     if key[1] > SMALL_FILE:
-        return _Entry(key, etag, media, None)
+        return _Entry(str(path), key, etag, media, None)
     data = path.read_bytes()
     gz = None
     if media == "application/json" and len(data) >= GZIP_MIN:
         gz = gzip.compress(data, compresslevel=6, mtime=0)
-    return _Entry((key[0], len(data), key[2]), etag, media, data, gz)
+    return _Entry(str(path), (key[0], len(data), key[2]), etag, media, data, gz)
 
 
 class TileFiles:
@@ -134,8 +137,16 @@ class TileFiles:
         except CimError as exc:
             await _error(send, exc.http_status, exc.code, exc.message)
 
-    def _find(self, route: str) -> tuple[Path, _Entry | None, os.stat_result]:
+    def _find(self, route: str) -> tuple[str, _Entry | None, os.stat_result]:
         """The file of ``route`` and, when it is in memory, its entry."""
+        known = self.cache.get(route)
+        if known is not None:  # a route served before: one stat tells whether it changed
+            try:
+                st = os.stat(known.path)
+            except OSError:
+                raise _NotFound(route) from None
+            if _key(st) == known.key:
+                return known.path, known, st
         parts = route.split("/")
         if (
             len(parts) < 2
@@ -143,26 +154,27 @@ class TileFiles:
             or not all(_SEGMENT.match(p) and p not in (".", "..") for p in parts)
         ):
             raise _NotFound(route)
-        path = self.folder.joinpath(*parts)
+        path = os.path.join(self.folder, *parts)
         try:
-            st = path.stat()
+            st = os.stat(path)
         except OSError:
             raise _NotFound(route) from None
         if not stat.S_ISREG(st.st_mode):
             raise _NotFound(route)
-        return path, self.cache.get(path, _key(st)), st
+        return path, None, st
 
-    def _load(self, route: str, path: Path, st: os.stat_result) -> _Entry:
+    def _load(self, route: str, name: str, st: os.stat_result) -> _Entry:
         """A file not in memory (run on a worker thread: it reads the disk)."""
+        path = Path(name)
         # a symbolic link may point anywhere: what is served must lie inside the folder
         if not path.resolve().is_relative_to(self.root):
             raise _NotFound(route)
         try:
-            entry = _entry(path, st, _key(st))
+            entry = _entry(path, _key(st))
         except OSError:
             raise _NotFound(route) from None
         if entry.data is not None:
-            self.cache.put(path, entry)
+            self.cache.put(route, entry)
         return entry
 
     async def _serve(self, scope: Scope, send: Send) -> None:
@@ -183,7 +195,7 @@ class TileFiles:
         etag = entry.etag[:-1] + '-gz"' if gzipped else entry.etag
         out = [
             (b"etag", etag.encode()),
-            (b"cache-control", (b"no-cache" if path.name == TILESET_JSON else IMMUTABLE.encode())),
+            (b"cache-control", (b"no-cache" if route.endswith(_TILESET_JSON) else _IMMUTABLE)),
             (b"access-control-allow-origin", b"*"),
             (b"access-control-expose-headers", b"ETag, Content-Length, Content-Range"),
         ]
@@ -262,7 +274,7 @@ async def _send(send: Send, status: int, headers: list[Any], body: bytes, method
 
 
 async def _send_file(
-    send: Send, status: int, headers: list[Any], path: Path, start: int, end: int, method: str
+    send: Send, status: int, headers: list[Any], path: str, start: int, end: int, method: str
 ) -> None:
     headers.append((b"content-length", str(end - start).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
