@@ -87,6 +87,25 @@ def test_status_and_jobs_while_a_server_holds_the_store(
     assert doc["store_busy"] is True and doc["server"]["pid"] == proc.pid
     assert doc["counts"]["sources"] == 3
 
+    # through uvicorn and its head-with-body protocol (viewer/http.py): every response kind
+    tiles = httpx.get(f"{url}/api/tilesets").json()["tilesets"]
+    doc_url = f"{url}{tiles[0]['url']}"
+    full = httpx.get(doc_url)
+    assert full.status_code == 200 and full.json()["root"]
+    head = httpx.head(doc_url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == full.headers["content-length"]
+    assert httpx.get(doc_url, headers={"If-None-Match": full.headers["etag"]}).status_code == 304
+    part = httpx.get(doc_url, headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == full.content[:10]
+    with httpx.Client() as keep_alive:  # one connection, answers in order
+        for _ in range(20):
+            assert keep_alive.head(doc_url).status_code == 200
+            assert keep_alive.get(doc_url).content == full.content
+            assert keep_alive.get(f"{url}/api/me").json()["signed_in"] is False
+    events = httpx.get(f"{url}/api/nope")
+    assert events.status_code == 404 and events.json()["code"] == "not_found"
+
     # a command that writes is told which server holds the store, in one line
     refused = run("--store", str(store), "ingest", str(tmp_path))
     assert refused.returncode == 4
