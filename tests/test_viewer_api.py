@@ -535,8 +535,14 @@ def test_reads_during_an_upload_see_the_old_or_the_whole_new_state(
         while not done.is_set():
             r = fresh.get("/api/status", headers=op)
             b = fresh.get("/api/buildings", params={"limit": 1000})
-            if r.status_code != 200 or b.status_code != 200:
-                errors.append(f"{r.status_code} {b.status_code}: {r.text[:200]} {b.text[:200]}")
+            others = [
+                fresh.get(url)
+                for url in ("/ogc/collections/buildings/items", "/api/tilesets", "/api/sources")
+            ]
+            for x in (r, b, *others):
+                if x.status_code != 200:
+                    errors.append(f"{x.url}: {x.status_code} {x.text[:300]}")
+            if errors:
                 return
             counts = r.json()["counts"]
             seen.append((counts["sources"], counts["buildings"]))

@@ -44,7 +44,7 @@ class PayloadTooLarge(CimError):
 
 
 def _to_wgs84(state: ServerState, geom: Any) -> Any:
-    t = transformer(state.store.crs, WGS84)
+    t = transformer(state.crs, WGS84)
     return shapely.transform(geom, lambda xy: _xy(t, xy))
 
 
@@ -67,7 +67,7 @@ def parse_bbox(state: ServerState, bbox: str | None) -> tuple[float, float, floa
         raise UsageError(
             f"bbox {bbox!r}: longitudes in -180..180, latitudes in -90..90, min <= max"
         )
-    t = transformer(WGS84, state.store.crs)
+    t = transformer(WGS84, state.crs)
     xs, ys = t.transform([x0, x1, x0, x1], [y0, y0, y1, y1])
     return (min(xs), min(ys), max(xs), max(ys))
 
@@ -150,7 +150,7 @@ def tilesets(request: Request, _: Token | None = Depends(reader)) -> dict[str, A
 
 
 def _origin(state: ServerState) -> dict[str, float]:
-    lon, lat = transformer(state.store.crs, WGS84).transform(*state.store.project_origin)
+    lon, lat = transformer(state.crs, WGS84).transform(*state.origin)
     return {"lon": float(lon), "lat": float(lat)}
 
 

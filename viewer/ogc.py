@@ -52,7 +52,7 @@ def _base(request: Request) -> str:
 
 
 def _wgs84(state: ServerState, geoms: Any) -> Any:
-    t = transformer(state.store.crs, CRS.from_epsg(4326))
+    t = transformer(state.crs, CRS.from_epsg(4326))
 
     def move(xy: Any) -> Any:
         x, y = t.transform(xy[:, 0], xy[:, 1])

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyproj import CRS
+
 from cim.connection import serve_file_of
 from cim.errors import CimError
 from cim.executor import Executor
@@ -101,6 +103,11 @@ class ServerState:
         # the connection requests make their cursors from: never the writer's own connection,
         # which the writer thread may be using at that moment
         self._root = self.store.con.cursor()
+        # read once, here: ``Store.crs`` and ``project_origin`` are read lazily from ``meta``
+        # on the writer's connection, which a request thread must never touch (a query there
+        # while a job runs on it answered a request with "no crs_wkt in meta")
+        self.crs: CRS = self.store.crs
+        self.origin: tuple[float, float] = self.store.project_origin
 
     @property
     def uploads_dir(self) -> Path:
