@@ -4,8 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STORE  ?= demo/city.duckdb
+NPM    ?= npm
+# CesiumJS (served by the viewer) and the Khronos glTF validator (run by the tests) come from
+# npm, pinned by viewer/package-lock.json; node_modules is not committed.
+NPM_STAMP := viewer/node_modules/.installed
 
-.PHONY: install test lint typecheck pytest demo bench fuzz clean lock
+.PHONY: install test lint typecheck pytest demo serve bench fuzz clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,14 +18,18 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NPM_STAMP): viewer/package.json viewer/package-lock.json
+	cd viewer && $(NPM) ci --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+install: $(STAMP) $(NPM_STAMP)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy $(wildcard cim ingest tiles)
+	$(BIN)/mypy $(wildcard cim ingest tiles viewer)
 
 pytest: install
 	$(BIN)/pytest -q
@@ -31,7 +39,8 @@ test: lint typecheck pytest
 # Runs the pipeline as far as it is built: a store in Tongliao's CRS with the sample IFC models
 # placed side by side (their own georeferences point elsewhere), and one store per other sample
 # region in a CRS that covers it (LiDAR + footprints of Paris-Saclay, Montpellier's six tiles,
-# Prague, Dover). Tiles, the analyzers and the map server are not built yet: the demo stops here.
+# Prague, Dover); each store's 3D Tiles. The analyzers are not built yet; `make serve` (or the
+# command the demo prints) serves the one map of a store.
 DEMO := $(dir $(STORE))
 demo: install
 	rm -rf $(DEMO)
@@ -52,16 +61,25 @@ demo: install
 	$(BIN)/cim --store $(DEMO)prague.duckdb ingest samples/gis/bubenec.gpkg
 	$(BIN)/cim --store $(DEMO)dover.duckdb init --crs EPSG:32618
 	$(BIN)/cim --store $(DEMO)dover.duckdb ingest samples/gis/delaware_buildings.geojson
+	for s in $(STORE) $(DEMO)lidarprod.duckdb $(DEMO)montpellier.duckdb $(DEMO)prague.duckdb \
+	    $(DEMO)dover.duckdb; do $(BIN)/cim --store $$s tile || exit 1; done
 	$(BIN)/cim --store $(DEMO)lidarprod.duckdb status
-	@echo "demo: stores built in $(DEMO); tiles, analyzers and the map server are not built yet"
+	@echo "demo: stores and their tiles built in $(DEMO); the analyzers are not built yet"
+	@echo "demo: the one map: $(BIN)/cim --store $(STORE) serve   (then open http://127.0.0.1:8000)"
+
+# Serves the one map of the demo's Tongliao store (after `make demo`).
+serve: install
+	$(BIN)/cim --store $(STORE) serve
 
 # The benchmarks print their figures (the LiDAR one at 5M synthetic points here; its default,
-# 50M, needs about 2 minutes and 2 GB of temporary disk).
+# 50M, needs about 2 minutes and 2 GB of temporary disk). tiles.py makes py3dtiles' venv in
+# benchmarks/.venv-py3dtiles (gitignored) on first use.
 bench: install
 	$(BIN)/python benchmarks/ifc_ingest.py
 	$(BIN)/python benchmarks/gis_ingest.py
 	$(BIN)/python benchmarks/lidar_ingest.py --points 5e6
 	$(BIN)/python benchmarks/lidar_query.py --points 2e7 --tiles 4
+	$(BIN)/python benchmarks/tiles.py
 
 # Fuzzes each reader (fuzz/: IFC, LAS/LAZ, GIS, CityJSON, GCJ-02, the option parsers) with atheris
 # for FUZZ_SECONDS each; prints executions and seconds per harness, and fails with the input
@@ -76,4 +94,4 @@ lock:
 	$(BIN)/pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==' > requirements.lock
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache fuzz/out
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache fuzz/out viewer/node_modules

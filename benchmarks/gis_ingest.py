@@ -67,7 +67,10 @@ def write_gpkg(path: Path, geoms: np.ndarray, fields: dict[str, Any], crs: str) 
     )
 
 
-def write_geoparquet(path: Path, geoms: np.ndarray, fields: dict[str, Any]) -> None:
+def write_geoparquet(
+    path: Path, geoms: np.ndarray, fields: dict[str, Any], epsg: int = 32633
+) -> None:
+    """Polygons and their fields as GeoParquet 1.1 (WKB) in ``epsg``."""
     geo = {
         "version": "1.1.0",
         "primary_column": "geometry",
@@ -75,7 +78,7 @@ def write_geoparquet(path: Path, geoms: np.ndarray, fields: dict[str, Any]) -> N
             "geometry": {
                 "encoding": "WKB",
                 "geometry_types": ["Polygon"],
-                "crs": CRS.from_epsg(32633).to_json_dict(),
+                "crs": CRS.from_epsg(epsg).to_json_dict(),
             }
         },
     }

@@ -173,12 +173,21 @@ class TilesetWriter:
             "VALUES (?, ?, ?, ?, ?, ?)",
             [self.name, self.generation, text.decode("utf-8"), sha, json.dumps(stats), inputs],
         )
-        rows = [
-            (self.name, self.generation, p, size, s, key)
-            for p, (size, s, key) in sorted(self._rows.items())
-        ]
-        if rows:
-            con.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?, ?, ?)", rows)
+        if self._rows:
+            import pyarrow as pa
+
+            paths = sorted(self._rows)
+            _rows = pa.table(  # read by name below; executemany binds each row (1.8 s for 1,100)
+                {
+                    "tileset": [self.name] * len(paths),
+                    "generation": [self.generation] * len(paths),
+                    "path": paths,
+                    "bytes": [self._rows[p][0] for p in paths],
+                    "sha256": [self._rows[p][1] for p in paths],
+                    "input_key": [self._rows[p][2] for p in paths],
+                }
+            )
+            con.execute("INSERT INTO tiles SELECT * FROM _rows")
         con.execute(
             "DELETE FROM tiles WHERE tileset = ? AND generation < ?",
             [self.name, self.generation - 1],

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from cim.store import Store
+from tests.browser import _playwright, tiles_browser  # noqa: F401  (fixtures: CesiumJS in Chromium)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"

@@ -429,3 +429,27 @@ def test_cli_tile_and_export(tmp_path: Path) -> None:
         text=True,
     )
     assert none.returncode != 0 and "cim tile" in none.stderr and "Traceback" not in none.stderr
+
+
+def test_buildings_on_both_sides_of_the_origin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cells -1 and 0 share no aligned parent at any level: the tree used to look for one
+    forever (a store whose origin lies inside the district, as `make demo` makes)."""
+    store = Store.create(tmp_path / "s.duckdb", "EPSG:4550", (122.263, 43.617))
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:4550", always_xy=True).transform(
+        122.263, 43.617
+    )
+    boxes = [
+        shapely.box(x + dx - 5, y + dy - 5, x + dx + 5, y + dy + 5)
+        for dx in (-100, 100)
+        for dy in (-70, 70)
+    ]
+    ingest(store, write_layer(tmp_path / "b.gpkg", boxes, crs="EPSG:4550", height=[10.0] * 4))
+    monkeypatch.setattr(city_tiles, "LEAF_WEIGHT", 1.0)
+    report = build_tilesets(store, ["buildings"])["buildings"]
+    folder, doc = tileset(store, "buildings")
+    assert check_tileset(folder) == []
+    leaves = [t for t, _ in walk(doc["root"]) if not t.get("children")]
+    assert len(leaves) == 4 and report["tiles"] == 5
+    store.close()

@@ -15,13 +15,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from cim.errors import CimError, UsageError
 from cim.executor import Executor
 from cim.store import Store
 from cim.tilefiles import TILESETS, TilesetWriter, inputs_digest, tiles_dir_of
 from tiles.context import BuildContext, Builder, Progress
 from tiles.frame import frame_for
-from tiles.tileset import Tileset, check_tileset
+from tiles.tileset import Tile, Tileset, box_bounds, check_tileset
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def build_tilesets(
                     "generator": "cim-pipeline",
                     "tilesetVersion": str(writer.generation),
                 },
-                "geometricError": float(root["geometricError"]) * 2 or 1.0,
+                "geometricError": tileset_error(root),
                 "root": root,
             }
             problems = check_tileset(writer.folder, document=doc)
@@ -97,9 +99,9 @@ def build_tilesets(
                 )
             writer.finish(doc, stats, inputs_digest(store.con, name))
         report[name] = {
+            "tiles": writer.tiles,  # content files (a builder may count its tiles itself)
             **stats,
             "generation": writer.generation,
-            "tiles": writer.tiles,
             "files_written": writer.written,
             "files_reused": writer.reused,
             "bytes": writer.size,
@@ -107,6 +109,15 @@ def build_tilesets(
         }
         log.info("tileset %s: %s", name, report[name])
     return report
+
+
+def tileset_error(root: Tile) -> float:
+    """The tileset's geometric error: the error of drawing nothing at all. Clients draw the
+    root only while this error is larger than their screen-space budget, so it is at least the
+    diagonal of the root's box (a 500 m district then shows until about 15 km away at
+    CesiumJS's defaults), and more than the root's own error."""
+    lo, hi = box_bounds(root["boundingVolume"])
+    return round(max(float(np.linalg.norm(hi - lo)), 2.0 * float(root["geometricError"]), 1.0), 3)
 
 
 def _drop(store: Store, name: str) -> None:

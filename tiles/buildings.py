@@ -149,10 +149,13 @@ def _tree(ctx: BuildContext, city: City) -> Node:
     centres = shapely.get_coordinates(shapely.point_on_surface(city.buildings.footprints))
     ix = np.floor((centres[:, 0] - ox) / MIN_CELL).astype(np.int64)
     iy = np.floor((centres[:, 1] - oy) / MIN_CELL).astype(np.int64)
+    # the root sits one level above the first level whose cells span at most two columns and
+    # two rows: cells on both sides of the origin (-1 and 0) share no aligned parent at any
+    # level, so the root is not a grid cell, its children are
     level = 0
-    while (ix >> level).min() != (ix >> level).max() or (iy >> level).min() != (iy >> level).max():
+    while np.ptp(ix >> level) > 1 or np.ptp(iy >> level) > 1:
         level += 1
-    root = Node(level, int(ix[0] >> level), int(iy[0] >> level), np.arange(len(ix)))
+    root = Node(level + 1, 0, 0, np.arange(len(ix)))
     _split(root, ix, iy, city.weights)
     return root
 
@@ -164,14 +167,12 @@ def _split(
         return
     m = node.members
     down = node.level - 1
-    qx, qy = (ix[m] >> down) & 1, (iy[m] >> down) & 1
-    for dx in (0, 1):
-        for dy in (0, 1):
-            part = m[(qx == dx) & (qy == dy)]
-            if len(part):
-                child = Node(down, node.ix * 2 + dx, node.iy * 2 + dy, part)
-                _split(child, ix, iy, weights)
-                node.children.append(child)
+    cells = np.column_stack([ix[m] >> down, iy[m] >> down])
+    keys, which = np.unique(cells, axis=0, return_inverse=True)
+    for k, (cx, cy) in enumerate(keys):  # at most 2 x 2 cells
+        child = Node(down, int(cx), int(cy), m[which.reshape(-1) == k])
+        _split(child, ix, iy, weights)
+        node.children.append(child)
 
 
 def _parent_members(node: Node, city: City) -> NDArray[np.int64]:

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tiles.blocks import extrude
-from tiles.frame import frame_for, rotate
+from tiles.frame import frame_for, rotate, to_enu_fitted
 from tiles.gltf import FeatureTable, GlbBuilder, Primitive, Property
 
 #: the colour of LoD1 blocks (CesiumJS styles recolour them by any property)
@@ -116,7 +116,7 @@ def encode_tile(job: TileJob) -> bytes:
             rows = np.asarray(job.blocks, dtype=np.float64)[b.feature]
             glb.add_primitive(
                 Primitive(
-                    positions=frame.to_enu(b.positions) - origin,
+                    positions=to_enu_fitted(frame, b.positions) - origin,
                     normals=rotate(rotation, b.normals),
                     indices=b.indices,
                     feature_ids=[rows],
@@ -132,7 +132,7 @@ def encode_tile(job: TileJob) -> bytes:
         e_rows = np.repeat([float(p.element_row) for p in parts], counts)
         glb.add_primitive(
             Primitive(
-                positions=frame.to_enu(positions) - origin,
+                positions=to_enu_fitted(frame, positions) - origin,
                 normals=rotate(rotation, np.vstack([p.normals for p in parts])),
                 indices=indices,
                 feature_ids=[e_rows, b_rows] if element_first else [b_rows, e_rows],

@@ -9,9 +9,11 @@ else DuckDB casts the column and cannot use the row groups' min/max statistics;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import shapely
 
@@ -96,3 +98,59 @@ def points_in_polygon(
     return store.con.execute(
         sql, [*files, xmin, xmax, ymin, ymax, *params, shapely.to_wkt(geom)]
     ).to_arrow_table()
+
+
+@dataclass
+class PointBatch:
+    """Points of one point file as NumPy arrays: x/y/z float64 (project CRS), classification
+    uint8, rgb (n, 3) uint16 or None when the file has no colour."""
+
+    file: str
+    source_id: int
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    classification: np.ndarray
+    rgb: np.ndarray | None
+
+
+def point_files(store: Store) -> list[tuple[str, int, int]]:
+    """Every point file of the store: (file, source_id, points), in file order."""
+    rows = store.con.execute(
+        "SELECT file, source_id, points FROM point_files ORDER BY file"
+    ).fetchall()
+    return [(str(f), int(s), int(n)) for f, s, n in rows]
+
+
+def point_batches(
+    store: Store, files: Sequence[str] | None = None, batch_rows: int = 1 << 20
+) -> Iterator[PointBatch]:
+    """All points of the store (or of ``files``, in that order), in batches of at most
+    ``batch_rows`` points of one file each, so a caller streaming over a large cloud holds one
+    batch beyond its own arrays. Read through the ``points_in`` macro."""
+    known = {f: s for f, s, _ in point_files(store)}
+    for file in files if files is not None else list(known):
+        reader = store.con.execute(
+            "SELECT x::DOUBLE AS x, y::DOUBLE AS y, z::DOUBLE AS z, classification, "
+            "red, green, blue FROM points_in(?::VARCHAR[])",
+            [[file]],
+        ).to_arrow_reader(batch_rows)
+        for batch in reader:
+            rgb: np.ndarray | None = None
+            red = batch.column("red")
+            if red.null_count < len(red):
+                rgb = np.column_stack(
+                    [
+                        batch.column(c).fill_null(0).to_numpy().astype(np.uint16, copy=False)
+                        for c in ("red", "green", "blue")
+                    ]
+                )
+            yield PointBatch(
+                file=file,
+                source_id=known.get(file, -1),
+                x=batch.column("x").to_numpy(),
+                y=batch.column("y").to_numpy(),
+                z=batch.column("z").to_numpy(),
+                classification=batch.column("classification").to_numpy().astype(np.uint8),
+                rgb=rgb,
+            )
