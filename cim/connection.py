@@ -66,11 +66,19 @@ def _skip_absent_pandas() -> None:
         sys.meta_path.insert(0, _AbsentModule("pandas"))
 
 
-def _server_holding(path: Path) -> dict[str, Any] | None:
+def serve_file_of(store_path: Path) -> Path:
+    """Where a running `cim serve` says it holds the store: ``<store>.serve.json`` (its pid,
+    address, and the store's status document as of its last job)."""
+    return store_path.with_name(store_path.name + ".serve.json")
+
+
+def server_holding(path: Path) -> dict[str, Any] | None:
     """What a running `cim serve` says beside the store (``<store>.serve.json``), if it lives."""
     try:
-        doc: dict[str, Any] = json.loads(path.with_name(path.name + ".serve.json").read_text())
+        doc: dict[str, Any] = json.loads(serve_file_of(path).read_text())
     except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
         return None
     return doc if alive(doc.get("pid"), doc.get("pid_started")) else None
 
@@ -89,7 +97,7 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         if "lock" in text.lower():
             holder = re.search(r"PID (\d+)", text)
             who = f"process {holder.group(1)}" if holder else "another process"
-            server = _server_holding(Path(path))
+            server = server_holding(Path(path))
             if server is not None:
                 raise StoreLocked(
                     f"store {path} is held by `cim serve` (pid {server['pid']}) at "

@@ -46,8 +46,18 @@ class JobsSummary(TypedDict):
     recent: list[JobJson]
 
 
+class ServerHolding(TypedDict):
+    """The `cim serve` that holds the store (when the status comes from it)."""
+
+    pid: int
+    url: str
+    published_at: str
+
+
 class StatusDocument(TypedDict):
-    """The document described by ``schemas/status.schema.json``."""
+    """The document described by ``schemas/status.schema.json``. While a server holds the
+    store, `cim status` prints the one the server published, with ``store_busy`` and
+    ``server``."""
 
     store: str
     schema_version: int
@@ -57,6 +67,8 @@ class StatusDocument(TypedDict):
     jobs: JobsSummary
     tilesets: list[TilesetState]
     attention: list[AttentionItem]
+    store_busy: NotRequired[bool]
+    server: NotRequired[ServerHolding]
 
 
 def status_document(store: Store) -> StatusDocument:

@@ -437,9 +437,7 @@ def test_buildings_on_both_sides_of_the_origin(
     """Cells -1 and 0 share no aligned parent at any level: the tree used to look for one
     forever (a store whose origin lies inside the district, as `make demo` makes)."""
     store = Store.create(tmp_path / "s.duckdb", "EPSG:4550", (122.263, 43.617))
-    x, y = Transformer.from_crs("EPSG:4326", "EPSG:4550", always_xy=True).transform(
-        122.263, 43.617
-    )
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:4550", always_xy=True).transform(122.263, 43.617)
     boxes = [
         shapely.box(x + dx - 5, y + dy - 5, x + dx + 5, y + dy + 5)
         for dx in (-100, 100)

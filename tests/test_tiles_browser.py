@@ -45,9 +45,7 @@ def _district(store: Store, tmp_path: Path) -> None:
             boxes.append(shapely.box(x - w / 2, y - d / 2, x + w / 2, y + d / 2))
             heights.append(float(rng.choice([9, 18, 33, 54])))
             names.append(f"楼 {len(names) + 1}")
-    write_layer(
-        tmp_path / "district.gpkg", boxes, crs="EPSG:4550", height=heights, name=names
-    )
+    write_layer(tmp_path / "district.gpkg", boxes, crs="EPSG:4550", height=heights, name=names)
     ingest(store, tmp_path / "district.gpkg", role="buildings")
 
 

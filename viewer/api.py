@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -43,7 +44,7 @@ class PayloadTooLarge(CimError):
 
 
 def _to_wgs84(state: ServerState, geom: Any) -> Any:
-    t = transformer(state.store.crs, WGS84)
+    t = transformer(state.crs, WGS84)
     return shapely.transform(geom, lambda xy: _xy(t, xy))
 
 
@@ -66,7 +67,7 @@ def parse_bbox(state: ServerState, bbox: str | None) -> tuple[float, float, floa
         raise UsageError(
             f"bbox {bbox!r}: longitudes in -180..180, latitudes in -90..90, min <= max"
         )
-    t = transformer(WGS84, state.store.crs)
+    t = transformer(WGS84, state.crs)
     xs, ys = t.transform([x0, x1, x0, x1], [y0, y0, y1, y1])
     return (min(xs), min(ys), max(xs), max(ys))
 
@@ -149,7 +150,7 @@ def tilesets(request: Request, _: Token | None = Depends(reader)) -> dict[str, A
 
 
 def _origin(state: ServerState) -> dict[str, float]:
-    lon, lat = transformer(state.store.crs, WGS84).transform(*state.store.project_origin)
+    lon, lat = transformer(state.crs, WGS84).transform(*state.origin)
     return {"lon": float(lon), "lat": float(lat)}
 
 
@@ -263,7 +264,13 @@ async def upload(
         def tile_step(f: float | None, m: str | None) -> None:
             job.update(None if f is None else 0.8 + 0.2 * f, m)
 
-        report = pipeline.ingest(state.store, target, executor, ingest_step, job.id)
+        try:
+            report = pipeline.ingest(state.store, target, executor, ingest_step, job.id)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # the store is as it was: so is the folder
+            raise
+        if report.get("outcome") == "unchanged":  # the same model again: nothing new was kept
+            shutil.rmtree(folder, ignore_errors=True)
         tiles = pipeline.tile(state.store, ["buildings", "bim"], executor, tile_step)
         return {"ingest": report, "tiles": tiles}
 

@@ -2,32 +2,18 @@
 
 ``reader`` guards what reading needs (nothing, unless the server is private), ``writer`` what
 changes the store (a designer or an operator), ``operator`` what only operators do. Failed
-sign-ins are limited per client: after ``MAX_FAILURES`` in a minute, 429 until it passes.
+sign-ins are limited per client (``ServerState.failures``): after ten in a minute, 429 until
+it passes.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import defaultdict, deque
-
 from fastapi import Depends, Request
 
-from cim.errors import CimError
 from cim.tokens import AuthError, Forbidden, Token, verify_token
-from viewer.state import ServerState
+from viewer.state import ServerState, TooManyAttempts
 
-MAX_FAILURES = 10
-WINDOW_SECONDS = 60.0
-
-
-class TooManyAttempts(CimError):
-    http_status = 429
-    code = "too_many_attempts"
-
-
-_failures: dict[str, deque[float]] = defaultdict(deque)
-_failures_lock = threading.Lock()
+__all__ = ["TooManyAttempts", "current_token", "operator", "reader", "state_of", "writer"]
 
 
 def state_of(request: Request) -> ServerState:
@@ -39,37 +25,23 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def _check_rate(client: str) -> None:
-    now = time.monotonic()
-    with _failures_lock:
-        seen = _failures[client]
-        while seen and now - seen[0] > WINDOW_SECONDS:
-            seen.popleft()
-        if len(seen) >= MAX_FAILURES:
-            raise TooManyAttempts(f"too many failed sign-ins from {client}: try again in a minute")
-
-
-def _failed(client: str) -> None:
-    with _failures_lock:
-        _failures[client].append(time.monotonic())
-
-
 def current_token(request: Request) -> Token | None:
     """The request's token (None when it sends none); a wrong token is an error."""
     header = request.headers.get("authorization", "")
     if not header:
         return None
+    state = state_of(request)
     client = _client(request)
-    _check_rate(client)
+    state.failures.check(client)
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        _failed(client)
+        state.failures.failed(client)
         raise AuthError("send the token as `Authorization: Bearer <token>`")
-    with state_of(request).reader() as store:
+    with state.reader() as store:
         try:
             return verify_token(store.con, secret.strip())
         except AuthError:
-            _failed(client)
+            state.failures.failed(client)
             raise
 
 

@@ -52,7 +52,7 @@ def _base(request: Request) -> str:
 
 
 def _wgs84(state: ServerState, geoms: Any) -> Any:
-    t = transformer(state.store.crs, CRS.from_epsg(4326))
+    t = transformer(state.crs, CRS.from_epsg(4326))
 
     def move(xy: Any) -> Any:
         x, y = t.transform(xy[:, 0], xy[:, 1])
@@ -64,8 +64,11 @@ def _wgs84(state: ServerState, geoms: Any) -> Any:
 def _collections(state: ServerState) -> list[dict[str, Any]]:
     with state.reader() as store:
         rows = store.con.execute(
-            "SELECT 'buildings', min(xmin), min(ymin), max(xmax), max(ymax), count(*) "
-            "FROM buildings WHERE same_as IS NULL AND footprint IS NOT NULL "
+            # the buildings the map draws (cim.model.buildings): a model waiting for its
+            # placement sits at the project origin, not where it belongs, so it is left out
+            "SELECT 'buildings', min(b.xmin), min(b.ymin), max(b.xmax), max(b.ymax), count(*) "
+            "FROM buildings b JOIN sources s ON s.id = b.source_id "
+            "WHERE b.same_as IS NULL AND b.footprint IS NOT NULL AND s.status = 'ingested' "
             "UNION ALL SELECT role, min(xmin), min(ymin), max(xmax), max(ymax), count(*) "
             "FROM features GROUP BY role"
         ).fetchall()
@@ -251,8 +254,10 @@ def item(
     with state.reader() as store:
         if collection == "buildings":
             row = store.con.execute(
-                f"SELECT {', '.join(SUMMARY_COLUMNS)}, ST_AsWKB(footprint) FROM buildings "
-                "WHERE id = ? AND footprint IS NOT NULL",
+                f"SELECT {', '.join('b.' + c for c in SUMMARY_COLUMNS)}, "
+                "ST_AsWKB(b.footprint) FROM buildings b JOIN sources s ON s.id = b.source_id "
+                "WHERE b.id = ? AND b.footprint IS NOT NULL AND b.same_as IS NULL "
+                "AND s.status = 'ingested'",
                 [item_id],
             ).fetchone()
             props = dict(zip(SUMMARY_COLUMNS, row[:-1], strict=True)) if row else {}

@@ -3,6 +3,7 @@ progress its running jobs mirror beside it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -28,7 +29,9 @@ def jobs(ctx: click.Context, as_json: bool, limit: int) -> None:
     except StoreLocked as exc:
         live = live_jobs(store_file(ctx))
         if not live:
-            raise
+            if not _from_server(store_file(ctx), as_json):
+                raise
+            return
         # the store is busy: show what the running jobs mirror beside it
         if as_json:
             busy: JobsDocument = {"jobs": live, "store_busy": True}
@@ -53,3 +56,25 @@ def jobs(ctx: click.Context, as_json: bool, limit: int) -> None:
         note = r.error or r.message or ""
         table.add_row(str(r.id), r.kind, r.status, f"{r.progress:.0%}", started, note)
     out_console.print(table)
+
+
+def _from_server(path: Path, as_json: bool) -> bool:
+    """The newest jobs a running `cim serve` published beside the store; False when none."""
+    from cim.connection import server_holding
+
+    server = server_holding(path)
+    recent = (server or {}).get("status", {}).get("jobs", {}).get("recent")
+    if server is None or not isinstance(recent, list):
+        return False
+    if as_json:
+        doc: JobsDocument = {"jobs": recent, "store_busy": True}
+        emit_json(doc)
+        return True
+    click.echo(
+        f"held by `cim serve` (pid {server['pid']}) at {server.get('url')}: its newest jobs "
+        f"as of {server.get('published_at')} (live: GET {server.get('url')}/api/jobs)"
+    )
+    for j in recent:
+        note = j.get("error") or j.get("message") or ""
+        click.echo(f"{j['id']}  {j['kind']}  {j['status']}  {j['progress']:.0%}  {note}")
+    return True

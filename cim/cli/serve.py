@@ -64,6 +64,7 @@ def serve(
 
     from cim.executor import get_executor
     from viewer.app import create_app
+    from viewer.http import CoalescingHttpToolsProtocol
     from viewer.state import ServerState, Settings
 
     store = open_store(ctx)
@@ -77,4 +78,14 @@ def serve(
     state.publish(url)
     app = create_app(state)
     click.echo(f"serving {store.path} at {url} (API docs: {url}/docs); Ctrl-C stops", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            http=CoalescingHttpToolsProtocol,
+        )
+    finally:
+        state.close()  # waits for the running job; then the store is free again

@@ -2,31 +2,65 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from cim.cli.base import emit_json, json_option, open_store, out_console
+from cim.cli.base import emit_json, json_option, open_store, out_console, store_file
 
 if TYPE_CHECKING:
-    from cim.status import StatusDocument
+    from cim.status import ServerHolding, StatusDocument
 
 
 @click.command()
 @json_option("Print one JSON document (schemas/status.schema.json).")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Sources, counts, jobs, and what needs attention."""
+    """Sources, counts, jobs, and what needs attention.
+
+    While `cim serve` holds the store, the status it published after its last job."""
+    from cim.errors import StoreLocked
     from cim.status import status_document
 
-    with open_store(ctx) as store:
+    try:
+        store = open_store(ctx)
+    except StoreLocked:
+        if not _from_server(store_file(ctx), as_json):
+            raise
+        return
+    with store:
         doc = status_document(store)
     if as_json:
         emit_json(doc)
         return
     render_status(doc, out_console)
+
+
+def _from_server(path: Path, as_json: bool) -> bool:
+    """Print the status a running `cim serve` publishes beside the store; False when none."""
+    from cim.connection import server_holding
+
+    server = server_holding(path)
+    if server is None or not isinstance(server.get("status"), dict):
+        return False
+    doc: StatusDocument = server["status"]
+    held: ServerHolding = {
+        "pid": int(server["pid"]),
+        "url": str(server.get("url", "")),
+        "published_at": str(server.get("published_at", "")),
+    }
+    if as_json:
+        emit_json({**doc, "store_busy": True, "server": held})
+        return True
+    click.echo(
+        f"held by `cim serve` (pid {held['pid']}) at {held['url']}: its status as of "
+        f"{held['published_at']} (after its last job)"
+    )
+    render_status(doc, out_console)
+    return True
 
 
 def render_status(doc: StatusDocument, console: Console) -> None:
