@@ -739,7 +739,7 @@ function flyToBuilding(b) {
   const ground = known ? b.ground_z : state.ground;
   const centre = Cesium.Cartesian3.fromDegrees(b.lon, b.lat, ground + height / 2);
   const size = Math.sqrt(b.footprint_area || 400);
-  const range = Math.max(90, 3.5 * size + 2.2 * height);
+  const range = Math.max(140, 5 * size + 3 * height);
   cim.flights = new Promise((resolve) => {
     viewer.camera.flyToBoundingSphere(new Cesium.BoundingSphere(centre, size), {
       offset: new Cesium.HeadingPitchRange(Cesium.Math.toRadians(20), Cesium.Math.toRadians(-30), range),
@@ -1027,7 +1027,7 @@ $("upload-form").addEventListener("submit", async (e) => {
       const b = await showBuilding(buildingId);
       if (b) await flyToBuilding(b);
     }
-    await Promise.all(added.map((a) => a.initial));
+    await Promise.all(added.filter((a) => a.tileset.show).map((a) => a.initial));
     cim.upload.shown = true;
   } catch (err) {
     cim.upload = { status: "failed", error: message(err) };
