@@ -238,6 +238,42 @@ def test_colouring_by_an_attribute_changes_the_pixels(
     browser.assert_clean()
 
 
+def test_a_click_in_the_bim_layer_shows_the_element_and_its_building(
+    city: City, browser: Browser, page: Any
+) -> None:
+    page.check("#layers li[data-layer=bim] input")
+    assert page.evaluate("() => window.cim.state.tilesets.bim.show")
+    # the city hides the buildings the BIM layer now draws element by element
+    assert "BIM" in page.evaluate("() => window.cim.state.tilesets.buildings.style.show.expression")
+    page.evaluate(
+        """() => window.cim.viewer.zoomTo(window.cim.state.tilesets.bim,
+            new Cesium.HeadingPitchRange(0.4, -0.6, 160))"""
+    )
+    settle(page)
+    found = page.evaluate("() => window.cim.findFeature('bim', 'global_id')")
+    assert found, "no BIM element under the camera"
+    page.mouse.click(found["x"], found["y"])
+    guid = found["properties"]["global_id"]
+    page.wait_for_selector("#detail[data-kind=element]", timeout=15_000)
+    assert page.get_attribute("#detail", "data-id") == guid
+    row = city.store.con.execute(
+        "SELECT ifc_class, building_id FROM elements WHERE global_id = ?", [guid]
+    ).fetchone()
+    assert row is not None
+    body = page.inner_text("#detail-body")
+    assert guid in body and row[0] in body and f"#{row[1]}" in body
+    page.wait_for_function(
+        "() => document.querySelector('#detail-body').innerText.includes('所属建筑:')"
+    )
+    shot(page, city.shots / "bim-element.png")
+    page.click("#detail-close")
+    page.uncheck("#layers li[data-layer=bim] input")
+    assert page.evaluate("() => window.cim.state.tilesets.buildings.style === undefined")
+    page.click(".cesium-home-button")
+    page.evaluate("() => new Promise((r) => setTimeout(r, 2000))")
+    browser.assert_clean()
+
+
 def test_the_language_switch_changes_the_labels_and_is_remembered(
     city: City, browser: Browser, page: Any
 ) -> None:
