@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
@@ -169,6 +170,7 @@ class AppServer:
         from cim.cli.serve import CliPipeline
         from cim.executor import SerialExecutor
         from viewer.app import create_app
+        from viewer.http import CoalescingHttpToolsProtocol
         from viewer.state import ServerState
 
         self.state = ServerState(store=store, pipeline=CliPipeline(), executor=SerialExecutor())
@@ -177,7 +179,10 @@ class AppServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.state.publish(self.url)
         config = uvicorn.Config(
-            create_app(self.state), log_level="warning", lifespan="on", access_log=False
+            create_app(self.state),
+            log_level="warning",
+            access_log=False,
+            http=CoalescingHttpToolsProtocol,  # as `cim serve` runs it
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -193,10 +198,20 @@ class AppServer:
             time.sleep(0.05)
         return self
 
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows read on a cursor of the test's own (never the writer's connection)."""
+        cur = self.state.store.con.cursor()
+        try:
+            return cur.execute(sql, params or []).fetchall()
+        finally:
+            cur.close()
+
     def close(self) -> None:
+        """Stops uvicorn, then the state (waits for a running job; closes the store)."""
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()
+        self.state.close()
 
 
 def main(argv: list[str]) -> None:

@@ -203,9 +203,8 @@ def test_clicking_a_building_opens_its_panel(city: City, browser: Browser, page:
     page.mouse.click(found["x"], found["y"])
     bid = int(found["properties"]["id"])
     page.wait_for_selector(f"#detail[data-id='{bid}'] td", timeout=30_000)
-    name = city.store.con.execute("SELECT name FROM buildings WHERE id = ?", [bid]).fetchone()
-    assert name is not None
-    assert page.inner_text("#detail-title") == (name[0] or f"#{bid}")
+    [(name,)] = city.server.query("SELECT name FROM buildings WHERE id = ?", [bid])
+    assert page.inner_text("#detail-title") == (name or f"#{bid}")
     body = page.inner_text("#detail-body")
     assert "尚未计算" in body  # the analyses, until the analyzers exist
     assert "district.gpkg" in body or ".ifc" in body  # its source
@@ -256,10 +255,9 @@ def test_a_click_in_the_bim_layer_shows_the_element_and_its_building(
     guid = found["properties"]["global_id"]
     page.wait_for_selector("#detail[data-kind=element]", timeout=15_000)
     assert page.get_attribute("#detail", "data-id") == guid
-    row = city.store.con.execute(
+    [row] = city.server.query(
         "SELECT ifc_class, building_id FROM elements WHERE global_id = ?", [guid]
-    ).fetchone()
-    assert row is not None
+    )
     body = page.inner_text("#detail-body")
     assert guid in body and row[0] in body and f"#{row[1]}" in body
     page.wait_for_function(
@@ -294,9 +292,7 @@ def test_the_language_switch_changes_the_labels_and_is_remembered(
 
 
 def test_search_by_name_flies_to_the_building(city: City, browser: Browser, page: Any) -> None:
-    bid, name = city.store.con.execute(
-        "SELECT id, name FROM buildings WHERE name = '楼 12'"
-    ).fetchone()
+    [(bid, name)] = city.server.query("SELECT id, name FROM buildings WHERE name = '楼 12'")
     page.fill("#search-input", "楼 12")
     page.wait_for_selector(f"#search-results li[data-id='{bid}']", timeout=15_000)
     page.press("#search-input", "Enter")
@@ -346,12 +342,12 @@ def test_a_designer_uploads_an_ifc_and_sees_the_new_building(
     upload = page.evaluate("() => window.cim.upload")
     assert upload["status"] == "done", upload
     bid = upload["building"]
-    row = city.store.con.execute(
+    rows = city.server.query(
         "SELECT b.name FROM buildings b JOIN sources s ON s.id = b.source_id "
         "WHERE b.id = ? AND s.name = 'upload-tower.ifc'",
         [bid],
-    ).fetchone()
-    assert row is not None and row[0] == "Upload Tower"
+    )
+    assert rows == [("Upload Tower",)]
     # its panel is open and the camera flew to it: it is on the map, pickable
     assert page.get_attribute("#detail", "data-id") == str(bid)
     assert page.inner_text("#detail-title") == "Upload Tower"
