@@ -451,3 +451,27 @@ def test_buildings_on_both_sides_of_the_origin(
     leaves = [t for t, _ in walk(doc["root"]) if not t.get("children")]
     assert len(leaves) == 4 and report["tiles"] == 5
     store.close()
+
+
+def test_unknown_ground_is_the_stores_median_in_tiles_and_details(
+    tongliao: Store, tmp_path: Path
+) -> None:
+    """A footprint with no terrain under it stands on the store's median ground level, the same
+    in one building's detail as in the city's tiles (the detail used to take 0)."""
+    from cim.model.buildings import building_detail, canonical_buildings
+
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:4550", always_xy=True).transform(
+        122.2615, 43.6205
+    )
+    ingest(
+        tongliao,
+        write_layer(tmp_path / "one.gpkg", [shapely.box(x, y, x + 10, y + 10)], crs="EPSG:4550"),
+    )
+    gis_id = tongliao.con.execute(
+        "SELECT b.id FROM buildings b JOIN sources s ON s.id = b.source_id WHERE s.kind = 'gis'"
+    ).fetchone()[0]
+    everyone = canonical_buildings(tongliao)
+    k = int(np.flatnonzero(everyone.ids == gis_id)[0])
+    detail = building_detail(tongliao, gis_id)
+    assert detail is not None and detail["ground_source"] == "neighbours"
+    assert detail["ground_z"] == pytest.approx(everyone.ground_z[k]) and detail["ground_z"] > 100

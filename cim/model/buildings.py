@@ -164,8 +164,14 @@ def _fill_ground(
             if np.isfinite(v):
                 ground[i] = v
                 sources[i] = "terrain"
-    known = ground[np.isfinite(ground)]
-    fallback, label = (float(np.median(known)), "neighbours") if len(known) else (0.0, "default")
+    # the median over the whole store, not over the buildings asked for: one building's detail
+    # and the city's tiles then agree
+    row = store.con.execute(
+        "SELECT median(b.ground_z) FROM buildings b JOIN sources s ON s.id = b.source_id "
+        "WHERE b.ground_z IS NOT NULL AND s.status = 'ingested'"
+    ).fetchone()
+    known = row[0] if row else None
+    fallback, label = (float(known), "neighbours") if known is not None else (0.0, "default")
     for i in np.flatnonzero(~np.isfinite(ground)):
         ground[i] = fallback
         sources[i] = label
