@@ -228,6 +228,102 @@ def test_ifc_units_that_are_not_a_unit_assignment_are_si() -> None:
     assert odd.counts() == {"unknown_unit": 1}
 
 
+def test_ifc_kernel_crash_in_one_process_degrades_the_element(make_store, tmp_path: Path) -> None:
+    """An IfcPolyline without points as a wall's profile: the kernel divided by zero (SIGFPE)
+    and killed the ingesting process (--workers 1, as the harness runs); now it meshes in a
+    forked child, and the wall is kept, failed, saying the kernel crashed on it."""
+    store = make_store("EPSG:4550")
+    path = tmp_path / "sigfpe.ifc"
+    path.write_bytes((INPUTS / "ifc" / "profile-polyline-without-points-sigfpe.ifc").read_bytes())
+    report: Any = ingest(store, path)
+    assert report.counts["products"] == 1 and report.counts["failed"] == 1
+    assert report.counts["odd_items_by_kind"]["kernel_crash"] == 1
+    assert any("the geometry kernel crashed (SIGFPE)" in w for w in report.warnings)
+    rows = store.con.execute("SELECT geometry_status, geometry_error FROM elements").fetchall()
+    assert rows == [
+        ("failed", "the geometry kernel crashed meshing it (SIGFPE); kept without geometry")
+    ]
+
+
+def test_ifc_kernel_crash_on_one_element_keeps_the_others(make_store, tmp_path: Path) -> None:
+    """Four walls and one whose profile is an empty polyline (written as STEP text): the
+    iterator's child dies of SIGFPE, the walls it had not given yet are meshed one by one in
+    children, and only the culprit is failed."""
+    import re
+
+    from tests.ifc_models import storeyed
+
+    builder, storey = storeyed()
+    bad = builder.box("IfcWall", "Crash", (1.0, 1.0, 0.0), (1.0, 0.2, 3.0), storey)
+    [curve] = [
+        e for e in builder.file.traverse(bad.Representation) if e.is_a("IfcIndexedPolyCurve")
+    ]
+    path = builder.write(tmp_path / "five.ifc")
+    text = re.sub(
+        rf"#{curve.id()}=IFCINDEXEDPOLYCURVE\([^;]*\);",
+        f"#{curve.id()}=IFCPOLYLINE(());",
+        path.read_text(),
+    )
+    path.write_text(text)
+    store = make_store("EPSG:4550")
+    report: Any = ingest(store, path)
+    assert report.counts["meshed"] == 4 and report.counts["failed"] == 1
+    assert report.counts["odd_items_by_kind"]["kernel_crash"] == 1
+    rows = store.con.execute(
+        "SELECT name, geometry_status FROM elements WHERE ifc_class = 'IfcWall' ORDER BY name"
+    ).fetchall()
+    assert ("Crash", "failed") in rows and sum(s == "ok" for _, s in rows) == 4
+
+
+def test_guarded_child_reports_its_death_and_its_exceptions() -> None:
+    import os
+    import signal
+
+    from ingest.ifc.guard import KernelCrashed, guarded
+
+    def dies(send: Any) -> None:
+        send(1)
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    got = []
+    with pytest.raises(KernelCrashed, match="SIGSEGV"):
+        for item in guarded(dies):
+            got.append(item)
+    assert got == [1]
+
+    def raises(send: Any) -> None:
+        send("a")
+        raise ValueError("from the child")
+
+    with pytest.raises(ValueError, match="from the child"):
+        list(guarded(raises))
+    assert list(guarded(lambda send: [send(i) for i in range(3)])) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [b"($)", b"('IFC4')", b"((3))", b"((#1))", b"(*)", b"((.T.))", b"((IFCLABEL('IFC4')))"],
+)
+def test_ifc_malformed_file_schema_is_refused_before_parsing(tmp_path: Path, schema: bytes) -> None:
+    """FILE_SCHEMA's argument not a list of strings: ifcopenshell's parser crashed the process
+    (SIGSEGV); now a clear InputFileError naming the file. In a child process, so that the
+    crash fails this test rather than ending pytest."""
+    seed = (CORPUS / "ifc" / "wall_ifc4.ifc").read_bytes()
+    path = tmp_path / "header.ifc"
+    path.write_bytes(seed.replace(b"FILE_SCHEMA(('IFC4'))", b"FILE_SCHEMA" + schema, 1))
+    code = (
+        "from pathlib import Path; from cim.errors import InputFileError\n"
+        "from ingest.ifc.ingester import open_model\n"
+        "try:\n"
+        f"    open_model(Path({str(path)!r}))\n"
+        "except InputFileError as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.startswith(f"{path}: the STEP header is malformed (FILE_SCHEMA must list")
+
+
 @pytest.mark.slow
 def test_make_fuzz_runner_reports_executions() -> None:
     done = subprocess.run(

@@ -49,6 +49,10 @@ KINDS = {
     ),
     "odd_set_member": "members of a property set that are not properties, left out",
     "not_meshed": "elements the geometry kernel cannot mesh, kept without geometry",
+    "kernel_crash": (
+        "elements the geometry kernel crashed on (a native fault, in a child process), "
+        "kept without geometry"
+    ),
     "space_not_meshed": (
         "spaces the geometry kernel cannot mesh, kept with their quantities "
         "(geometry_status 'none')"
