@@ -122,6 +122,87 @@ def test_laz_chunk_table_larger_than_the_file(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        # a layer of a LAS 1.4 layered chunk declared 3 GB in a 2 KB file (one byte of the
+        # seed changed): lazrs took more than 3 GB before failing
+        (
+            "laz14-layer-sizes-beyond-chunk.laz",
+            "the layers of LAZ chunk 0 declare 3,070,230,872 bytes where the chunk table "
+            "gives the chunk 424",
+        ),
+        # a chunk table byte count of 2^64 - 9: lazrs panicked ("capacity overflow"), a
+        # PanicException, which is no Exception, escaping the ingest
+        (
+            "laz-chunk-bytes-beyond-file-panic.laz",
+            "a LAZ chunk table giving its 1 chunks 18,446,744,073,709,551,607 bytes where "
+            "the file has 437",
+        ),
+    ],
+)
+def test_laz_chunks_beyond_their_bytes_are_refused(
+    make_store, tmp_path: Path, name: str, says: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes((INPUTS / "lidar" / name).read_bytes())
+    store = make_store("EPSG:2154")
+    with pytest.raises(InputFileError) as err:
+        ingest(store, path)
+    assert str(err.value) == (
+        f"{path}: the LAS header is corrupt ({says}); export or download the file again"
+    )
+    assert store.sources() == []
+
+
+class PanicException(BaseException):
+    """What pyo3 raises for a panic of lazrs's Rust code (pyo3_runtime.PanicException, not
+    importable by name): a BaseException, which ``except Exception`` lets through."""
+
+
+def test_a_lazrs_panic_while_decoding_is_the_clear_error(monkeypatch, tmp_path: Path) -> None:
+    """Wherever the points are decoded (the workers' encode_part, or this process): a panic
+    becomes the InputFileError naming the file; Ctrl-C stays Ctrl-C."""
+    import dataclasses
+
+    import laspy
+
+    from ingest.lidar import ingester
+    from ingest.lidar.encode import encode_part
+    from ingest.lidar.reader import decoding
+
+    path = tmp_path / "panics.laz"
+    path.write_bytes((CORPUS / "lidar" / "pf7_v14.laz").read_bytes())
+    with (
+        pytest.raises(
+            InputFileError,
+            match=r"panics\.laz: cannot decode the point data "
+            r"\(PanicException: capacity overflow\)",
+        ),
+        decoding(path),
+    ):
+        raise PanicException("capacity overflow")
+    with pytest.raises(KeyboardInterrupt), decoding(path):
+        raise KeyboardInterrupt
+
+    store = Store.create(tmp_path / "s.duckdb", "EPSG:2154")
+    try:
+        header = ingester._read_header(path)
+        whole, _ = ingester._whole_cloud(
+            path, header, ingester.resolve_crs(header, path, None), store
+        )
+    finally:
+        store.close()
+
+    def panics(self: Any, n: int) -> Any:
+        raise PanicException("capacity overflow")
+
+    monkeypatch.setattr(laspy.LasReader, "read_points", panics)
+    spec = dataclasses.replace(whole, out=str(tmp_path / "part.parquet"))
+    with pytest.raises(InputFileError, match="PanicException: capacity overflow"):
+        encode_part(spec)
+
+
 def test_las_header_with_min_and_max_swapped_is_ingested(make_store, tmp_path: Path) -> None:
     """Header bounds with xmin > xmax: a DTM grid of negative size (ValueError) before; the
     bounds are sorted, and every point goes in."""
