@@ -405,6 +405,31 @@ def test_ifc_malformed_file_schema_is_refused_before_parsing(tmp_path: Path, sch
     assert done.stdout.startswith(f"{path}: the STEP header is malformed (FILE_SCHEMA must list")
 
 
+def test_comparison_hook_keeps_no_result_that_is_not_a_bool() -> None:
+    """atheris's native comparison hook keeps a reference to every result that is not a bool
+    (a NumPy comparison's array): the gcj02 harness grew by 10 KB an execution. The wrapped
+    hook gives plain values to it and compares anything else itself."""
+    import atheris
+    import numpy as np
+    from atheris.version_dependent import CMP_OP_SHIFT_AMOUNT
+
+    from fuzz.harness import plain_comparisons_only
+
+    result = [True]
+
+    class Odd:
+        def __eq__(self, other: object) -> Any:
+            return result
+
+    hook = plain_comparisons_only(atheris._trace_cmp, CMP_OP_SHIFT_AMOUNT)
+    before = sys.getrefcount(result)
+    for _ in range(100):
+        assert hook(Odd(), 3, 2, 0, False) is result  # 2: ==
+    assert sys.getrefcount(result) == before
+    assert hook(1, 2, 0, 0, False) is True  # 0: <, through the native hook
+    assert hook(np.arange(3), 1, 5, 0, False).tolist() == [False, True, True]  # 5: >=
+
+
 @pytest.mark.slow
 def test_make_fuzz_runner_reports_executions() -> None:
     done = subprocess.run(
