@@ -222,6 +222,102 @@ def test_gis_layer_whose_crs_has_no_transformation(make_store, tmp_path: Path) -
         ingest(make_store("EPSG:2154"), tmp_path / "broken.shp")
 
 
+def gis_input(tmp_path: Path, name: str, suffix: str) -> Path:
+    """A GIS harness input as its file (the harness's first byte, format and CRS, dropped)."""
+    path = tmp_path / f"layer{suffix}"
+    path.write_bytes((INPUTS / "gis" / name).read_bytes()[1:])
+    return path
+
+
+def test_gis_attribute_value_not_utf8_is_replaced_and_counted(make_store, tmp_path: Path) -> None:
+    """A GeoPackage TEXT value of bytes that are not UTF-8: DuckDB refused the whole layer at
+    the store write ("Invalid unicode ... in segment statistics update"); now the value is
+    kept with U+FFFD for what is not UTF-8, counted and said."""
+    store = make_store("EPSG:32633")
+    path = gis_input(tmp_path, "gpkg-attribute-value-not-utf8.bin", ".gpkg")
+    report: Any = ingest(store, path)
+    assert report.counts["attribute_values_not_utf8"] == 1
+    assert any("1 attribute values are not UTF-8 text" in w for w in report.warnings)
+    names = store.con.execute(
+        "SELECT attributes->>'name' FROM features ORDER BY source_ref"
+    ).fetchall()
+    assert sorted(n for (n,) in names) == ["AB\ufffdC\ufffd", "fine"]
+
+
+def test_utf8_attributes_leave_valid_columns_alone() -> None:
+    import pyarrow as pa
+
+    from ingest.gis.readers import utf8_attributes
+
+    good = pa.table({"a": ["x", None, "ü"], "n": [1, 2, 3]})
+    table, bad = utf8_attributes(good)
+    assert bad == 0 and table is good
+    raw = pa.array([b"ok", b"\xff", None], pa.binary()).view(pa.string())
+    table, bad = utf8_attributes(pa.table({"a": raw}))
+    assert bad == 1 and table.column("a").to_pylist() == ["ok", "\ufffd", None]
+
+
+@pytest.mark.parametrize(
+    ("harness", "name", "suffix", "skipped"),
+    [
+        # a polygon at latitude 1000 in a lon/lat GeoJSON, beside a good one and a bow tie
+        ("gis", "geojson-ring-outside-crs-domain.bin", ".geojson", "1 (coordinates not finite"),
+        # the same for a CityJSON building in EPSG:4326, beside a good one
+        ("cityjson", "building-outside-crs-domain.city.json", ".city.json", "far (coordinates"),
+    ],
+)
+def test_ring_of_points_outside_the_crs_domain_skips_that_feature(
+    make_store, tmp_path: Path, harness: str, name: str, suffix: str, skipped: str
+) -> None:
+    """Reprojected to UTM, every point of the ring is infinite: GEOS's make_valid raised
+    "Shell empty after removing invalid points" for the whole layer, failing the file; now
+    that feature is skipped and listed, the others written."""
+    if harness == "gis":
+        path = gis_input(tmp_path, name, suffix)
+    else:
+        path = tmp_path / f"layer{suffix}"
+        path.write_bytes((INPUTS / harness / name).read_bytes())
+    report: Any = ingest(make_store("EPSG:32633"), path)
+    assert report.counts["buildings"] >= 1 and report.counts["skipped"] == 1
+    assert any(f"skipped 1 features: {skipped}" in w for w in report.warnings)
+
+
+def test_make_valid_that_geos_refuses_skips_only_that_geometry() -> None:
+    """If GEOS refuses to repair one geometry of a layer, the others are still repaired."""
+    import numpy as np
+    import shapely
+
+    from ingest.gis.geometry import _make_valid
+
+    inf = float("inf")
+    bad = shapely.polygons(shapely.linearrings([(inf, inf)] * 4))
+    bow = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1), (0, 0)])
+    fixed, why = _make_valid(np.array([bow, bad], dtype=object))
+    assert fixed[0].is_valid and not fixed[0].is_empty and why[0] == ""
+    assert fixed[1] is None and "GEOS cannot repair it" in why[1]
+
+
+def test_parquet_footer_declaring_2e40_rows_is_refused_before_reading(tmp_path: Path) -> None:
+    """An 841-byte GeoParquet whose footer declares 2^40 rows: pq.read_table took 23 GB
+    before the system killed it. Refused from the footer now. In a child process with its
+    address space limited, so that without the check it fails here rather than the machine."""
+    path = gis_input(tmp_path, "parquet-footer-declares-2e40-rows.bin", ".parquet")
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))\n"
+        "from pathlib import Path; from cim.errors import InputFileError\n"
+        "from ingest.gis import read_layers\n"
+        "try:\n"
+        f"    read_layers(Path({str(path)!r}))\n"
+        "except InputFileError as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(
+        f"{path}: the Parquet footer declares 1,099,511,627,776 rows, which would take about"
+    )
+
+
 def ingest_ifc(make_store, tmp_path: Path, name: str) -> Any:
     path = tmp_path / name
     path.write_bytes((INPUTS / "ifc" / name).read_bytes())
