@@ -318,6 +318,33 @@ def test_parquet_footer_declaring_2e40_rows_is_refused_before_reading(tmp_path: 
     )
 
 
+def test_geoparquet_geometry_column_not_binary_is_refused(tmp_path: Path) -> None:
+    """The 'geo' metadata naming an int64 column as the geometry: shapely's TypeError before."""
+    path = gis_input(tmp_path, "geoparquet-geometry-column-int64.bin", ".parquet")
+    with pytest.raises(InputFileError, match="geometry column 'id' holds int64, not WKB bytes"):
+        read_layers(path)
+
+
+def test_arrow_wrapping_error_on_a_corrupt_layer_is_the_clear_error(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """pyarrow raises NotImplementedError ("Wrapping scalar of type ...") for a type it has no
+    Python scalar for, which is no ArrowException: a layer GDAL reads into such a column is
+    refused naming the file and the layer, as other unreadable layers are."""
+    import pyogrio
+
+    path = gis_input(tmp_path, "geojson-ring-outside-crs-domain.bin", ".geojson")
+
+    def wrapping(*args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("Wrapping scalar of type month_interval")
+
+    monkeypatch.setattr(pyogrio, "read_arrow", wrapping)
+    with pytest.raises(
+        InputFileError, match=r"layer\.geojson: layer 'layer' cannot be read \(Wrapping scalar"
+    ):
+        read_layers(path)
+
+
 def ingest_ifc(make_store, tmp_path: Path, name: str) -> Any:
     path = tmp_path / name
     path.write_bytes((INPUTS / "ifc" / name).read_bytes())

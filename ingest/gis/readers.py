@@ -150,10 +150,17 @@ def read_ogr(dataset: Dataset, only: str | None) -> tuple[str, list[Layer]]:
             meta, table = pyogrio.read_arrow(where, layer=name, return_fids=True, **options)
         except UnicodeDecodeError as exc:
             raise not_utf8(path) from exc
-        except (*OGR_ERRORS, OSError, pa.ArrowException, UnboundLocalError) as exc:
+        except (
+            *OGR_ERRORS,
+            OSError,
+            pa.ArrowException,
+            UnboundLocalError,
+            NotImplementedError,
+        ) as exc:
             # OSError / ArrowException: Arrow's stream over a corrupt layer ("reading feature
             # size"); UnboundLocalError: pyogrio's read_info on a layer whose CRS text it
-            # cannot decode (a pyogrio bug, found by fuzzing)
+            # cannot decode (a pyogrio bug, found by fuzzing); NotImplementedError: pyarrow's
+            # "Wrapping scalar of type ..." for a type it has no Python scalar for
             raise InputFileError(
                 f"{path}: layer {name!r} cannot be read ({_reason(exc)})", detail=str(exc)
             ) from exc
@@ -162,16 +169,21 @@ def read_ogr(dataset: Dataset, only: str | None) -> tuple[str, list[Layer]]:
         except UnicodeDecodeError as exc:  # a field name that is not UTF-8
             raise not_utf8(path) from exc
         table = table.rename_columns(_unique_names(columns))
-        fids = table.column(0)
-        attrs, not_utf8_values = utf8_attributes(
-            table.select(list(range(1, table.num_columns - 1)))
-        )
-        wkb = table.column(table.num_columns - 1).to_numpy(zero_copy_only=False)
+        try:
+            refs = pc.cast(table.column(0), pa.string()).to_numpy(zero_copy_only=False)
+            attrs, not_utf8_values = utf8_attributes(
+                table.select(list(range(1, table.num_columns - 1)))
+            )
+            wkb = table.column(table.num_columns - 1).to_numpy(zero_copy_only=False)
+        except (pa.ArrowException, NotImplementedError) as exc:  # as above, once read
+            raise InputFileError(
+                f"{path}: layer {name!r} cannot be read ({_reason(exc)})", detail=str(exc)
+            ) from exc
         layers.append(
             Layer(
                 name=name,
                 geoms=shapely.from_wkb(wkb, on_invalid="ignore"),
-                refs=pc.cast(fids, pa.string()).to_numpy(zero_copy_only=False),
+                refs=refs,
                 attrs=attrs,
                 crs=meta.get("crs"),
                 geometry_type=meta.get("geometry_type"),
@@ -230,7 +242,9 @@ def read_geoparquet(path: Path, only: str | None) -> tuple[str, list[Layer]]:
     try:
         table = pq.read_table(path)
         table.column_names  # noqa: B018 - decoded here: a name that is not UTF-8 raises
-    except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
+    except (OSError, pa.ArrowException, UnicodeDecodeError, NotImplementedError) as exc:
+        # NotImplementedError: pyarrow's "Wrapping scalar of type ..." for a type it has no
+        # Python scalar for
         raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from exc
     raw_geo = (table.schema.metadata or {}).get(b"geo")
     if raw_geo is None:
@@ -246,6 +260,18 @@ def read_geoparquet(path: Path, only: str | None) -> tuple[str, list[Layer]]:
     spec = columns.get(column) if isinstance(column, str) else None
     if not isinstance(spec, dict) or column not in table.column_names:
         raise InputFileError(f"{path}: GeoParquet metadata names no geometry column")
+    geometry_type = table.schema.field(column).type
+    if not (
+        pa.types.is_binary(geometry_type)
+        or pa.types.is_large_binary(geometry_type)
+        or pa.types.is_binary_view(geometry_type)
+    ):
+        # an integer column named as the geometry: shapely's TypeError before; an interval
+        # column: pyarrow's to_numpy crashed the process
+        raise InputFileError(
+            f"{path}: the GeoParquet geometry column {column!r} holds {geometry_type}, not "
+            f"WKB bytes; write it with WKB encoding"
+        )
     if str(spec.get("encoding", "WKB")).upper() != "WKB":
         raise InputFileError(
             f"{path}: GeoParquet geometry encoding {spec.get('encoding')!r} is not supported; "
