@@ -244,6 +244,17 @@ def test_gis_attribute_value_not_utf8_is_replaced_and_counted(make_store, tmp_pa
     assert sorted(n for (n,) in names) == ["AB\ufffdC\ufffd", "fine"]
 
 
+def test_gis_json_field_not_utf8_is_replaced_and_counted(make_store, tmp_path: Path) -> None:
+    """A GeoJSON object property holding bytes that are not UTF-8 (found by the 10-minute run):
+    GDAL reads it as an arrow.json extension column over a string, which the first fix did
+    not look into, and DuckDB's error on it could not even be decoded (UnicodeDecodeError at
+    the store write)."""
+    path = gis_input(tmp_path, "geojson-json-field-not-utf8.bin", ".geojson")
+    report: Any = ingest(make_store("EPSG:32618"), path)
+    assert report.counts["attribute_values_not_utf8"] == 1
+    assert report.counts["buildings"] >= 1
+
+
 def test_utf8_attributes_leave_valid_columns_alone() -> None:
     import pyarrow as pa
 

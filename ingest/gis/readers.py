@@ -91,6 +91,8 @@ def utf8_attributes(table: pa.Table) -> tuple[pa.Table, int]:
     bad_total = 0
     for i, (name, col) in enumerate(zip(table.column_names, table.columns, strict=True)):
         typ = col.type
+        if isinstance(typ, pa.BaseExtensionType):  # GDAL's JSON fields: arrow.json over a string
+            typ = typ.storage_type
         if pa.types.is_dictionary(typ):
             typ = typ.value_type
         if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
@@ -100,11 +102,13 @@ def utf8_attributes(table: pa.Table) -> tuple[pa.Table, int]:
             continue
         except pa.ArrowInvalid:
             pass
-        if pa.types.is_dictionary(col.type):
-            col = pa.chunked_array([c.dictionary_decode() for c in col.chunks], typ)
         binary = pa.large_binary() if pa.types.is_large_string(typ) else pa.binary()
         values: list[str | None] = []
         for chunk in col.chunks:
+            if isinstance(chunk.type, pa.BaseExtensionType):
+                chunk = chunk.storage
+            if isinstance(chunk, pa.DictionaryArray):
+                chunk = chunk.dictionary_decode()
             for raw in chunk.view(binary).to_pylist():
                 if raw is None:
                     values.append(None)
@@ -114,6 +118,7 @@ def utf8_attributes(table: pa.Table) -> tuple[pa.Table, int]:
                 except UnicodeDecodeError:
                     values.append(raw.decode("utf-8", "replace"))
                     bad_total += 1
+        # the values as plain text (an extension type such as arrow.json is not kept)
         table = table.set_column(i, name, pa.array(values, typ))
     return table, bad_total
 
