@@ -433,6 +433,19 @@ def test_ifc_property_value_a_list_is_kept_as_a_list(make_store, tmp_path: Path)
     assert values and isinstance(values[0], list)
 
 
+def test_ifc_storey_elevation_a_list_and_name_an_entity(make_store, tmp_path: Path) -> None:
+    """Found by the 10-minute IFC run: a storey whose Elevation parses as a list
+    (float(tuple): TypeError) and whose Name is an entity (Arrow could not write it). The
+    elevation comes from the placement, recorded; the name is left out."""
+    store = make_store("EPSG:4550")
+    path = tmp_path / "storey.ifc"
+    path.write_bytes((INPUTS / "ifc" / "storey-elevation-a-list-name-an-entity.ifc").read_bytes())
+    report: Any = ingest(store, path)
+    assert report.counts["storeys"] == 1
+    assert report.counts["odd_items_by_kind"]["odd_elevation"] == 1
+    assert store.con.execute("SELECT name FROM storeys").fetchall() == [(None,)]
+
+
 def test_ifc_units_that_are_not_a_unit_assignment_are_si() -> None:
     """UnitsInContext pointing to an IfcCartesianPoint: get_project_unit's AttributeError
     (found by the 60 s run after the fixes above); read as SI units, recorded (the file is
