@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
+import shapely.errors
 from numpy.typing import NDArray
 from pyproj import CRS
 
@@ -97,10 +98,17 @@ def prepare_geometries(
             skipped.append((str(ref), f"not a polygon (geometry type id {t})"))
     else:
         wrong = np.zeros(len(g), dtype=bool)
+    # coordinates that are not finite (a position outside the source CRS's domain, which
+    # the reprojection sends to infinity): GEOS cannot repair such a ring (make_valid raised
+    # "Shell empty after removing invalid points" for the whole layer), so the feature goes
+    unusable = ~missing & ~wrong & _not_finite(g)
+    for ref in refs[unusable]:
+        skipped.append((str(ref), "coordinates not finite in the project CRS"))
+    missing = missing | unusable
     invalid = ~missing & ~wrong & ~shapely.is_valid(g)
     repaired: list[str] = []
     if invalid.any():
-        fixed = shapely.make_valid(g[invalid], method="structure", keep_collapsed=False)
+        fixed, why = _make_valid(g[invalid])
         poly = was_polygonal[invalid]
         if poly.any():
             fixed[poly] = _polygonal_part(fixed[poly])
@@ -108,11 +116,37 @@ def prepare_geometries(
         g[invalid] = fixed
         inv_refs = refs[invalid]
         repaired = [str(r) for r in inv_refs[~bad]]
-        for ref in inv_refs[bad]:
-            skipped.append((str(ref), "invalid and nothing is left after repair"))
+        for ref, reason in zip(inv_refs[bad], why[bad], strict=True):
+            skipped.append((str(ref), reason or "invalid and nothing is left after repair"))
         missing = missing.copy()
         missing[np.flatnonzero(invalid)[bad]] = True
     return Prepared(g, ~missing & ~wrong, repaired, skipped)
+
+
+def _not_finite(geoms: NDArray[np.object_]) -> NDArray[np.bool_]:
+    """Whether each geometry has a coordinate that is NaN or infinite."""
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    out = np.zeros(len(geoms), dtype=bool)
+    out[index[~np.isfinite(coords).all(axis=1)]] = True
+    return out
+
+
+def _make_valid(geoms: NDArray[np.object_]) -> tuple[NDArray[np.object_], NDArray[np.object_]]:
+    """make_valid of each geometry, and why it could not be repaired ("" where it could).
+    All at once; if GEOS refuses one, one by one, the refused ones left empty with GEOS's
+    reason, so that one geometry never fails its layer."""
+    why = np.full(len(geoms), "", dtype=object)
+    try:
+        return shapely.make_valid(geoms, method="structure", keep_collapsed=False), why
+    except shapely.errors.GEOSException:
+        pass
+    fixed = np.full(len(geoms), None, dtype=object)
+    for i, geom in enumerate(geoms):
+        try:
+            fixed[i] = shapely.make_valid(geom, method="structure", keep_collapsed=False)
+        except shapely.errors.GEOSException as exc:
+            why[i] = f"invalid and GEOS cannot repair it ({exc})"
+    return fixed, why
 
 
 def _polygonal_part(geoms: NDArray[np.object_]) -> NDArray[np.object_]:

@@ -26,7 +26,7 @@ from ingest.gis.attributes import guess_role, load_config
 from ingest.gis.cityjson import is_cityjson, read_cityjson
 from ingest.gis.datasets import CSV_SUFFIXES, FORMATS, format_of, is_dataset, locate
 from ingest.gis.geometry import prepare_geometries, reprojector
-from ingest.gis.readers import Layer, read_geoparquet, read_ogr
+from ingest.gis.readers import NOT_UTF8_VALUES, Layer, read_geoparquet, read_ogr
 from ingest.gis.writing import insert_buildings, insert_features
 from ingest.sniff import LASF, read_head, step_schema
 
@@ -163,6 +163,14 @@ class GisIngester:
             else:
                 written = insert_features(store, ctx.source_id, layer, prepared, role)
             counts[role] += written
+            not_utf8 = layer.extra_counts.get(NOT_UTF8_VALUES, 0)
+            if not_utf8:
+                counts[NOT_UTF8_VALUES] = counts.get(NOT_UTF8_VALUES, 0) + not_utf8
+                result.warnings.append(
+                    f"layer {layer.name!r}: {not_utf8} attribute values are not UTF-8 text; "
+                    f"kept, each byte sequence that is not UTF-8 replaced by U+FFFD (export the "
+                    f"layer as UTF-8 to keep them whole)"
+                )
             counts["repaired"] += len(prepared.repaired)
             counts["skipped"] += len(prepared.skipped)
             per_layer[layer.name] = {"role": role, "read": len(layer.geoms), "written": written}

@@ -28,7 +28,7 @@ from ingest.ifc.elements import ElementRow
 from ingest.ifc.mesh import is_shell, union_of_polygons
 from ingest.ifc.placement import ModelFrame, center_of, to_project
 from ingest.ifc.properties import attr
-from ingest.ifc.quirks import OddItems, label
+from ingest.ifc.quirks import OddItems, label, number, text
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -61,7 +61,10 @@ def read_storeys(
     out: dict[int, Storey] = {}
     for st in model.by_type("IfcBuildingStorey"):
         building = building_of(st, odd)
-        elev = st.Elevation
+        elev = number(st.Elevation)
+        if elev is None and st.Elevation is not None and odd is not None:
+            # a list or a string where the schema has a length (found by fuzzing)
+            odd.add("odd_elevation", st, type(st.Elevation).__name__)
         if elev is None and st.ObjectPlacement is not None:
             try:
                 elev = uplace.get_local_placement(st.ObjectPlacement)[2, 3]
@@ -72,7 +75,7 @@ def read_storeys(
                 elev = None
         out[st.id()] = {
             "global_id": label(st),
-            "name": st.Name,
+            "name": text(st.Name),
             "elevation": float(elev or 0.0) * unit_scale,
             "building": building.id() if building else None,
             "building_ref": label(building) if building else None,
@@ -139,7 +142,7 @@ def _write_building(
         apply_affine(placement.matrix, np.array([[*center_of(outline), ground_local]]))[0, 2]
     )
     minx, miny, maxx, maxy = fp.bounds
-    given_name = attr(ent, "LongName") or attr(ent, "Name")
+    given_name = text(attr(ent, "LongName")) or text(attr(ent, "Name"))
     frame: ModelFrame = {
         "footprint_wkt": shapely.to_wkt(outline, rounding_precision=4),
         "ground_z": ground_local,

@@ -25,7 +25,7 @@ from shapely.geometry.base import BaseGeometry
 from cim.georef import Placement
 from ingest.ifc.mesh import MeshData
 from ingest.ifc.properties import PropertyReader, attr
-from ingest.ifc.quirks import OddItems, label, unit_scale
+from ingest.ifc.quirks import OddItems, label, number, text, unit_scale
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -119,12 +119,12 @@ class ElementWriter:
             cols["global_id"].append(label(p))
             cols["ifc_class"].append(p.is_a())
             cols["predefined_type"].append(props["predefined_type"])
-            cols["name"].append(p.Name)
-            cols["object_type"].append(attr(p, "ObjectType"))
+            cols["name"].append(text(p.Name))
+            cols["object_type"].append(text(attr(p, "ObjectType")))
             cols["type_name"].append(props["type_name"])
             cols["type_class"].append(props["type_class"])
-            cols["storey"].append(st.Name if st is not None else None)
-            elev = st.Elevation if st is not None else None
+            cols["storey"].append(text(st.Name) if st is not None else None)
+            elev = number(st.Elevation) if st is not None else None
             cols["storey_elevation"].append(
                 float(elev) * self.unit_scale if elev is not None else None
             )

@@ -25,14 +25,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import ifcopenshell
-import ifcopenshell.geom
 import numpy as np
 import psutil
 import shapely
@@ -44,16 +43,17 @@ from cim.model.linking import link_buildings
 from ingest.base import IngestContext, IngestResult
 from ingest.ifc.buildings import building_of, read_storeys, storey_of, write_buildings
 from ingest.ifc.elements import ElementRow, ElementWriter
+from ingest.ifc.guard import KernelCrashed, guarded
+from ingest.ifc.header import HEADER_BYTES, check_header
 from ingest.ifc.mesh import (
-    GEOMETRY_LIBRARY,
     ITERATOR_REFUSED,
+    IteratorRefused,
     MeshStats,
-    geometry_settings,
     is_shell,
     is_terrain,
+    iterate_meshes,
     mesh_alone,
     mesh_chunk,
-    mesh_data,
 )
 from ingest.ifc.placement import model_placement, model_schema, stored_params
 from ingest.ifc.properties import PropertyReader
@@ -107,7 +107,7 @@ INGESTER = IfcIngester()
 def open_model(path: Path) -> ifcopenshell.file:
     """Open an IFC file or raise InputFileError / UnsupportedFile naming it and the reason."""
     with path.open("rb") as f:
-        head = f.read(4096)
+        head = f.read(HEADER_BYTES)
         f.seek(max(0, path.stat().st_size - 4096))
         tail = f.read()
     if not head.lstrip().startswith(b"ISO-10303-21"):
@@ -118,6 +118,7 @@ def open_model(path: Path) -> ifcopenshell.file:
         raise InputFileError(
             f"{path}: the file is truncated (no END-ISO-10303-21 trailer); copy or export it again"
         )
+    check_header(path, head)  # what would crash ifcopenshell's parser
     try:
         model = ifcopenshell.open(str(path))
     except ifcopenshell.SchemaError as exc:
@@ -166,66 +167,106 @@ class Mesher:
     def _mesh_the_rest(self, rows: dict[int, ElementRow]) -> None:
         """What the iterator passed over, meshed one by one (see mesh_alone), else kept with
         the kernel's reason: an element ``failed``, a space without geometry (its Qto
-        quantities stay)."""
-        stats_of = MeshStats()
-        for row in rows.values():
-            if row.mesh is not None:
-                continue
+        quantities stay).
+
+        In a forked child (ingest.ifc.guard), which says which element it starts before
+        meshing it: when the kernel crashes on one, that element is kept without geometry
+        (``kernel_crash``) and a new child goes on with the next."""
+        model = self.model
+        pending = [pid for pid, row in rows.items() if row.mesh is None]
+        crashed: set[int] = set()
+        todo = pending
+        while todo:
+
+            def work(send: Callable[[Any], None], ids: tuple[int, ...] = tuple(todo)) -> None:
+                stats_of = MeshStats()
+                for pid in ids:
+                    send(("start", pid))
+                    product = model.by_id(pid)
+                    mesh, error = mesh_alone(product)
+                    stats: dict[str, float] = {}
+                    outline = None
+                    if mesh is not None:
+                        stats, outline = stats_of(mesh, is_terrain(product))
+                    send(("result", pid, mesh, error, stats, outline))
+
+            started: int | None = None
+            try:
+                for message in guarded(work):
+                    if message[0] == "start":
+                        started = message[1]
+                        continue
+                    _, pid, mesh, error, stats, outline = message
+                    row = rows[pid]
+                    row.mesh, row.error, row.stats = mesh, error, stats
+                    if is_shell(row.product):
+                        row.outline = outline
+                    started = None
+                todo = []
+            except KernelCrashed as exc:
+                # the element it started and did not finish is the one it crashed on; if it
+                # crashed between two (never seen), every element left is taken as the cause
+                culprits = [started] if started is not None else list(todo)
+                for pid in culprits:
+                    rows[pid].error = (
+                        f"the geometry kernel crashed meshing it ({exc.signal_name}); "
+                        f"kept without geometry"
+                    )
+                    crashed.add(pid)
+                todo = todo[todo.index(started) + 1 :] if started is not None else []
+        for pid in pending:
+            row = rows[pid]
             product = row.product
-            row.mesh, row.error = mesh_alone(product)
             if row.mesh is not None:
-                row.stats, outline = stats_of(row.mesh, is_terrain(product))
-                if is_shell(product):
-                    row.outline = outline
                 self.odd.add("meshed_alone", product, product.is_a())
+            elif pid in crashed:
+                self.odd.add("kernel_crash", product, f"{product.is_a()}: {row.error}")
             elif product.is_a("IfcSpace"):
                 self.odd.add("space_not_meshed", product, row.error)
             else:
                 self.odd.add("not_meshed", product, f"{product.is_a()}: {row.error}")
 
     def _mesh_here(self, rows: dict[int, ElementRow]) -> None:
+        """The geometry iterator on the kernel's own threads, in a child forked from this
+        process (ingest.ifc.guard: a native crash of the kernel kills the child, not the
+        ingest), which also computes each mesh's quantities and outline, while this process
+        reads the properties of each element as its mesh comes. After a crash, the elements
+        not meshed yet are meshed one by one (_mesh_the_rest), which finds the culprit."""
         total = max(1, len(rows))
         threads = multiprocessing.cpu_count()
-        self.reader.definitions()  # one pass over the relations, before the kernel's threads start
-        stats_of = MeshStats()
-        try:
-            it = ifcopenshell.geom.iterator(
-                geometry_settings(),
-                self.model,
-                threads,
-                geometry_library=GEOMETRY_LIBRARY,  # type: ignore[arg-type]
-            )
-        except RuntimeError as exc:
-            # the iterator's constructor reads the model's contexts and refuses the whole
-            # model for one odd item in them (a required attribute null): every product is
-            # meshed one by one instead (_mesh_the_rest), each degrading alone
-            self.warnings.append(f"{self.path.name}: {ITERATOR_REFUSED} ({exc})")
-            for entry in rows.values():
-                entry.props = self.reader.properties(entry.product)
-            return
+        self.reader.definitions()  # one pass over the relations, before the child forks
+        model = self.model
+
+        def work(send: Callable[[Any], None]) -> None:
+            try:
+                for result in iterate_meshes(model, threads):
+                    if result[0] in rows:
+                        send(result)
+            except IteratorRefused as exc:
+                send((None, str(exc), None, None))
+
         done = 0
-        # Everything per element happens here, between the kernel's results, while its threads
-        # mesh the next elements: the copy, the quantities (Clipper holds the GIL, so a thread
-        # pool for them only added switching: measured no faster on 2 threads) and the
-        # properties. Python and the kernel share the cores either way; the writes after the
-        # loop cannot overlap with anything, so the less left for them the better.
-        if it.initialize():
-            while True:
-                shape = it.get()
-                row = rows.get(shape.id)
-                mesh = mesh_data(shape.geometry) if row is not None else None
-                # a shape without a vertex is left to _mesh_the_rest (mesh_alone says why)
-                if row is not None and mesh is not None and len(mesh.verts):
-                    row.mesh = mesh
-                    row.stats, outline = stats_of(row.mesh, is_terrain(row.product))
-                    if is_shell(row.product):
-                        row.outline = outline
-                    row.props = self.reader.properties(row.product)
-                    done += 1
-                    if done % 25 == 0:
-                        self.ctx.progress(0.05 + 0.7 * done / total, f"geometry {done}/{total}")
-                if not it.next():
-                    break
+        try:
+            for pid, mesh, stats, outline in guarded(work):
+                if pid is None:
+                    # the iterator's constructor reads the model's contexts and refuses the
+                    # whole model for one odd item in them (a required attribute null): every
+                    # product is meshed one by one instead (_mesh_the_rest), each degrading
+                    # alone
+                    self.warnings.append(f"{self.path.name}: {ITERATOR_REFUSED} ({mesh})")
+                    continue
+                row = rows[pid]
+                row.mesh, row.stats, row.outline = mesh, stats, outline
+                row.props = self.reader.properties(row.product)
+                done += 1
+                if done % 25 == 0:
+                    self.ctx.progress(0.05 + 0.7 * done / total, f"geometry {done}/{total}")
+        except KernelCrashed as exc:
+            self.warnings.append(
+                f"{self.path.name}: the geometry kernel crashed ({exc.signal_name}) meshing the "
+                f"model after {done} of {len(rows)} elements; the rest were meshed one by one, "
+                f"and those it crashes on are kept without geometry"
+            )
         for entry in rows.values():
             if entry.mesh is None:
                 entry.props = self.reader.properties(entry.product)

@@ -14,7 +14,7 @@ import hashlib
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,6 +291,47 @@ def _worker_model(path: str) -> ifcopenshell.file:
 ITERATOR_REFUSED = "the geometry iterator refuses the model; its elements are meshed one by one"
 
 
+class IteratorRefused(RuntimeError):
+    """The geometry iterator's constructor refused the model (ITERATOR_REFUSED)."""
+
+
+def iterate_meshes(
+    model: ifcopenshell.file, threads: int, ids: list[int] | None = None
+) -> Iterator[tuple[int, MeshData, dict[str, float], BaseGeometry | None]]:
+    """The geometry iterator over ``model``'s products (those of ``ids`` only, if given) on
+    ``threads`` threads: (entity id, mesh, its quantities, its outline for a shell element
+    else None) of each shape with a vertex, as the kernel gives them. A shape without a vertex
+    is left out (mesh_alone says why). Raises IteratorRefused if the iterator refuses the
+    model."""
+    kwargs: dict[str, Any] = {}
+    if ids is not None:
+        kwargs["include"] = [model.by_id(i) for i in ids]
+    wanted = set(ids) if ids is not None else None
+    try:
+        it = ifcopenshell.geom.iterator(
+            geometry_settings(),
+            model,
+            threads,
+            geometry_library=GEOMETRY_LIBRARY,  # type: ignore[arg-type]
+            **kwargs,
+        )
+    except RuntimeError as exc:
+        raise IteratorRefused(str(exc)) from exc
+    stats_of = MeshStats()
+    if it.initialize():
+        while True:
+            shape = it.get()
+            if wanted is None or shape.id in wanted:
+                mesh = mesh_data(shape.geometry)
+                if len(mesh.verts):
+                    product = model.by_id(shape.id)
+                    stats, outline = stats_of(mesh, is_terrain(product))
+                    # outlines are only of use for the building's footprint (shell elements)
+                    yield shape.id, mesh, stats, outline if is_shell(product) else None
+            if not it.next():
+                break
+
+
 def mesh_chunk(
     item: tuple[str, list[int]],
 ) -> list[tuple[int, MeshData, dict[str, float], bytes | None]]:
@@ -298,36 +339,14 @@ def mesh_chunk(
     quantities and outline. The worker parses the file once for all its chunks."""
     path, ids = item
     model = _worker_model(path)
-    include: list[Any] = [model.by_id(i) for i in ids]
-    wanted = set(ids)
     try:
-        it = ifcopenshell.geom.iterator(
-            geometry_settings(),
-            model,
-            1,
-            include=include,
-            geometry_library=GEOMETRY_LIBRARY,  # type: ignore[arg-type]
-        )
-    except RuntimeError:
-        # the iterator refuses the model (ITERATOR_REFUSED): the ingesting process meshes
-        # these products one by one (mesh_alone)
+        return [
+            (pid, mesh, stats, shapely.to_wkb(outline) if outline else None)
+            for pid, mesh, stats, outline in iterate_meshes(model, 1, ids)
+        ]
+    except IteratorRefused:
+        # the ingesting process meshes these products one by one (mesh_alone)
         return []
-    out = []
-    stats_of = MeshStats()
-    if it.initialize():
-        while True:
-            shape = it.get()
-            mesh = mesh_data(shape.geometry) if shape.id in wanted else None
-            # a shape without a vertex is left to mesh_alone in the ingesting process
-            if mesh is not None and len(mesh.verts):
-                product = model.by_id(shape.id)
-                stats, outline = stats_of(mesh, is_terrain(product))
-                # outlines are only of use for the building's footprint (shell elements)
-                wkb = shapely.to_wkb(outline) if outline and is_shell(product) else None
-                out.append((shape.id, mesh, stats, wkb))
-            if not it.next():
-                break
-    return out
 
 
 def mesh_alone(product: Any) -> tuple[MeshData | None, str | None]:

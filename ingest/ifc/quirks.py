@@ -15,6 +15,7 @@ reads such attributes as unset and names such elements ``#<entity id>``.
 
 from __future__ import annotations
 
+import math
 import mmap
 import re
 from collections import Counter
@@ -47,8 +48,16 @@ KINDS = {
     "unreadable_placement": (
         "storeys whose placement cannot be read, their elevation taken as 0 (the model's base)"
     ),
+    "odd_elevation": (
+        "storeys whose Elevation is not a number, their elevation read from their placement "
+        "(else 0)"
+    ),
     "odd_set_member": "members of a property set that are not properties, left out",
     "not_meshed": "elements the geometry kernel cannot mesh, kept without geometry",
+    "kernel_crash": (
+        "elements the geometry kernel crashed on (a native fault, in a child process), "
+        "kept without geometry"
+    ),
     "space_not_meshed": (
         "spaces the geometry kernel cannot mesh, kept with their quantities "
         "(geometry_status 'none')"
@@ -57,6 +66,19 @@ KINDS = {
 
 #: GlobalIds named in a warning, per kind
 EXAMPLES = 3
+
+
+def text(value: Any) -> str | None:
+    """An attribute read as text: itself if it is a string, else None (a fuzzed or broken
+    file can put an entity, a number or a list where the schema has a label)."""
+    return value if isinstance(value, str) else None
+
+
+def number(value: Any) -> float | None:
+    """An attribute read as a length: a finite real number, else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def label(entity: Any) -> str:

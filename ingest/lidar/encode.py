@@ -34,7 +34,7 @@ from cim.crs import transformer
 from cim.errors import InputFileError
 from cim.model.points import GROUND
 from ingest.lidar.dtm import DtmGrid, GroundPatch
-from ingest.lidar.reader import decode_error, open_points
+from ingest.lidar.reader import decoding, open_points
 from ingest.lidar.sort import SortGrid, sorted_points
 
 #: DuckDB's and our Parquet files' row group (rows): the unit the min/max statistics describe
@@ -261,10 +261,8 @@ def _encode(reader: laspy.LasReader, spec: PartSpec, sink: Any) -> Part:
     with pq.ParquetWriter(sink, point_file_schema(), **_PARQUET_OPTIONS) as writer:
         while done < spec.count:
             n = min(RUN_POINTS, spec.count - done)
-            try:
+            with decoding(spec.path):  # lazrs's errors and panics: the clear error
                 points = reader.read_points(n)
-            except Exception as exc:
-                raise decode_error(spec.path, exc) from exc
             if len(points) != n:
                 raise InputFileError(
                     f"{spec.path}: truncated: the point data ends at point "
@@ -295,10 +293,8 @@ def encode_part(spec: PartSpec) -> Part:
     sink = spec.out if spec.out is not None else pa.BufferOutputStream()
     with open_points(spec.path) as reader:
         if spec.start:
-            try:
+            with decoding(spec.path):
                 reader.seek(spec.start)
-            except Exception as exc:
-                raise decode_error(spec.path, exc) from exc
         part = _encode(reader, spec, sink)
     if isinstance(sink, pa.BufferOutputStream):
         part.data = sink.getvalue()

@@ -33,6 +33,7 @@ from ingest.lidar.reader import (
     check_header_sizes,
     check_scales,
     horizontal_crs,
+    is_decoder_error,
     project_bounds,
     resolve_crs,
 )
@@ -79,7 +80,9 @@ def _read_header(path: Path) -> laspy.LasHeader:
     try:
         with laspy.open(path) as reader:
             header = reader.header
-    except Exception as exc:
+    except BaseException as exc:  # a panic of lazrs's too (is_decoder_error)
+        if not is_decoder_error(exc):
+            raise
         raise InputFileError(
             f"{path}: not a readable LAS/LAZ file ({exc}); export it again",
             detail=repr(exc),

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import laspy
 from pyproj import CRS
 
 from cim.crs import check_in_project_area, parse_crs, transformer
-from cim.errors import CrsError, InputFileError
+from cim.errors import CimError, CrsError, InputFileError
 
 #: sizes and offsets of the LAS public header (ASPRS LAS 1.4 R15, table 3) and of a VLR/EVLR
 #: header; a LAS 1.0-1.2 header is 227 bytes, 1.3 235, 1.4 375
@@ -87,12 +89,13 @@ def check_header_sizes(path: Path) -> None:
 
 
 def _laz_chunk_problem(path: Path, point_offset: int, size: int) -> str | None:
-    """What is wrong with a LAZ file's chunk table count, or None.
+    """What is wrong with a LAZ file's chunk table, or None.
 
     The LASzip chunk table (its offset in the 8 bytes where the points start, or in the last
     8 bytes when that is -1; then a version and the number of chunks) is allocated by lazrs
     at the size it declares: a corrupt count aborted the process asking for 34 GB. Every chunk
-    takes at least a byte of the file, so a count above the file's size is corrupt.
+    takes at least a byte of the file, so a count above the file's size is corrupt. Then the
+    layers of each chunk of a layered (LAS 1.4) file: see _layered_chunk_problem.
     """
     with path.open("rb") as f:
         f.seek(point_offset)
@@ -106,6 +109,90 @@ def _laz_chunk_problem(path: Path, point_offset: int, size: int) -> str | None:
         _version, n_chunks = struct.unpack("<II", f.read(8))
     if n_chunks > size:
         return f"a LAZ chunk table of {n_chunks:,} chunks in a file of {size:,} bytes"
+    return _layered_chunk_problem(path, point_offset)
+
+
+#: LASzip item types of LAS 1.4 layered compression -> the number of layers each has (BYTE14:
+#: one per extra byte, None here)
+_LAYERED_ITEMS = {10: 9, 11: 1, 12: 2, 13: 1, 14: None}
+_LASZIP_USER_ID = b"laszip encoded"
+_LASZIP_RECORD_ID = 22204
+
+
+def _laszip_vlr(path: Path) -> bytes | None:
+    """The record data of a LAZ file's LASzip VLR, or None (its header's counts are checked
+    already: check_header_sizes)."""
+    with path.open("rb") as f:
+        head = f.read(_MIN_HEADER)
+        header_size, point_offset, n_vlrs = struct.unpack_from("<HII", head, 94)
+        f.seek(header_size)
+        data = f.read(point_offset - header_size)
+    at = 0
+    for _ in range(n_vlrs):
+        if at + _VLR_HEADER > len(data):
+            return None
+        user_id = data[at + 2 : at + 18].rstrip(b"\0")
+        record_id, length = struct.unpack_from("<HH", data, at + 18)
+        at += _VLR_HEADER
+        if user_id == _LASZIP_USER_ID and record_id == _LASZIP_RECORD_ID:
+            return data[at : at + length]
+        at += length
+    return None
+
+
+def _layered_chunk_problem(path: Path, point_offset: int) -> str | None:
+    """What is wrong with a LAZ file's chunks as its chunk table gives them, or None.
+
+    The table's byte counts must fit in the file: a count of 2^64 - 9 made lazrs panic
+    ("capacity overflow"). Then, in a layered file (LAS 1.4, point formats 6-10), each chunk
+    begins with its first point raw, its count of points and the byte size of each layer
+    (x/y, z, classification, flags ...); lazrs allocates each layer it decodes at the size
+    declared there, before reading it: a size of 3 GB in a 2 KB file (one byte changed, found
+    by fuzzing) made the process take more than 3 GB before failing. The sizes must add up to
+    the chunk's byte count. The table is read by lazrs, which decodes no point for it."""
+    import lazrs
+
+    size = path.stat().st_size
+    vlr = _laszip_vlr(path)
+    if vlr is None or len(vlr) < 34:
+        return None  # lazrs says what is wrong
+    try:
+        with path.open("rb") as f:
+            f.seek(point_offset)
+            chunks = lazrs.read_chunk_table(f, lazrs.LazVlr(vlr))
+    except BaseException as exc:  # lazrs's own errors, and its panics (see decoding)
+        if not is_decoder_error(exc):
+            raise
+        return None  # lazrs says what is wrong when it decodes
+    chunks = chunks or []
+    room = size - point_offset - 8  # the chunks follow the chunk table's offset
+    total = sum(n_bytes for _, n_bytes in chunks)
+    if total > room:
+        return (
+            f"a LAZ chunk table giving its {len(chunks):,} chunks {total:,} bytes where the "
+            f"file has {room:,}"
+        )
+    n_items = min(struct.unpack_from("<H", vlr, 32)[0], (len(vlr) - 34) // 6)
+    items = [struct.unpack_from("<HHH", vlr, 34 + 6 * i) for i in range(n_items)]
+    if not items or any(kind not in _LAYERED_ITEMS for kind, _, _ in items):
+        return None  # not layered (LAS 1.0-1.3 point formats): no layer sizes to check
+    n_layers = sum(_LAYERED_ITEMS[kind] or item_size for kind, item_size, _ in items)
+    first_point = sum(item_size for _, item_size, _ in items)
+    chunk_head = first_point + 4 + 4 * n_layers
+    at = point_offset + 8
+    with path.open("rb") as f:
+        for i, (_points, n_bytes) in enumerate(chunks):
+            f.seek(at)
+            head = f.read(chunk_head)
+            if len(head) < chunk_head:
+                break  # a truncated file: the decoder says so
+            layers = struct.unpack_from(f"<{n_layers}I", head, first_point + 4)
+            if chunk_head + sum(layers) > n_bytes:
+                return (
+                    f"the layers of LAZ chunk {i} declare {sum(layers):,} bytes where the "
+                    f"chunk table gives the chunk {n_bytes:,}"
+                )
+            at += n_bytes
     return None
 
 
@@ -229,11 +316,31 @@ def _decompression_selection() -> Any:
     )
 
 
-def open_points(path: str) -> laspy.LasReader:
+def is_decoder_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the decoder's failure: an Exception (lazrs's LazrsError, laspy's
+    errors, an IoError), or a panic of lazrs's Rust code ("capacity overflow" on a corrupt
+    chunk), which pyo3 raises as ``pyo3_runtime.PanicException``, a BaseException that
+    ``except Exception`` lets through. Not KeyboardInterrupt, SystemExit, GeneratorExit."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+@contextmanager
+def decoding(path: str | Path) -> Iterator[None]:
+    """Wherever laspy/lazrs decode: their failures (exceptions and panics alike) become the
+    clear InputFileError naming the file (decode_error); the project's own errors pass."""
     try:
-        return laspy.open(path, decompression_selection=_decompression_selection())
-    except Exception as exc:
+        yield
+    except CimError:
+        raise
+    except BaseException as exc:
+        if not is_decoder_error(exc):
+            raise
         raise decode_error(path, exc) from exc
+
+
+def open_points(path: str) -> laspy.LasReader:
+    with decoding(path):
+        return laspy.open(path, decompression_selection=_decompression_selection())
 
 
 def decode_error(path: str | Path, exc: BaseException) -> InputFileError:
