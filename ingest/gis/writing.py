@@ -8,6 +8,7 @@ the bbox columns prune well.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -88,11 +89,27 @@ def _attr_struct(attrs: pa.Table) -> pa.StructArray | None:
             k += 1
             key = f"{name}_{k}"
         seen.add(norm_name(key))
-        arrays.append(col.combine_chunks())
+        arrays.append(_json_or_text(col.combine_chunks()))
         names.append(key)
     if not arrays:
         return None
     return pa.StructArray.from_arrays(arrays, names=names)
+
+
+def _json_or_text(array: pa.Array) -> pa.Array:
+    """A JSON field (GDAL's arrow.json over text) stays JSON when every value parses, else it
+    becomes its text: DuckDB's to_json refused the whole layer on one value that is not JSON
+    ("Malformed JSON", found by fuzzing)."""
+    if not isinstance(array.type, pa.BaseExtensionType):
+        return array
+    text = array.storage
+    try:
+        for value in text.to_pylist():
+            if value is not None:
+                json.loads(value)
+    except ValueError:
+        return text
+    return array
 
 
 def _hilbert_order_sql(bounds: NDArray[np.float64]) -> str:
