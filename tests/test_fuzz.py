@@ -446,6 +446,15 @@ def test_ifc_storey_elevation_a_list_and_name_an_entity(make_store, tmp_path: Pa
     assert store.con.execute("SELECT name FROM storeys").fetchall() == [(None,)]
 
 
+def test_ifc_type_relation_holding_an_aggregation_is_ignored(make_store, tmp_path: Path) -> None:
+    """Found by the second 10-minute IFC run: IsTypedBy holding an IfcRelAggregates, whose
+    missing RelatingType made ifcopenshell's get_type raise AttributeError (in the properties
+    and the materials); the element is meshed without a type, the relation listed."""
+    report: Any = ingest_ifc(make_store, tmp_path, "type-relation-an-aggregation.ifc")
+    assert report.counts["meshed"] == 1
+    assert report.counts["odd_items_by_kind"] == {"ignored_relation": 1}
+
+
 def test_ifc_units_that_are_not_a_unit_assignment_are_si() -> None:
     """UnitsInContext pointing to an IfcCartesianPoint: get_project_unit's AttributeError
     (found by the 60 s run after the fixes above); read as SI units, recorded (the file is

@@ -135,7 +135,17 @@ class PropertyReader:
     def properties(self, product: Any) -> dict[str, Any]:
         """Property and quantity sets, the type's merged under the occurrence's own (the type's
         sets are read once per type: many occurrences share them)."""
-        ptype = uel.get_type(product)
+        try:
+            ptype = uel.get_type(product)
+        except AttributeError:
+            # IsTypedBy holding another relation (found by fuzzing): no type, recorded
+            self.odd.add_once("ignored_relation", product, f"type relation of {label(product)}")
+            ptype = None
+        if ptype is not None and not (
+            isinstance(ptype, ifcopenshell.entity_instance) and ptype.is_a("IfcTypeObject")
+        ):
+            self.odd.add_once("ignored_relation", product, f"type relation of {label(product)}")
+            ptype = None
         merged: dict[str, tuple[bool, dict[str, Any]]] = {}
         if ptype is not None:
             key = ptype.id()
@@ -152,7 +162,11 @@ class PropertyReader:
         for name in sorted(psets):
             if name.startswith("Pset_") and name.endswith("Common"):
                 flags.update(psets[name])
-        materials = sorted({m.Name for m in uel.get_materials(product) if attr(m, "Name")})
+        try:
+            found = uel.get_materials(product)
+        except AttributeError:  # its type relation holds another relation: its own only
+            found = uel.get_materials(product, should_inherit=False)
+        materials = sorted({m.Name for m in found if attr(m, "Name") and isinstance(m.Name, str)})
         return {
             "psets": psets,
             "qsets": qsets,
