@@ -42,6 +42,7 @@ from cim.georef import (
 from cim.model.heights import heights_from_points
 from cim.model.linking import link_buildings
 from ingest.base import Anchor
+from ingest.ifc.quirks import number
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -256,30 +257,41 @@ def _map_conversion_placement(
             f"know (give its EPSG code in the model, e.g. EPSG:4550); ignored"
         )
         return None
-    params = {
-        "eastings": float(helmert.e),
-        "northings": float(helmert.n),
-        "orthogonal_height": float(helmert.h),
-        "x_axis_abscissa": float(helmert.xaa),
-        "x_axis_ordinate": float(helmert.xao),
-        "scale": float(helmert.scale),
-        "factor_x": float(helmert.factor_x),
-        "factor_y": float(helmert.factor_y),
-        "factor_z": float(helmert.factor_z),
+    read = {
+        "eastings": helmert.e,
+        "northings": helmert.n,
+        "orthogonal_height": helmert.h,
+        "x_axis_abscissa": helmert.xaa,
+        "x_axis_ordinate": helmert.xao,
+        "scale": helmert.scale,
+        "factor_x": helmert.factor_x,
+        "factor_y": helmert.factor_y,
+        "factor_z": helmert.factor_z,
     }
+    params = {k: number(v) for k, v in read.items()}
+    odd = sorted(k for k, v in params.items() if v is None)
+    if odd:
+        # a value that is not a finite number (text where the schema wants a real, found by
+        # fuzzing: it reached float()): the georeference cannot be used, the file can
+        notes.append(
+            f"the model's {method.replace('_', ' ')} has values that are not numbers "
+            f"({', '.join(odd)}); ignored"
+        )
+        return None
+    values = {k: float(v) for k, v in params.items() if v is not None}
     if is_geographic(map_crs):
         return geographic_target_placement(
             store.crs,
             map_crs,
-            params["eastings"],
-            params["northings"],
-            params,
+            values["eastings"],
+            values["northings"],
+            values,
             half_extent,
             method,
             store.project_origin,
         )
     return map_conversion_placement(
-        store.crs, map_crs, params, unit_scale, center, half_extent, method, store.project_origin
+        store.crs, map_crs, values, unit_scale, center, half_extent, method, store.project_origin
     )
 
 
