@@ -89,6 +89,9 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
+        # DuckDB draws a progress bar on stdout for a query that runs over two seconds: on a
+        # loaded machine it landed before `cim status --json`'s document
+        "enable_progress_bar": False,
     }
     try:
         con = duckdb.connect(str(path), read_only=read_only, config=config)
