@@ -89,9 +89,6 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
-        # DuckDB draws a progress bar on stdout for a query that runs over two seconds: on a
-        # loaded machine it landed before `cim status --json`'s document
-        "enable_progress_bar": False,
     }
     try:
         con = duckdb.connect(str(path), read_only=read_only, config=config)
@@ -116,4 +113,12 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     except duckdb.Error as exc:
         raise StoreError(f"cannot open store {path}: {exc}") from exc
     con.execute(f"LOAD '{spatial_extension_path()}'")
+    quiet(con)
     return con
+
+
+def quiet(con: duckdb.DuckDBPyConnection) -> None:
+    """No progress bar: DuckDB draws one on stdout for a query that runs over two seconds, and
+    on a loaded machine it landed before `cim status --json`'s document. A connection's own
+    setting (each cursor is a connection of its own)."""
+    con.execute("SET enable_progress_bar = false")

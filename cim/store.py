@@ -39,7 +39,7 @@ import psutil
 from pyproj import CRS
 
 from cim import __version__
-from cim.connection import connect
+from cim.connection import connect, quiet
 from cim.crs import DEFAULT_PROJECT_CRS, check_project_crs, crs_label, parse_crs
 from cim.errors import (
     CrsError,
@@ -221,6 +221,7 @@ class Store:
             # DuckDB's file_search_path is a comma-separated list
             raise StoreError(f"store {path}: a store's folder may not contain a comma")
         con.execute(f"SET file_search_path = '{folder}'")
+        quiet(con)
 
     # ---- opening -----------------------------------------------------------------------
     @classmethod
