@@ -81,11 +81,44 @@ def check_header_sizes(path: Path) -> None:
         if n_evlrs and (evlr_start > size or n_evlrs * _EVLR_HEADER > size - evlr_start):
             problem = f"{n_evlrs:,} extended records from byte {evlr_start:,} do not fit in it"
     if problem is None and head[104] & _COMPRESSED_BITS:
+        problem = _laz_points_problem(path, head, point_offset, size)
+    if problem is None and head[104] & _COMPRESSED_BITS:
         problem = _laz_chunk_problem(path, point_offset, size)
     if problem:
         raise InputFileError(
             f"{path}: the LAS header is corrupt ({problem}); export or download the file again"
         )
+
+
+#: how many times its compressed size a LAZ file's points may take decoded: LASzip gives 5-15x
+#: on real clouds; a corrupt point count asked lazrs for 154 GB for a file of a few kilobytes,
+#: which aborted the process (found by CI's fuzz run)
+_LAZ_MAX_RATIO = 2000
+
+
+def _laz_points_problem(path: Path, head: bytes, point_offset: int, size: int) -> str | None:
+    """Whether the header's point count, and the LASzip chunk size (lazrs allocates a whole
+    chunk), can be decoded from the file's compressed bytes."""
+    record = struct.unpack_from("<H", head, 105)[0]
+    count = struct.unpack_from("<I", head, 107)[0]
+    if head[25] >= 4 and len(head) >= 255:  # LAS 1.4: the 64-bit count
+        count = max(count, struct.unpack_from("<Q", head, 247)[0])
+    room = max(size - point_offset, 0)
+    limit = _LAZ_MAX_RATIO * room + (64 << 20)
+    if count * record > limit:
+        return (
+            f"{count:,} points of {record} bytes cannot be decoded from {room:,} compressed bytes"
+        )
+    vlr = _laszip_vlr(path)
+    if vlr is not None and len(vlr) >= 16:
+        chunk = struct.unpack_from("<I", vlr, 12)[0]
+        if chunk != _VARIABLE_CHUNKS and chunk * record > limit:
+            return f"LAZ chunks of {chunk:,} points do not fit in {room:,} compressed bytes"
+    return None
+
+
+#: the LASzip chunk size that means chunks of variable size (their counts in the chunk table)
+_VARIABLE_CHUNKS = 0xFFFFFFFF
 
 
 def _laz_chunk_problem(path: Path, point_offset: int, size: int) -> str | None:
