@@ -24,6 +24,9 @@ from cim.errors import InputFileError, NotFound
 
 STANDARDS = Path(__file__).resolve().parents[2] / "schemas" / "standards"
 
+#: ratios within this of a bound are on it: areas and volumes come from float32 meshes, so
+#: 12 m2 of 24 m2 may read 0.4999999
+_TOLERANCE = 1e-6
 #: what is known of one item of a building
 State = Literal["ratio", "absent", "unknown"]
 
@@ -60,9 +63,9 @@ class Item:
             return self.points_lower if bool(ratio) else 0.0
         if self.lower is None:
             return self.points_lower if ratio > 0 else 0.0
-        if ratio < self.lower - 1e-12:
+        if ratio < self.lower - _TOLERANCE:
             return 0.0
-        if self.upper is None or not self.interpolate or ratio >= self.upper:
+        if self.upper is None or not self.interpolate or ratio >= self.upper - _TOLERANCE:
             return self.points_upper
         span = (ratio - self.lower) / (self.upper - self.lower)
         return round1(self.points_lower + span * (self.points_upper - self.points_lower))
@@ -178,6 +181,8 @@ def assess(standard: Standard, inputs: dict[str, ItemInput]) -> Assessment:
             "points": 0.0,
             "evidence": given.evidence,
         }
+        if given.why:
+            row["why"] = given.why
         if given.state == "ratio" and given.ratio is not None:
             value = given.ratio
             row["ratio"] = value if isinstance(value, bool) else round(float(value), 4)
@@ -198,8 +203,8 @@ def assess(standard: Standard, inputs: dict[str, ItemInput]) -> Assessment:
         if groups.get(g, 0.0) < least:
             reasons.append(f"{g} = {groups.get(g, 0.0):g} points, under {least:g}")
     for key in standard.required_items:
-        row = items.get(key)
-        if row is None or not row["points"]:
+        found = items.get(key)
+        if found is None or not found["points"]:
             reasons.append(f"{key} is required ({'not declared' if key in missing else 'no'})")
     if rate is None or rate < standard.min_rate:
         reasons.append(f"P = {rate if rate is not None else '-'}%, under {standard.min_rate:g}%")

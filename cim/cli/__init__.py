@@ -7,7 +7,7 @@ stays fast.
 
 from __future__ import annotations
 
-from cim.cli import ingest, init, jobs, place, serve, status, tile, token
+from cim.cli import analyze, ingest, init, jobs, place, serve, status, tile, token
 from cim.cli.base import cli
 
 cli.add_command(init.init)
@@ -15,6 +15,7 @@ cli.add_command(status.status)
 cli.add_command(jobs.jobs)
 cli.add_command(ingest.ingest)
 cli.add_command(place.place)
+cli.add_command(analyze.analyze)
 cli.add_command(tile.tile)
 cli.add_command(tile.export_tiles)
 cli.add_command(serve.serve)

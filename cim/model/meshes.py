@@ -117,7 +117,7 @@ def _mesh(row: tuple[Any, ...]) -> ElementMesh:
         ifc_class=cls,
         name=name,
         storey=storey,
-        precast=precast_flag(sets),
+        precast=precast_flag(sets, name),
         positions=positions,
         normals=normals / length,
         indices=indices,

@@ -1,0 +1,161 @@
+"""What every analyzer shares: its results in the store, fingerprints, and what is stale.
+
+An analyzer lists its subjects (each building it can say something of, with the fingerprint
+of what it would read: the sources' sha256, the rules files' versions, a declaration), and
+computes one subject at a time. ``run_analyzer`` recomputes only the subjects whose stored
+fingerprint differs (all of them with ``everything=True``), forgets the rows of subjects that
+are gone, then writes the city roll-up, all in one transaction: a failure leaves the results
+as they were. Re-ingesting a source deletes its rows with the rest of it (``source_id``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cim.model.analyses import stored
+
+if TYPE_CHECKING:
+    from cim.store import Store
+
+Progress = Callable[[float | None, str | None], None]
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable digest of JSON-able inputs."""
+    text = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Subject:
+    key: str  # 'building:<id>'
+    building_id: int | None
+    source_id: int | None
+    fingerprint: str
+    label: str = ""  # for progress and reports
+    inputs: dict[str, Any] = field(default_factory=dict)  # what compute needs, read once
+
+
+@dataclass
+class Outcome:
+    summary: dict[str, Any]
+    result: dict[str, Any]
+
+
+class Analyzer(Protocol):
+    name: str
+
+    def rules_label(self) -> str: ...
+
+    def subjects(self, store: Store, building: int | None = None) -> list[Subject]: ...
+
+    def compute(self, store: Store, subject: Subject) -> Outcome: ...
+
+    def rollup(self, store: Store, rows: list[dict[str, Any]]) -> Outcome | None: ...
+
+
+def run_analyzer(
+    store: Store,
+    analyzer: Analyzer,
+    *,
+    building: int | None = None,
+    everything: bool = False,
+    job_id: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Recompute what is stale (or everything) and the roll-up; returns what was done with
+    every subject's summary."""
+    step = progress or (lambda f, m: None)
+    subjects = analyzer.subjects(store, building)
+    before = stored(store, analyzer.name)
+    todo = [
+        s
+        for s in subjects
+        if everything or before.get(s.key, {}).get("fingerprint") != s.fingerprint
+    ]
+    keep = {s.key for s in subjects}
+    gone = [k for k in before if k != "city" and k not in keep] if building is None else []
+    computed: dict[str, Outcome] = {}
+    for i, s in enumerate(todo):
+        step(i / max(len(todo), 1) * 0.9, f"{analyzer.name}: {s.label or s.key}")
+        computed[s.key] = analyzer.compute(store, s)
+    step(0.9, f"{analyzer.name}: writing")
+    rules = analyzer.rules_label()
+    with store.transaction() as con:
+        for k in gone:
+            con.execute(
+                "DELETE FROM analyses WHERE analyzer = ? AND subject = ?", [analyzer.name, k]
+            )
+        for s in todo:
+            out = computed[s.key]
+            con.execute(
+                "INSERT OR REPLACE INTO analyses (analyzer, subject, building_id, source_id, "
+                "fingerprint, rules, summary, result, job_id, computed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+                [
+                    analyzer.name,
+                    s.key,
+                    s.building_id,
+                    s.source_id,
+                    s.fingerprint,
+                    rules,
+                    json.dumps(out.summary, ensure_ascii=False),
+                    json.dumps(out.result, ensure_ascii=False, default=str),
+                    job_id,
+                ],
+            )
+        after = stored(store, analyzer.name)
+        city_rows = [r for k, r in after.items() if k != "city"]
+        city = analyzer.rollup(store, city_rows)
+        if city is not None:
+            con.execute(
+                "INSERT OR REPLACE INTO analyses (analyzer, subject, building_id, source_id, "
+                "fingerprint, rules, summary, result, job_id, computed_at) "
+                "VALUES (?, 'city', NULL, NULL, ?, ?, ?, ?, ?, current_timestamp)",
+                [
+                    analyzer.name,
+                    fingerprint(sorted(r["fingerprint"] for r in city_rows)),
+                    rules,
+                    json.dumps(city.summary, ensure_ascii=False),
+                    json.dumps(city.result, ensure_ascii=False, default=str),
+                    job_id,
+                ],
+            )
+    step(1.0, f"{analyzer.name}: done")
+    rows = stored(store, analyzer.name)
+    return {
+        "analyzer": analyzer.name,
+        "rules": rules,
+        "subjects": len(subjects),
+        "computed": len(todo),
+        "unchanged": len(subjects) - len(todo),
+        "removed": len(gone),
+        "results": [
+            {"subject": s.key, "building_id": s.building_id, **rows[s.key]["summary"]}
+            for s in subjects
+            if s.key in rows
+        ],
+        "city": rows["city"]["result"] if "city" in rows else None,
+    }
+
+
+def stale_counts(store: Store, analyzers: Sequence[Analyzer]) -> dict[str, dict[str, int]]:
+    """For `cim status`: per analyzer, subjects with a current result, stale and missing."""
+    out: dict[str, dict[str, int]] = {}
+    for a in analyzers:
+        before = stored(store, a.name)
+        current = stale = missing = 0
+        for s in a.subjects(store):
+            have = before.get(s.key)
+            if have is None:
+                missing += 1
+            elif have["fingerprint"] == s.fingerprint:
+                current += 1
+            else:
+                stale += 1
+        out[a.name] = {"current": current, "stale": stale, "missing": missing}
+    return out
