@@ -276,6 +276,8 @@ def inputs_digest(con: duckdb.DuckDBPyConnection, tileset: str) -> str:
         [
             "SELECT id, sha256, status FROM sources ORDER BY id",
             "SELECT source_id, matrix::VARCHAR FROM placements ORDER BY source_id",
+            # the analyzers' figures the buildings carry (prefab rate and grade)
+            "SELECT analyzer, subject, fingerprint FROM analyses ORDER BY analyzer, subject",
         ],
     )
     for sql in queries:

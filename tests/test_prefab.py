@@ -253,3 +253,30 @@ def test_cli_json_and_the_building_detail(tongliao: Store, tmp_path: Path) -> No
     with Store.open(path) as again:
         found = building_analyses(again, [1])
     assert found["prefab"]["summary"]["prefab_grade"] == "AA"
+
+
+def test_the_rate_reaches_the_tiles_the_detail_and_marks_tiles_stale(
+    tongliao: Store, tmp_path: Path
+) -> None:
+    from cim.model.buildings import building_detail
+    from cim.tilefiles import tileset_states
+    from tests.test_tiles import glbs, tileset
+    from tiles.build import build_tilesets
+    from tiles.gltf import property_tables
+
+    store = tongliao
+    _ingest(store, precast_tower(tmp_path / "tower.ifc"))
+    build_tilesets(store, ["buildings"])
+    _declare(store, tmp_path)
+    _analyze(store)
+    (state,) = tileset_states(store.con, store.path)
+    assert state["state"] == "stale"  # the buildings carry the rate: analysing changed it
+    build_tilesets(store, ["buildings"])
+    folder, doc = tileset(store, "buildings")
+    table = property_tables(glbs(folder, doc)[-1][1])["building"]
+    assert table["prefab_rate"] == [81.9] and table["prefab_grade"] == ["AA"]
+    detail = building_detail(store, 1)
+    assert detail is not None
+    prefab = detail["analyses"]["prefab"]
+    assert prefab["summary"]["prefab_rate"] == 81.9
+    assert prefab["result"]["items"]["vertical"]["points"] == 22.0

@@ -289,6 +289,8 @@ def building_columns(b: Buildings, members: NDArray[np.int64]) -> dict[str, list
         "lod": col("lod", ""),
         "source": [b.source_kinds[i] for i in members],
         "height_source": col("height_source", ""),
+        "prefab_rate": [float(v) for v in col("prefab_rate", -1.0)],
+        "prefab_grade": col("prefab_grade", ""),
     }
 
 

@@ -36,6 +36,10 @@ BUILDING_PROPERTIES = (
     Property("lod", "STRING", description="level of detail: BIM, LoD2, LoD1"),
     Property("source", "STRING", description="kind of source: ifc, gis, lidar"),
     Property("height_source", "STRING", description="where the height comes from"),
+    Property(
+        "prefab_rate", "SCALAR", "FLOAT64", "assembly rate P, % (GB/T 51129-2017)", no_data=-1.0
+    ),
+    Property("prefab_grade", "STRING", description="prefab grade: A, AA, AAA or empty"),
 )
 ELEMENT_PROPERTIES = (
     Property("global_id", "STRING", description="IFC GlobalId"),

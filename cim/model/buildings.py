@@ -20,6 +20,7 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
+from cim.model.analyses import building_analyses, summaries
 from cim.model.terrain import dtms_over, ground_at
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def canonical_buildings(store: Store, ids: list[int] | None = None) -> Buildings
     )
     sources = ["store" if np.isfinite(g) else "" for g in ground]
     _fill_ground(store, footprints, ground, sources)
+    _analysis_columns(store, id_list, linked, columns)
     return Buildings(
         ids=np.array(id_list, dtype=np.int64),
         source_ids=np.array(columns["source_id"], dtype=np.int64),
@@ -122,6 +124,31 @@ def canonical_buildings(store: Store, ids: list[int] | None = None) -> Buildings
         columns=columns,
         linked=linked,
     )
+
+
+#: what the analyzers' summaries add to each building (tiles carry them; colouring reads them)
+ANALYSIS_COLUMNS = {
+    "prefab_rate": ("prefab", "prefab_rate"),
+    "prefab_grade": ("prefab", "prefab_grade"),
+}
+
+
+def _analysis_columns(
+    store: Store, ids: list[int], linked: list[list[int]], columns: dict[str, list[Any]]
+) -> None:
+    """Each building's analysis figures, from its own row or a row linked to it."""
+    found = {name: summaries(store, name) for name in {a for a, _ in ANALYSIS_COLUMNS.values()}}
+    for column, (analyzer, key) in ANALYSIS_COLUMNS.items():
+        by_row = found[analyzer]
+        values: list[Any] = []
+        for bid, others in zip(ids, linked, strict=True):
+            value = None
+            for row in (bid, *others):
+                if row in by_row and by_row[row].get(key) is not None:
+                    value = by_row[row][key]
+                    break
+            values.append(value)
+        columns[column] = values
 
 
 def _linked_rows(store: Store, ids: list[int], columns: dict[str, list[Any]]) -> list[list[int]]:
@@ -287,5 +314,5 @@ def building_detail(store: Store, building_id: int) -> dict[str, Any] | None:
             if heights
             else None
         ),
-        "analyses": {},
+        "analyses": building_analyses(store, group),
     }

@@ -577,8 +577,15 @@ function analysisSection(analyses) {
   const keys = ["prefab", "energy", "pv", ...Object.keys(analyses || {})].filter(
     (k, i, all) => all.indexOf(k) === i,
   );
+  const extra = [];
   const rows = keys.map((k) => {
     const result = analyses && analyses[k];
+    if (k === "prefab" && result && result.result) {
+      extra.push(...prefabNodes(result.result));
+      const r = result.result;
+      const text = `${r.rate === null ? "—" : `${fmt(r.rate, 1)} %`} · ${r.grade || t("prefab_no_grade")}`;
+      return row(t("analysis_prefab"), text);
+    }
     const label = t(`analysis_${k}`) === `analysis_${k}` ? k : t(`analysis_${k}`);
     if (!result) {
       const span = document.createElement("span");
@@ -596,7 +603,71 @@ function analysisSection(analyses) {
         : String(result);
     return row(label, summary);
   });
-  nodes.push(table(rows));
+  nodes.push(table(rows), ...extra);
+  return nodes;
+}
+
+// The assembly rate's breakdown (cim/analyze/prefab.py, schemas/prefab.schema.json): the
+// verdict, each item's ratio and points, what is missing, and the what-if.
+function prefabNodes(r) {
+  const nodes = [];
+  const h = document.createElement("h4");
+  h.textContent = t("prefab_title");
+  nodes.push(h);
+  const verdict = document.createElement("p");
+  verdict.className = "prefab-verdict";
+  verdict.dataset.prefabricated = String(r.prefabricated);
+  verdict.textContent = `P = ${r.rate === null ? "—" : fmt(r.rate, 1)} % · ${
+    r.grade ? t("prefab_grade", { g: r.grade }) : t("prefab_no_grade")
+  } · ${r.prefabricated ? t("prefab_yes") : t("prefab_no")}`;
+  nodes.push(verdict);
+  const zh = currentLang() === "zh";
+  const items = Object.entries(r.items || {}).map(([key, it]) => {
+    const ratio =
+      it.ratio === null || it.ratio === undefined
+        ? it.state === "absent"
+          ? t("prefab_absent")
+          : t("prefab_undeclared")
+        : typeof it.ratio === "boolean"
+          ? it.ratio
+            ? "✓"
+            : "✗"
+          : `${fmt(100 * it.ratio, 1)} %`;
+    const tr = row(zh ? it.name_zh : it.name_en || key, `${ratio} → ${fmt(it.points, 1)} / ${it.max_points}`);
+    tr.dataset.item = key;
+    if (it.why) tr.title = it.why;
+    return tr;
+  });
+  const g = r.groups || {};
+  items.push(row("Q1 · Q2 · Q3 · Q4", `${g.Q1} · ${g.Q2} · ${g.Q3} · ${g.Q4}`));
+  nodes.push(table(items));
+  if ((r.verdict_reasons || []).length) {
+    const ul = document.createElement("ul");
+    ul.className = "reasons";
+    for (const reason of r.verdict_reasons) {
+      const li = document.createElement("li");
+      li.textContent = reason;
+      ul.append(li);
+    }
+    nodes.push(ul);
+  }
+  for (const w of r.what_if || []) {
+    const p = document.createElement("p");
+    p.className = "what-if";
+    if (w.already) p.textContent = t("prefab_whatif_done", { v: w.target });
+    else if (!w.reached) p.textContent = t("prefab_whatif_out", { v: w.target });
+    else
+      p.textContent = t("prefab_whatif", {
+        v: w.target,
+        groups: w.switch.map((s) => `${s.group} (${s.members})`).join(", "),
+        p: fmt(w.rate_after, 1),
+      });
+    nodes.push(p);
+  }
+  const src = document.createElement("p");
+  src.className = "none";
+  src.textContent = r.rules ? r.rules.table : "";
+  nodes.push(src);
   return nodes;
 }
 

@@ -19,9 +19,12 @@ const NUMERIC = {
   height: { prop: "height", edges: [10, 20, 35, 60, 100], unit: (v) => t("metres", { v }) },
   floors: { prop: "floors", edges: [4, 7, 12, 19, 33], unit: (v) => t("floorsN", { v }) },
   year: { prop: "year", edges: [1980, 1990, 2000, 2010, 2020], unit: (v) => String(v) },
+  // the assembly rate (GB/T 51129-2017): 50 % makes a prefabricated building, 60 / 76 / 91 %
+  // the grades A / AA / AAA
+  prefab: { prop: "prefab_rate", edges: [20, 35, 50, 60, 76], unit: (v) => `${v} %` },
 };
 
-export const ATTRIBUTES = ["none", "height", "floors", "use", "year"];
+export const ATTRIBUTES = ["none", "height", "floors", "use", "year", "prefab"];
 
 function quote(text) {
   return `'${String(text).replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
