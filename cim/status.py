@@ -3,6 +3,7 @@ as console tables by the CLI."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NotRequired, TypedDict
 
 from cim.jobs import JobJson, list_jobs
@@ -67,12 +68,21 @@ class StatusDocument(TypedDict):
     jobs: JobsSummary
     tilesets: list[TilesetState]
     attention: list[AttentionItem]
+    analyses: NotRequired[AnalysesState]
     store_busy: NotRequired[bool]
     server: NotRequired[ServerHolding]
 
 
-def status_document(store: Store) -> StatusDocument:
-    """The document described by ``schemas/status.schema.json``."""
+#: per analyzer: buildings with a current result, a stale one, none (``cim.analyze.stale_counts``)
+AnalysesState = dict[str, dict[str, int]]
+
+
+def status_document(
+    store: Store, analyses: Callable[[Store], AnalysesState] | None = None
+) -> StatusDocument:
+    """The document described by ``schemas/status.schema.json``. ``analyses`` says how
+    current each analyzer's results are (handed in by those who know the analyzers: the
+    command line, the server's pipeline)."""
     existing = {
         r[0]
         for r in store.con.execute(
@@ -164,9 +174,20 @@ def status_document(store: Store) -> StatusDocument:
                     f"run `cim tile` to bring them up to date",
                 }
             )
+    state = analyses(store) if analyses is not None and "analyses" in existing else None
+    for name, n in (state or {}).items():
+        if n["stale"] or n["missing"]:
+            attention.append(
+                {
+                    "reason": "analyses_stale",
+                    "message": f"{n['stale'] + n['missing']} building(s) without a current "
+                    f"{name} result ({n['stale']} stale, {n['missing']} never analysed): run "
+                    f"`cim analyze {name}`",
+                }
+            )
     counts = {t: store.count(t) for t in COUNTED_TABLES if t in existing}
     counts["sources"] = len(sources)
-    return {
+    doc: StatusDocument = {
         "store": str(store.path),
         "schema_version": store.schema_version,
         "crs": store.crs_label,
@@ -179,3 +200,6 @@ def status_document(store: Store) -> StatusDocument:
         "tilesets": tilesets,
         "attention": attention,
     }
+    if state is not None:
+        doc["analyses"] = state
+    return doc

@@ -280,3 +280,22 @@ def test_the_rate_reaches_the_tiles_the_detail_and_marks_tiles_stale(
     prefab = detail["analyses"]["prefab"]
     assert prefab["summary"]["prefab_rate"] == 81.9
     assert prefab["result"]["items"]["vertical"]["points"] == 22.0
+
+
+def test_status_says_when_results_are_stale(tongliao: Store, tmp_path: Path) -> None:
+    from cim.cli.status import analyses_state
+    from cim.status import status_document
+
+    store = tongliao
+    _ingest(store, precast_tower(tmp_path / "tower.ifc"))
+    doc = status_document(store, analyses_state)
+    assert doc["analyses"]["prefab"] == {"current": 0, "stale": 0, "missing": 1}
+    assert [a["reason"] for a in doc["attention"]] == ["analyses_stale"]
+    assert "cim analyze prefab" in doc["attention"][0]["message"]
+    _analyze(store)
+    doc = status_document(store, analyses_state)
+    assert doc["analyses"]["prefab"] == {"current": 1, "stale": 0, "missing": 0}
+    assert not doc["attention"]
+    _declare(store, tmp_path)  # a new declaration: the result is stale
+    assert status_document(store, analyses_state)["analyses"]["prefab"]["stale"] == 1
+    jsonschema.validate(doc, json.loads((SCHEMAS / "status.schema.json").read_text()))

@@ -13,6 +13,7 @@ from cim.cli.base import emit_json, json_option, open_store, out_console, store_
 
 if TYPE_CHECKING:
     from cim.status import ServerHolding, StatusDocument
+    from cim.store import Store
 
 
 @click.command()
@@ -32,11 +33,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
             raise
         return
     with store:
-        doc = status_document(store)
+        doc = status_document(store, analyses_state)
     if as_json:
         emit_json(doc)
         return
     render_status(doc, out_console)
+
+
+def analyses_state(store: Store) -> dict[str, dict[str, int]]:
+    """How current each analyzer's results are (the command line knows the analyzers)."""
+    from cim.analyze import ANALYZERS, stale_counts
+
+    return stale_counts(store, [make() for make in ANALYZERS.values()])
 
 
 def _from_server(path: Path, as_json: bool) -> bool:
