@@ -426,7 +426,12 @@ def _material(b: ModelBuilder, product: Any, name: str) -> None:
     ifcopenshell.api.material.assign_material(b.file, products=[product], material=cache[name])
 
 
-def precast_tower(path: Path, tagging: str = "ifc", storeys: int = 3) -> Path:
+def precast_tower(
+    path: Path,
+    tagging: str = "ifc",
+    storeys: int = 3,
+    origin: tuple[float, float] = (441000.0, 4830000.0),
+) -> Path:
     """A residential block with known precast members, georeferenced at Tongliao (EPSG:4550).
 
     Each storey (3 m) holds: four load-bearing concrete walls 6 x 0.2 x 3 m (two precast),
@@ -449,8 +454,8 @@ def precast_tower(path: Path, tagging: str = "ifc", storeys: int = 3) -> Path:
     ifcopenshell.api.georeference.edit_georeferencing(
         f,
         coordinate_operation={
-            "Eastings": 441000.0,
-            "Northings": 4830000.0,
+            "Eastings": origin[0],
+            "Northings": origin[1],
             "OrthogonalHeight": 180.0,
         },
         projected_crs={"Name": "EPSG:4550"},

@@ -1,6 +1,7 @@
 """A small Tongliao city for the page's browser tests, and the real app serving it.
 
-``build_city`` makes a store in EPSG:4550 around (122.263, 43.617): the two sample IFC models
+``build_city`` makes a store in EPSG:4550 around (122.263, 43.617): two sample IFC models and a
+precast tower (scored by the prefab analyzer with its declaration)
 among a street grid of footprints (with names, uses, floors and years), a road network, parks,
 land cover, facilities and a district boundary, tiled. ``AppServer`` runs the app of `cim serve`
 (``viewer.app.create_app`` over a ``ServerState`` with the CLI's pipeline) under uvicorn in a
@@ -12,6 +13,7 @@ by an IfcMapConversion in EPSG:4550 next to the district, for the upload form.
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import threading
@@ -23,10 +25,12 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
+from cim.analyze import ANALYZERS, run_analyzer
+from cim.analyze.prefab import declare
 from cim.store import Store
 from ingest import Anchor
 from tests.conftest import SAMPLES
-from tests.ifc_models import ModelBuilder
+from tests.ifc_models import TOWER_DECLARATION, ModelBuilder, precast_tower
 from tests.test_gis import write_layer
 from tests.test_tiles import ingest
 
@@ -76,6 +80,14 @@ def build_city(path: Path, *, gis: bool = True) -> Store:
     ingest(store, work / "district.gpkg", role="buildings")
     if gis:
         _gis_layers(store, work, cx, cy)
+    # a precast tower with its declaration, scored by the prefab analyzer before tiling
+    tower = precast_tower(work / "precast-tower.ifc", "chinese", origin=(cx + 5.0, cy - 30.0))
+    ingest(store, tower)
+    declaration = work / "precast-tower.prefab.json"
+    declaration.write_text(json.dumps(TOWER_DECLARATION, ensure_ascii=False))
+    with store.transaction():
+        declare(store, declaration)
+    run_analyzer(store, ANALYZERS["prefab"]())
     build_tilesets(store, ["buildings", "bim"])
     return store
 

@@ -313,6 +313,33 @@ def test_search_by_name_flies_to_the_building(city: City, browser: Browser, page
     browser.assert_clean()
 
 
+def test_the_precast_tower_shows_its_assembly_rate_and_colours_the_city(
+    city: City, browser: Browser, page: Any
+) -> None:
+    [(bid,)] = city.server.query("SELECT id FROM buildings WHERE name = 'Tower 1'")
+    page.fill("#search-input", "Tower 1")
+    page.wait_for_selector(f"#search-results li[data-id='{bid}']", timeout=15_000)
+    page.press("#search-input", "Enter")
+    page.wait_for_selector(f"#detail[data-id='{bid}'] .prefab-verdict", timeout=15_000)
+    verdict = page.inner_text("#detail .prefab-verdict")
+    assert "81.9" in verdict and "AA" in verdict and "装配式建筑" in verdict
+    body = page.inner_text("#detail-body")
+    assert "柱、支撑、承重墙、延性墙板等竖向构件" in body and "44.1 %" in body
+    assert "未申报" in body  # partitions integrated: not declared
+    page.evaluate("() => window.cim.flights")
+    shot(page, city.shots / "prefab-panel.png")
+    page.click("#detail-close")
+    page.fill("#search-input", "")
+    before = map_area(shot(page, city.shots / "prefab-none.png"))
+    page.select_option("#colour", "prefab")
+    assert len(page.query_selector_all("#legend li")) == 7  # six buckets and "unknown"
+    coloured = map_area(shot(page, city.shots / "prefab-colour.png"))
+    # the district has no rate: it turns the unknown grey; the tower turns the AA colour
+    assert (np.abs(coloured - before).sum(axis=2) > 40).mean() > 0.01
+    page.select_option("#colour", "none")
+    browser.assert_clean()
+
+
 def test_a_designer_uploads_an_ifc_and_sees_the_new_building(
     city: City, browser: Browser, page: Any, tmp_path: Path
 ) -> None:
