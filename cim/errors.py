@@ -84,6 +84,15 @@ class SourceNotFound(NotFound):
     code = "source_not_found"
 
 
+class Conflict(CimError):
+    """What was asked does not fit the thing it names as it is now (an IFC model to replace a
+    GIS layer; a file name that matches several of the user's uploads)."""
+
+    exit_code = 2
+    http_status = 409
+    code = "conflict"
+
+
 class UsageError(CimError, ValueError):
     """Arguments that do not fit together."""
 

@@ -19,9 +19,16 @@ Progress = Callable[[float | None, str | None], None]
 
 class Pipeline(Protocol):
     def ingest(
-        self, store: Store, path: Path, executor: Executor, progress: Progress, job_id: int
+        self,
+        store: Store,
+        path: Path,
+        executor: Executor,
+        progress: Progress,
+        job_id: int,
+        replaces: int | None = None,
     ) -> dict[str, Any]:
-        """Ingest one file (its own transaction); the ingest report as JSON."""
+        """Ingest one file (its own transaction), replacing the source ``replaces`` when given
+        (``ingest.run_ingest``); the ingest report as JSON."""
         ...
 
     def tile(

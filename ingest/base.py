@@ -110,6 +110,7 @@ class IngestReportJson(TypedDict):
     warnings: list[str]
     seconds: float
     message: str
+    replaced: list[int]
 
 
 class IngestFailureJson(TypedDict):
@@ -135,6 +136,8 @@ class IngestReport:
     warnings: list[str]
     seconds: float
     message: str
+    #: the sources this one replaced (the same path, or the one named by ``replaces``)
+    replaced: list[int] = field(default_factory=list)
 
     def as_json(self) -> IngestReportJson:
         return IngestReportJson(
@@ -149,6 +152,7 @@ class IngestReport:
             warnings=self.warnings,
             seconds=self.seconds,
             message=self.message,
+            replaced=self.replaced,
         )
 
 

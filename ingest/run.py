@@ -1,12 +1,14 @@
 """Running an ingest: the registry of ingesters, and what every kind shares around its own work.
 
 ``run_ingest`` owns choosing the ingester, the sha256 de-duplication, the replacement of a
-changed file, the one transaction per source and the progress; the ingester only reads its
-file and writes its rows. ``INGESTER_MODULES`` is the one place that names the kinds.
+changed file (at the same path, or of the source named by ``replaces``: a revised model), the
+one transaction per source and the progress; the ingester only reads its file and writes its
+rows. ``INGESTER_MODULES`` is the one place that names the kinds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -19,9 +21,17 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from cim.errors import CimError, IngestError, InputFileError, UnsupportedFile, UsageError
+from cim.errors import (
+    CimError,
+    Conflict,
+    IngestError,
+    InputFileError,
+    UnsupportedFile,
+    UsageError,
+)
 from ingest.base import (
     OPTION_USES,
+    Anchor,
     IngestContext,
     Ingester,
     IngestOptions,
@@ -159,6 +169,38 @@ def _unchanged(p: Path, same: SourceRow, t0: float) -> IngestReport:
     )
 
 
+def _replaced_source(store: Store, p: Path, ingester: Ingester, replaces: int) -> SourceRow:
+    """The source a revised file replaces: it must exist and be of the file's own kind."""
+    old = store.source(replaces)
+    if old.kind != ingester.kind:
+        raise Conflict(
+            f"{p}: is {ingester.description}, and source {old.id} ({old.name}) is a "
+            f"{old.kind} source: a file replaces only a source of its own kind"
+        )
+    return old
+
+
+def _kept_anchor(store: Store, old: SourceRow) -> Anchor | None:
+    """The anchor a model was placed by (at its ingest or later by `cim place`), which its
+    revision keeps: the revised model of the same building stands where the old one stood."""
+    row = store.con.execute(
+        "SELECT params FROM placements WHERE source_id = ? AND method = 'anchor'", [old.id]
+    ).fetchone()
+    if row is None or not row[0]:
+        return None
+    params = json.loads(row[0])
+    try:
+        return Anchor(
+            float(params["lon"]),
+            float(params["lat"]),
+            float(params.get("elevation", 0.0)),
+            float(params.get("rotation_deg", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError):
+        log.warning("source %s: its anchor placement has no lon/lat; not kept", old.id)
+        return None
+
+
 def run_ingest(
     store: Store,
     path: Path,
@@ -166,12 +208,22 @@ def run_ingest(
     executor: Executor,
     progress: Callable[[float | None, str | None], None] | None = None,
     job_id: int | None = None,
+    replaces: int | None = None,
 ) -> IngestReport:
-    """Ingest one file in one transaction. The store is unchanged if anything fails."""
+    """Ingest one file in one transaction. The store is unchanged if anything fails.
+
+    A source already at the file's path is replaced by it; so is the source ``replaces`` (a
+    revised model uploaded beside the old one), whose anchor the new model keeps when it was
+    placed by one and no other anchor is given. The same bytes as any source is a no-op."""
     t0 = time.perf_counter()
     p = check_readable(path)
     ingester = choose_ingester(p)
     check_options(p, ingester, options)
+    target = _replaced_source(store, p, ingester, replaces) if replaces is not None else None
+    if target is not None and options.anchor is None and "anchor" in ingester.options:
+        kept = _kept_anchor(store, target)
+        if kept is not None:
+            options = dataclasses.replace(options, anchor=kept)
     report_progress = progress or (lambda f, m: None)
     size = source_size(p)
     hashing: Future[str] | None = None
@@ -187,10 +239,12 @@ def run_ingest(
         if same is not None:
             return _unchanged(p, same, t0)
 
-    old = store.source_by_path(str(p))
+    at_path = store.source_by_path(str(p))
+    olds = {s.id: s for s in (at_path, target) if s is not None}
     with store.transaction() as con:
-        if old is not None:
-            store.delete_source(old.id)
+        if olds:
+            for old_id in olds:
+                store.delete_source(old_id)
             _relink(store)
         row = con.execute(
             "INSERT INTO sources (path, name, kind, sha256, size_bytes, status, options, job_id) "
@@ -237,9 +291,12 @@ def run_ingest(
                 source_id,
             ],
         )
-    outcome = "replaced" if old is not None else "ingested"
+    outcome = "replaced" if olds else "ingested"
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if not isinstance(v, dict))
-    extra = f", replacing source {old.id}" if old is not None else ""
+    extra = ""
+    if olds:
+        named = " and ".join(f"{o.id} ({o.name})" for o in olds.values())
+        extra = f", replacing source{'s' if len(olds) > 1 else ''} {named}"
     return IngestReport(
         path=str(p),
         kind=ingester.kind,
@@ -252,4 +309,5 @@ def run_ingest(
         warnings=result.warnings,
         seconds=time.perf_counter() - t0,
         message=f"{p.name}: {outcome} as source {source_id}{extra} ({counts})",
+        replaced=sorted(olds),
     )

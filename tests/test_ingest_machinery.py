@@ -8,7 +8,7 @@ from typing import ClassVar
 import pytest
 
 import ingest.run as ingest_mod
-from cim.errors import InputFileError, UnsupportedFile
+from cim.errors import Conflict, InputFileError, SourceNotFound, UnsupportedFile
 from cim.executor import SerialExecutor
 from cim.store import Store
 from ingest import IngestContext, IngestError, IngestOptions, IngestResult, run_ingest
@@ -76,6 +76,49 @@ def test_changed_file_replaces_its_rows(store: Store, tmp_path: Path) -> None:
     assert [s.id for s in store.sources()] == [second.source_id]
     names = store.con.execute("SELECT name FROM buildings").fetchall()
     assert names == [("three",)]
+
+
+def test_a_file_elsewhere_replaces_the_source_it_names(store: Store, tmp_path: Path) -> None:
+    old = tmp_path / "v1" / "a.lines"
+    old.parent.mkdir()
+    old.write_text("one\ntwo\n")
+    first = _ingest(store, old)
+    keep = tmp_path / "b.lines"
+    keep.write_text("other\n")
+    other = _ingest(store, keep)
+    revised = tmp_path / "v2" / "a-revised.lines"
+    revised.parent.mkdir()
+    revised.write_text("three\n")
+    report = run_ingest(store, revised, IngestOptions(), SerialExecutor(), replaces=first.source_id)
+    assert report.outcome == "replaced" and report.replaced == [first.source_id]
+    assert f"replacing source {first.source_id} (a.lines)" in report.message
+    assert report.as_json()["replaced"] == [first.source_id]
+    assert {s.id for s in store.sources()} == {other.source_id, report.source_id}
+    names = store.con.execute("SELECT name FROM buildings ORDER BY name").fetchall()
+    assert names == [("other",), ("three",)]
+    # a failing revision keeps the source it names
+    before = snapshot(store)
+    broken = tmp_path / "v3" / "a.lines"
+    broken.parent.mkdir()
+    broken.write_text("four\nboom\n")
+    with pytest.raises(IngestError):
+        run_ingest(store, broken, IngestOptions(), SerialExecutor(), replaces=report.source_id)
+    assert snapshot(store) == before
+    with pytest.raises(SourceNotFound):
+        run_ingest(store, broken, IngestOptions(), SerialExecutor(), replaces=999)
+
+
+def test_a_file_replaces_only_a_source_of_its_own_kind(store: Store, tmp_path: Path) -> None:
+    f = tmp_path / "a.lines"
+    f.write_text("one\n")
+    first = _ingest(store, f)
+    store.con.execute("UPDATE sources SET kind = 'lidar' WHERE id = ?", [first.source_id])
+    before = snapshot(store)
+    g = tmp_path / "b.lines"
+    g.write_text("two\n")
+    with pytest.raises(Conflict, match=r"b\.lines.*source \d+ \(a\.lines\) is a lidar source"):
+        run_ingest(store, g, IngestOptions(), SerialExecutor(), replaces=first.source_id)
+    assert snapshot(store) == before
 
 
 def test_failure_halfway_leaves_store_exactly_as_before(store: Store, tmp_path: Path) -> None:

@@ -394,6 +394,44 @@ def test_a_designer_uploads_an_ifc_and_sees_the_new_building(
     browser.assert_clean()
 
 
+def test_a_designer_replaces_the_model_of_the_picked_building(
+    city: City, browser: Browser, page: Any, tmp_path: Path
+) -> None:
+    # (after the upload above: the designer is signed in, their building's panel open)
+    old = page.evaluate("() => window.cim.upload.building")
+    assert page.get_attribute("#detail", "data-id") == str(old)
+    page.wait_for_selector("#upload-replace-row:not([hidden])")
+    assert page.inner_text("#upload-replace-name") == "upload-tower.ifc"
+    assert not page.is_checked("#upload-replace")
+    revised = upload_model(tmp_path / "upload-tower-v2.ifc", name="Upload Tower B")
+    page.set_input_files("#upload-file", str(revised))
+    page.check("#upload-replace")
+    page.click("#upload-button")
+    page.wait_for_function(
+        "() => window.cim.upload && (window.cim.upload.shown || "
+        "['failed', 'needs_placement'].includes(window.cim.upload.status))",
+        timeout=110_000,
+        polling=500,
+    )
+    upload = page.evaluate("() => window.cim.upload")
+    assert upload["status"] == "done", upload
+    assert upload["replaced"]["name"] == "upload-tower.ifc"
+    assert "upload-tower.ifc" in page.inner_text("#upload-message")
+    assert city.server.query("SELECT id FROM sources WHERE name = 'upload-tower.ifc'") == []
+    rows = city.server.query(
+        "SELECT b.id, b.name FROM buildings b JOIN sources s ON s.id = b.source_id "
+        "WHERE s.name = 'upload-tower-v2.ifc'"
+    )
+    assert rows == [(upload["building"], "Upload Tower B")] and upload["building"] != old
+    assert page.inner_text("#detail-title") == "Upload Tower B"
+    # the new model is the designer's own: it may be revised again, the box starts unticked
+    page.wait_for_function(
+        "() => document.getElementById('upload-replace-name').textContent === 'upload-tower-v2.ifc'"
+    )
+    assert not page.is_checked("#upload-replace")
+    browser.assert_clean()
+
+
 def test_an_operator_sees_every_job(city: City, browser: Browser, page: Any) -> None:
     page.click("#signout")
     assert page.is_hidden("#jobs-section")

@@ -567,6 +567,228 @@ def test_reads_during_an_upload_see_the_old_or_the_whole_new_state(
     assert all(total == n for total, n in pages)  # a count and its page from one snapshot
 
 
+# ---- a revised model replaces the one it revises ---------------------------------------------
+def send(client: TestClient, token: str, model: Path, name: str | None = None, **data: Any) -> Any:
+    """``POST /api/uploads`` of a model file under ``name``, with form fields ``data``."""
+    return client.post(
+        "/api/uploads",
+        files={"file": (name or model.name, model.read_bytes())},
+        data={k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()},
+        headers=bearer(token),
+    )
+
+
+def finished(client: TestClient, response: Any, token: str) -> dict[str, Any]:
+    """The job of an accepted upload, once it has ended."""
+    assert response.status_code == 202, response.text
+    last = events(client, response.json()["job_id"], token)[-1]
+    assert last["status"] in ("done", "failed")
+    job: dict[str, Any] = client.get(
+        f"/api/jobs/{response.json()['job_id']}", headers=bearer(token)
+    ).json()
+    return job
+
+
+def sources_named(client: TestClient, name: str) -> list[int]:
+    return [s["id"] for s in client.get("/api/sources").json()["sources"] if s["name"] == name]
+
+
+def footprint_area(client: TestClient, source_id: int) -> float:
+    """The footprint area (m², project CRS) of a source's one canonical building."""
+    with state_of(client).reader() as store:
+        rows = store.con.execute(
+            "SELECT ST_Area(footprint) FROM buildings WHERE source_id = ? AND same_as IS NULL",
+            [source_id],
+        ).fetchall()
+    assert len(rows) == 1, rows
+    return float(rows[0][0])
+
+
+def test_a_revised_model_replaces_the_source_it_names(
+    fresh: TestClient, city: City, tmp_path: Path
+) -> None:
+    first = finished(fresh, send(fresh, city.designer, upload_model(tmp_path, city)), city.designer)
+    [old] = sources_named(fresh, "pavilion.ifc")
+    old_building = next(b["id"] for b in all_buildings(fresh, limit=1000) if b["source_id"] == old)
+    assert first["result"]["replaced"] is None and 40 < footprint_area(fresh, old) < 56
+    count = len(all_buildings(fresh, limit=1000))
+    generation = {t["name"]: t["generation"] for t in fresh.get("/api/tilesets").json()["tilesets"]}
+
+    revised = upload_model(tmp_path / "v2", city, "pavilion-v2.ifc", length=14.0)
+    r = send(fresh, city.designer, revised, replaces=old)
+    assert r.json()["replaces"] == {"id": old, "name": "pavilion.ifc"}
+    job = finished(fresh, r, city.designer)
+    assert job["status"] == "done", job
+    assert job["args"]["replaces"] == old
+    assert job["result"]["replaced"] == {"id": old, "name": "pavilion.ifc"}
+    assert job["result"]["ingest"]["outcome"] == "replaced"
+    assert job["result"]["ingest"]["replaced"] == [old]
+
+    # one source for the model, the new one: the old one's rows and file are gone
+    assert sources_named(fresh, "pavilion.ifc") == []
+    [new] = sources_named(fresh, "pavilion-v2.ifc")
+    after = all_buildings(fresh, limit=1000)
+    assert len(after) == count and old not in {b["source_id"] for b in after}
+    assert_error(fresh.get(f"/api/buildings/{old_building}"), 404, "not_found")
+    assert 78 < footprint_area(fresh, new) < 90  # 14 m by 6 m, not 8 by 6
+    with state_of(fresh).reader() as store:
+        for table in store.tables_with_source_id():
+            n = store.count(table, "source_id = ?", [old])
+            assert n == 0, f"{table} keeps {n} rows of the replaced source"
+    assert [p.name for p in uploads_left(fresh)] == ["pavilion-v2.ifc"]
+    for t in fresh.get("/api/tilesets").json()["tilesets"]:
+        assert t["generation"] == generation[t["name"]] + 1 and t["state"] == "ok"
+
+
+def test_an_upload_of_the_same_name_replaces_the_token_s_own_earlier_one(
+    fresh: TestClient, city: City, tmp_path: Path
+) -> None:
+    anna, bo = city.designer, city.other_designer
+    finished(fresh, send(fresh, anna, upload_model(tmp_path / "a", city)), anna)
+    [first] = sources_named(fresh, "pavilion.ifc")
+    count = len(all_buildings(fresh, limit=1000))
+
+    # the same name again from the same token: a revision
+    r = send(fresh, anna, upload_model(tmp_path / "b", city, length=14.0))
+    assert r.json()["replaces"] == {"id": first, "name": "pavilion.ifc"}
+    assert finished(fresh, r, anna)["result"]["replaced"]["id"] == first
+    [second] = sources_named(fresh, "pavilion.ifc")
+    assert second != first and 78 < footprint_area(fresh, second) < 90
+    assert len(all_buildings(fresh, limit=1000)) == count
+
+    # the same name from another designer is their own model, not a revision of anna's
+    r = send(fresh, bo, upload_model(tmp_path / "c", city, length=10.0))
+    assert r.json()["replaces"] is None and finished(fresh, r, bo)["status"] == "done"
+    # new=true keeps the earlier upload beside the new one
+    r = send(fresh, anna, upload_model(tmp_path / "d", city, length=11.0), new=True)
+    assert r.json()["replaces"] is None
+    assert finished(fresh, r, anna)["result"]["replaced"] is None
+    three = sources_named(fresh, "pavilion.ifc")
+    assert len(three) == 3 and second in three
+    with state_of(fresh).reader() as store:  # (on one spot: the map links them as one building)
+        placeholders = ", ".join("?" * len(three))
+        n = store.count("buildings", f"source_id IN ({placeholders})", three)
+    assert n == 3
+
+    # now the name is two of anna's uploads: which one a revision replaces must be said
+    body = assert_error(send(fresh, anna, upload_model(tmp_path / "e", city, length=12.0)), 409)
+    assert body["code"] == "conflict" and "replaces" in body["message"]
+
+
+def test_who_may_replace_which_source(fresh: TestClient, city: City, tmp_path: Path) -> None:
+    model = upload_model(tmp_path, city)
+    finished(fresh, send(fresh, city.designer, model), city.designer)
+    [anna_s] = sources_named(fresh, "pavilion.ifc")
+    by_name = {s["name"]: s["id"] for s in fresh.get("/api/sources").json()["sources"]}
+
+    def replaceable(token: str | None) -> set[str]:
+        headers = bearer(token) if token else {}
+        found = fresh.get("/api/sources", headers=headers).json()["sources"]
+        return {s["name"] for s in found if s["replaceable"]}
+
+    # what the page offers to replace: the server says, per token
+    assert replaceable(None) == set() and replaceable(city.other_designer) == set()
+    assert replaceable(city.designer) == {"pavilion.ifc"}
+    assert replaceable(city.operator) == {"pavilion.ifc", "duplex.ifc", "IfcOpenHouse.ifc"}
+    before = snapshot(state_of(fresh).store)
+    jobs = len(fresh.get("/api/jobs", headers=bearer(city.operator)).json()["jobs"])
+    revised = upload_model(tmp_path / "v2", city, length=14.0)
+
+    # another designer's upload, and a model the operator ingested: not a designer's to replace
+    for target in (anna_s, by_name["duplex.ifc"]):
+        body = assert_error(send(fresh, city.other_designer, revised, replaces=target), 403)
+        assert body["code"] == "forbidden" and f"source {target}" in body["message"]
+    body = assert_error(send(fresh, city.designer, revised, replaces=by_name["bubenec.gpkg"]), 409)
+    assert "not an IFC model" in body["message"] and "bubenec.gpkg" in body["message"]
+    assert_error(send(fresh, city.designer, revised, replaces=987654), 404, "source_not_found")
+    assert_error(send(fresh, city.designer, revised, replaces=anna_s, new=True), 400, "usage")
+    assert_error(send(fresh, city.designer, revised, replaces=0), 422, "invalid_request")
+    assert_error(send(fresh, city.designer, revised, replaces="x"), 422, "invalid_request")
+    # refused before anything was written or queued
+    assert snapshot(state_of(fresh).store) == before
+    assert len(fresh.get("/api/jobs", headers=bearer(city.operator)).json()["jobs"]) == jobs
+    assert [p.name for p in uploads_left(fresh)] == ["pavilion.ifc"]
+
+    # an operator may replace any IFC source: the duplex, placed by an anchor, keeps its anchor
+    duplex = fresh.get(f"/api/buildings/{duplex_id(fresh)}").json()
+    r = send(fresh, city.operator, revised, "duplex-v2.ifc", replaces=by_name["duplex.ifc"])
+    job = finished(fresh, r, city.operator)
+    assert job["status"] == "done" and job["result"]["replaced"]["name"] == "duplex.ifc"
+    [new] = sources_named(fresh, "duplex-v2.ifc")
+    assert sources_named(fresh, "duplex.ifc") == []
+    [b] = [b for b in all_buildings(fresh, limit=1000) if b["source_id"] == new]
+    # the anchor puts the model's origin where the duplex's was, not at its own map conversion
+    assert abs(b["lon"] - duplex["lon"]) < 3e-4 and abs(b["lat"] - duplex["lat"]) < 3e-4
+    with state_of(fresh).reader() as store:
+        src = store.source(new)
+    assert src.options["anchor"]["lon"] == pytest.approx(duplex["lon"], abs=1e-3)
+
+
+def test_a_failing_revision_leaves_the_old_model_and_its_tiles(
+    fresh: TestClient, city: City, tmp_path: Path
+) -> None:
+    finished(fresh, send(fresh, city.designer, upload_model(tmp_path, city)), city.designer)
+    [old] = sources_named(fresh, "pavilion.ifc")
+    before = snapshot(state_of(fresh).store)
+    folder = tiles_dir_of(state_of(fresh).store.path)
+    tiles_before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    [kept] = uploads_left(fresh)
+    kept_bytes = kept.read_bytes()
+
+    broken = tmp_path / "broken" / "pavilion.ifc"
+    broken.parent.mkdir()
+    broken.write_bytes(b"ISO-10303-21;\nHEADER;\nthis is not STEP\n")
+    for fields in ({}, {"replaces": old}):  # by its name, and by its id
+        r = send(fresh, city.designer, broken, **fields)
+        assert r.json()["replaces"] == {"id": old, "name": "pavilion.ifc"}
+        job = finished(fresh, r, city.designer)
+        assert job["status"] == "failed" and job["error"]
+        assert snapshot(state_of(fresh).store) == before
+        assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == tiles_before
+        assert uploads_left(fresh) == [kept] and kept.read_bytes() == kept_bytes
+    assert fresh.get("/tiles/buildings/tileset.json").status_code == 200
+
+
+def test_reads_during_a_replace_see_the_old_or_the_new_model(
+    fresh: TestClient, city: City, tmp_path: Path
+) -> None:
+    finished(fresh, send(fresh, city.designer, upload_model(tmp_path, city)), city.designer)
+    [old] = sources_named(fresh, "pavilion.ifc")
+    old_state = {(b["id"], b["source_id"]) for b in all_buildings(fresh, limit=1000)}
+    seen: list[frozenset[tuple[int, int]]] = []
+    errors: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            page = fresh.get("/api/buildings", params={"limit": 1000})
+            feats = fresh.get("/ogc/collections/buildings/items", params={"limit": 1000})
+            for x in (page, feats):
+                if x.status_code != 200:
+                    errors.append(f"{x.url}: {x.status_code} {x.text[:300]}")
+                    return
+            body = page.json()
+            if body["total"] != len(body["items"]):
+                errors.append(f"a count and its page disagree: {body['total']}")
+            seen.append(frozenset((b["id"], b["source_id"]) for b in body["items"]))
+            ogc = feats.json()
+            seen.append(frozenset((f["id"], f["properties"]["source_id"]) for f in ogc["features"]))
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    revised = upload_model(tmp_path / "v2", city, length=14.0)
+    job = finished(fresh, send(fresh, city.designer, revised), city.designer)
+    done.set()
+    for t in readers:
+        t.join()
+    assert not errors, errors
+    assert job["status"] == "done" and job["result"]["replaced"]["id"] == old
+    new_state = {(b["id"], b["source_id"]) for b in all_buildings(fresh, limit=1000)}
+    assert new_state != old_state and len(new_state) == len(old_state)
+    assert seen and set(seen) <= {frozenset(old_state), frozenset(new_state)}
+
+
 # ---- OGC API - Features ----------------------------------------------------------------------
 def test_ogc_landing_and_conformance(client: TestClient) -> None:
     landing = client.get("/ogc").json()

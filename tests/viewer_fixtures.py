@@ -64,12 +64,14 @@ def build_city(folder: Path) -> City:
     return City(folder, operator, designer, other, (east + 150.0, north))
 
 
-def upload_model(folder: Path, city: City, name: str = "pavilion.ifc") -> Path:
-    """A small IFC model georeferenced (IfcMapConversion, EPSG:32633) to the city's free spot."""
+def upload_model(folder: Path, city: City, name: str = "pavilion.ifc", length: float = 8.0) -> Path:
+    """A small IFC model georeferenced (IfcMapConversion, EPSG:32633) to the city's free spot:
+    one wall ``length`` by 6 m (a revision of the model: another length)."""
     e, n = city.free_spot
+    folder.mkdir(parents=True, exist_ok=True)
     return wall_model(
         folder / name,
-        length=8.0,
+        length=length,
         thickness=6.0,
         crs_name=CRS,
         map_conversion={"Eastings": e, "Northings": n, "OrthogonalHeight": 200.0},

@@ -16,19 +16,21 @@ import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import shapely
-from fastapi import APIRouter, Depends, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pyproj import CRS
 
 from cim.crs import transformer
-from cim.errors import CimError, InputFileError, NotFound, UsageError
+from cim.errors import CimError, Conflict, InputFileError, NotFound, UsageError
 from cim.executor import SerialExecutor
 from cim.jobs import JobJson, list_jobs
 from cim.model.buildings import building_detail, building_page
 from cim.status import status_document
+from cim.store import SourceRow
 from cim.tilefiles import tileset_states
 from cim.tokens import Forbidden, Token
 from viewer.auth import operator, reader, state_of, writer
@@ -117,10 +119,28 @@ def building(
     return found
 
 
-@router.get("/sources", summary="The ingested files")
-def sources(request: Request, _: Token | None = Depends(reader)) -> dict[str, Any]:
+@router.get(
+    "/sources",
+    summary="The ingested files",
+    description="Each source with `replaceable`: whether the request's token may replace it "
+    "with a revised model (`POST /api/uploads` with `replaces`): an operator's any IFC source, "
+    "a designer's the IFC models uploaded with that token; false without a token.",
+)
+def sources(request: Request, token: Token | None = Depends(reader)) -> dict[str, Any]:
     with state_of(request).reader() as store:
         rows = store.sources()
+        owners = dict(
+            store.con.execute(
+                "SELECT s.id, j.token_id FROM sources s JOIN jobs j ON j.id = s.job_id "
+                "WHERE j.kind = 'upload'"
+            ).fetchall()
+        )
+
+    def replaceable(s: SourceRow) -> bool:
+        if token is None or s.kind != "ifc":
+            return False
+        return token.role == "operator" or owners.get(s.id) == token.id
+
     return {
         "sources": [
             {
@@ -132,6 +152,7 @@ def sources(request: Request, _: Token | None = Depends(reader)) -> dict[str, An
                 "counts": s.counts,
                 "warnings": s.warnings,
                 "ingested_at": s.ingested_at.isoformat(timespec="seconds"),
+                "replaceable": replaceable(s),
             }
             for s in rows
         ]
@@ -222,14 +243,126 @@ async def job_events(
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._\-\u4e00-\u9fff]+")
 
 
-@router.post("/uploads", status_code=202, summary="Upload an IFC model: ingested, then tiled")
+UPLOAD_DESCRIPTION = """\
+Upload an IFC model (multipart, the file under `file`). It is streamed to disk under the
+server's size limit (413), checked to be IFC by its header (422, nothing kept), and becomes a
+job: ingest, then the city and BIM tilesets brought up to date. The answer (202) names the job
+and, when the model replaces one, the source it replaces; the job's result says so too
+(`replaced`).
+
+**A revised model replaces the one it revises** (its buildings, elements and meshes go, in the
+one transaction that adds the new ones; then the tiles are rebuilt):
+
+* `replaces` (a source id): the model replaces that source. A designer may replace only a source
+  uploaded with their own token, an operator any IFC source. A revised model keeps the old
+  one's anchor when that model was placed by one (`cim place`).
+* Without `replaces`, an upload with the same file name as one of the same token's earlier
+  uploads replaces it, unless `new=true` is given (then both stay).
+* If the new file fails to ingest, the old source stays exactly as it was, its file too. The
+  same bytes as a source already in the store change nothing.
+
+Errors: 400 `replaces` together with `new=true`; 403 the source was not uploaded with this
+(designer's) token; 404 no source with that id; 409 the source is not an IFC model (a GIS layer
+or a point cloud), or the file name matches several of this token's uploads (give `replaces`);
+413 over the size limit; 422 not an IFC file, or a malformed field.
+"""
+
+
+def _owner(store: Any, source_id: int) -> int | None:
+    """The token that uploaded a source (through its upload job), or None."""
+    row = store.con.execute(
+        "SELECT j.token_id FROM sources s JOIN jobs j ON j.id = s.job_id "
+        "WHERE s.id = ? AND j.kind = 'upload'",
+        [source_id],
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def replaced_by_upload(
+    store: Any, token: Token, name: str, replaces: int | None, new: bool
+) -> SourceRow | None:
+    """The source an upload of ``name`` replaces: the one named by ``replaces`` (if the token
+    may replace it), else, unless ``new``, the token's own earlier upload of that name."""
+    if replaces is not None:
+        if new:
+            raise UsageError(
+                f"{name}: give `replaces` (the source the model replaces) or `new=true` (keep "
+                f"both), not both"
+            )
+        src: SourceRow = store.source(replaces)
+        if src.kind != "ifc":
+            raise Conflict(
+                f"source {src.id} ({src.name}) is a {src.kind} source, not an IFC model: an "
+                f"uploaded model replaces only an IFC source; upload {name} without `replaces`"
+            )
+        if token.role != "operator" and _owner(store, src.id) != token.id:
+            raise Forbidden(
+                f"source {src.id} ({src.name}) was not uploaded with token {token.name!r}: a "
+                f"designer replaces only their own uploads (an operator may replace any)"
+            )
+        return src
+    if new:
+        return None
+    rows = store.con.execute(
+        "SELECT s.id FROM sources s JOIN jobs j ON j.id = s.job_id "
+        "WHERE j.kind = 'upload' AND j.token_id = ? AND s.name = ? AND s.kind = 'ifc' "
+        "ORDER BY s.id",
+        [token.id, name],
+    ).fetchall()
+    if len(rows) > 1:
+        ids = ", ".join(str(r[0]) for r in rows)
+        raise Conflict(
+            f"{name} names {len(rows)} of your uploads (sources {ids}): give `replaces` with "
+            f"the one this model revises, or `new=true` to keep them all"
+        )
+    return store.source(int(rows[0][0])) if rows else None
+
+
+def _upload_folder(state: ServerState, src: SourceRow) -> Path | None:
+    """The folder an uploaded source's file was saved in (None for a file from elsewhere)."""
+    folder = Path(src.path).parent
+    uploads = state.uploads_dir.resolve()
+    return folder if folder.resolve().parent == uploads else None
+
+
+@router.post(
+    "/uploads",
+    status_code=202,
+    summary="Upload an IFC model (or a revision of one): ingested, then tiled",
+    description=UPLOAD_DESCRIPTION,
+    responses={
+        400: {"description": "`replaces` together with `new=true`"},
+        401: {"description": "no token, or a wrong one"},
+        403: {"description": "a designer's token, and a source it did not upload"},
+        404: {"description": "no source with the id in `replaces`"},
+        409: {"description": "the source is not an IFC model, or the name matches several"},
+        413: {"description": "over the server's upload limit"},
+        422: {"description": "not an IFC file, or a malformed field"},
+    },
+)
 async def upload(
-    request: Request, file: UploadFile, token: Token = Depends(writer)
+    request: Request,
+    file: UploadFile,
+    replaces: int | None = Form(
+        None, ge=1, le=2**31 - 1, description="the id of the source this model replaces"
+    ),
+    new: bool = Form(
+        False,
+        description="keep an earlier upload of the same file name beside this one instead of "
+        "replacing it",
+    ),
+    token: Token = Depends(writer),
 ) -> JSONResponse:
     state = state_of(request)
     if state.pipeline is None:
         raise NotFound("this server takes no uploads (started without a pipeline)")
     name = _SAFE_NAME.sub("_", os.path.basename(file.filename or "model.ifc")) or "model.ifc"
+
+    def find_replaced() -> SourceRow | None:
+        with state.reader() as store:
+            return replaced_by_upload(store, token, name, replaces, new)
+
+    old = await asyncio.to_thread(find_replaced)
     folder = state.uploads_dir / uuid.uuid4().hex[:12]
     folder.mkdir()
     target = folder / name
@@ -256,6 +389,8 @@ async def upload(
         raise
     pipeline = state.pipeline
     executor = state.executor or SerialExecutor()
+    replaced = None if old is None else {"id": old.id, "name": old.name}
+    old_folder = None if old is None else _upload_folder(state, old)
 
     def work(job: Any) -> dict[str, Any]:
         def ingest_step(f: float | None, m: str | None) -> None:
@@ -265,18 +400,37 @@ async def upload(
             job.update(None if f is None else 0.8 + 0.2 * f, m)
 
         try:
-            report = pipeline.ingest(state.store, target, executor, ingest_step, job.id)
+            report = pipeline.ingest(
+                state.store,
+                target,
+                executor,
+                ingest_step,
+                job.id,
+                None if old is None else old.id,
+            )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # the store is as it was: so is the folder
             raise
         if report.get("outcome") == "unchanged":  # the same model again: nothing new was kept
             shutil.rmtree(folder, ignore_errors=True)
+        done = old is not None and old.id in report.get("replaced", [])
+        if done and old_folder is not None:  # the old model's file went with its rows
+            shutil.rmtree(old_folder, ignore_errors=True)
         tiles = pipeline.tile(state.store, ["buildings", "bim"], executor, tile_step)
-        return {"ingest": report, "tiles": tiles}
+        return {"ingest": report, "tiles": tiles, "replaced": replaced if done else None}
 
-    job_id = state.submit("upload", {"file": name, "bytes": size}, work, token.id)
+    args: dict[str, Any] = {"file": name, "bytes": size}
+    if old is not None:
+        args["replaces"] = old.id
+    job_id = state.submit("upload", args, work, token.id)
     return JSONResponse(
-        {"job_id": job_id, "file": name, "bytes": size, "job": f"/api/jobs/{job_id}"},
+        {
+            "job_id": job_id,
+            "file": name,
+            "bytes": size,
+            "job": f"/api/jobs/{job_id}",
+            "replaces": replaced,
+        },
         status_code=202,
     )
 

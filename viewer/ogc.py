@@ -4,17 +4,22 @@ as collections, in CRS84, with ``bbox``, ``limit``, ``offset`` and ``next``/``pr
 pygeoapi is the reference for what clients (QGIS, GDAL's OAPIF driver) expect: a landing page
 with its links, conformance classes, collections with spatial extents, items as a
 FeatureCollection with ``numberMatched``/``numberReturned``.
+
+Every endpoint answers in JSON or HTML (``f=json|html``, else the ``Accept`` header:
+``viewer/pages.py``); each JSON document links its HTML twin (``rel: alternate``) and each page
+its JSON one, as pygeoapi does.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import shapely
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pyproj import CRS
 
 from cim.crs import transformer
@@ -24,6 +29,7 @@ from cim.model.features import FEATURE_ROLES
 from cim.tokens import Token
 from viewer.api import parse_bbox
 from viewer.auth import reader, state_of
+from viewer.pages import SKETCH_H, SKETCH_W, Format, output_format, render, sketch
 from viewer.state import ServerState
 
 router = APIRouter(prefix="/ogc", tags=["OGC API - Features"])
@@ -31,6 +37,7 @@ CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
 ]
 TITLES = {
@@ -41,14 +48,42 @@ TITLES = {
     "pois": "Points of interest and facilities",
     "boundary": "Boundaries",
 }
+JSON = "application/json"
+GEOJSON = "application/geo+json"
+HTML = "text/html"
+#: the OpenAPI document's word on the two forms of every endpoint
+BOTH: dict[int | str, dict[str, Any]] = {200: {"content": {JSON: {}, HTML: {}}}}
+BOTH_GEO: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}, HTML: {}}}}
 
 
 class GeoJSONResponse(JSONResponse):
     media_type = "application/geo+json"
 
 
+class _Json(JSONResponse):
+    """A JSON document that, like its HTML twin, depends on the ``Accept`` header."""
+
+    def __init__(self, content: Any, media_type: str = JSON) -> None:
+        super().__init__(content, media_type=media_type, headers={"Vary": "Accept"})
+
+
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/ogc"
+
+
+def _url(path: str, fmt: Format | None = None, **params: Any) -> str:
+    """``path`` with its query: the given parameters that are set, then ``f``."""
+    query = {k: v for k, v in params.items() if v is not None}
+    if fmt is not None:
+        query["f"] = fmt
+    return f"{path}?{urlencode(query, safe=',')}" if query else path
+
+
+def _link(rel: str, type_: str, href: str, title: str | None = None) -> dict[str, str]:
+    out = {"rel": rel, "type": type_, "href": href}
+    if title:
+        out["title"] = title
+    return out
 
 
 def _wgs84(state: ServerState, geoms: Any) -> Any:
@@ -82,6 +117,7 @@ def _collections(state: ServerState) -> list[dict[str, Any]]:
 
 
 def _collection_doc(base: str, c: dict[str, Any]) -> dict[str, Any]:
+    url = f"{base}/collections/{c['id']}"
     return {
         "id": c["id"],
         "title": TITLES[c["id"]],
@@ -89,50 +125,112 @@ def _collection_doc(base: str, c: dict[str, Any]) -> dict[str, Any]:
         "crs": [CRS84],
         "extent": {"spatial": {"bbox": [c["bbox"]], "crs": CRS84}},
         "links": [
-            {
-                "rel": "items",
-                "type": "application/geo+json",
-                "href": f"{base}/collections/{c['id']}/items",
-            },
-            {"rel": "self", "type": "application/json", "href": f"{base}/collections/{c['id']}"},
+            _link("items", GEOJSON, _url(f"{url}/items", "json"), "the items as GeoJSON"),
+            _link("items", HTML, _url(f"{url}/items", "html"), "the items as HTML"),
+            _link("self", JSON, _url(url, "json")),
+            _link("alternate", HTML, _url(url, "html"), "this collection as HTML"),
         ],
     }
 
 
-@router.get("", summary="Landing page")
-@router.get("/", include_in_schema=False)
-def landing(request: Request, _: Token | None = Depends(reader)) -> dict[str, Any]:
+def _pages(request: Request) -> dict[str, str]:
+    """The hrefs every page's breadcrumbs and links use."""
+    base = _base(request)
+    return {
+        "home_href": _url(base, "html"),
+        "collections_href": _url(f"{base}/collections", "html"),
+    }
+
+
+@router.get("", summary="Landing page", response_model=None, responses=BOTH)
+@router.get("/", include_in_schema=False, response_model=None)
+def landing(
+    request: Request,
+    fmt: Format = Depends(output_format),
+    _: Token | None = Depends(reader),
+) -> JSONResponse | HTMLResponse:
     base = _base(request)
     root = str(request.base_url).rstrip("/")
-    return {
+    doc = {
         "title": "cim one map: OGC API - Features",
         "description": "The city's buildings and GIS layers, in CRS84.",
         "links": [
-            {"rel": "self", "type": "application/json", "href": base},
-            {
-                "rel": "service-desc",
-                "type": "application/vnd.oai.openapi+json;version=3.0",
-                "href": f"{root}/openapi.json",
-            },
-            {"rel": "service-doc", "type": "text/html", "href": f"{root}/docs"},
-            {"rel": "conformance", "type": "application/json", "href": f"{base}/conformance"},
-            {"rel": "data", "type": "application/json", "href": f"{base}/collections"},
+            _link("self", JSON, _url(base, "json"), "this document"),
+            _link("alternate", HTML, _url(base, "html"), "this document as HTML"),
+            _link(
+                "service-desc",
+                "application/vnd.oai.openapi+json;version=3.0",
+                f"{root}/openapi.json",
+                "the API definition",
+            ),
+            _link("service-doc", HTML, f"{root}/docs", "the API documentation"),
+            _link("conformance", JSON, _url(f"{base}/conformance", "json"), "conformance"),
+            _link("data", JSON, _url(f"{base}/collections", "json"), "the collections"),
         ],
     }
+    if fmt == "json":
+        return _Json(doc)
+    return render(
+        "landing.html",
+        _url(base, "json"),
+        JSON,
+        doc=doc,
+        conformance_href=_url(f"{base}/conformance", "html"),
+        docs_href=f"{root}/docs",
+        openapi_href=f"{root}/openapi.json",
+        map_href=f"{root}/",
+        **_pages(request),
+    )
 
 
-@router.get("/conformance", summary="Conformance classes")
-def conformance(_: Token | None = Depends(reader)) -> dict[str, Any]:
-    return {"conformsTo": CONFORMANCE}
+@router.get("/conformance", summary="Conformance classes", response_model=None, responses=BOTH)
+def conformance(
+    request: Request,
+    fmt: Format = Depends(output_format),
+    _: Token | None = Depends(reader),
+) -> JSONResponse | HTMLResponse:
+    doc = {"conformsTo": CONFORMANCE}
+    if fmt == "json":
+        return _Json(doc)
+    url = f"{_base(request)}/conformance"
+    return render("conformance.html", _url(url, "json"), JSON, doc=doc, **_pages(request))
 
 
-@router.get("/collections", summary="The collections: buildings and each GIS role")
-def collections(request: Request, _: Token | None = Depends(reader)) -> dict[str, Any]:
+@router.get(
+    "/collections",
+    summary="The collections: buildings and each GIS role",
+    response_model=None,
+    responses=BOTH,
+)
+def collections(
+    request: Request,
+    fmt: Format = Depends(output_format),
+    _: Token | None = Depends(reader),
+) -> JSONResponse | HTMLResponse:
     base = _base(request)
-    return {
-        "collections": [_collection_doc(base, c) for c in _collections(state_of(request))],
-        "links": [{"rel": "self", "type": "application/json", "href": f"{base}/collections"}],
-    }
+    url = f"{base}/collections"
+    found = _collections(state_of(request))
+    if fmt == "json":
+        return _Json(
+            {
+                "collections": [_collection_doc(base, c) for c in found],
+                "links": [
+                    _link("self", JSON, _url(url, "json"), "this document"),
+                    _link("alternate", HTML, _url(url, "html"), "this document as HTML"),
+                ],
+            }
+        )
+    rows = [
+        {
+            **c,
+            "title": TITLES[c["id"]],
+            "href": _url(f"{url}/{c['id']}", "html"),
+            "items_href": _url(f"{url}/{c['id']}/items", "html"),
+            "geojson_href": _url(f"{url}/{c['id']}/items", "json"),
+        }
+        for c in found
+    ]
+    return render("collections.html", _url(url, "json"), JSON, collections=rows, **_pages(request))
 
 
 def _known(state: ServerState, collection: str) -> dict[str, Any]:
@@ -142,11 +240,32 @@ def _known(state: ServerState, collection: str) -> dict[str, Any]:
     raise NotFound(f"no collection {collection!r}: see /ogc/collections")
 
 
-@router.get("/collections/{collection}", summary="One collection")
+@router.get(
+    "/collections/{collection}", summary="One collection", response_model=None, responses=BOTH
+)
 def collection(
-    request: Request, collection: str, _: Token | None = Depends(reader)
-) -> dict[str, Any]:
-    return _collection_doc(_base(request), _known(state_of(request), collection))
+    request: Request,
+    collection: str,
+    fmt: Format = Depends(output_format),
+    _: Token | None = Depends(reader),
+) -> JSONResponse | HTMLResponse:
+    found = _known(state_of(request), collection)
+    base = _base(request)
+    doc = _collection_doc(base, found)
+    if fmt == "json":
+        return _Json(doc)
+    url = f"{base}/collections/{collection}"
+    return render(
+        "collection.html",
+        _url(url, "json"),
+        JSON,
+        doc=doc,
+        count=found["count"],
+        collection_href=_url(url, "html"),
+        items_href=_url(f"{url}/items", "html"),
+        geojson_href=_url(f"{url}/items", "json"),
+        **_pages(request),
+    )
 
 
 def _page(
@@ -189,6 +308,8 @@ def _page(
     "/collections/{collection}/items",
     summary="Features of a collection (GeoJSON, CRS84)",
     response_class=GeoJSONResponse,
+    response_model=None,
+    responses=BOTH_GEO,
 )
 def items(
     request: Request,
@@ -196,46 +317,71 @@ def items(
     bbox: str | None = Query(None, description="minlon,minlat,maxlon,maxlat (CRS84)"),
     limit: int = Query(10, ge=1, le=10000),
     offset: int = Query(0, ge=0, le=2**31),
+    fmt: Format = Depends(output_format),
     _: Token | None = Depends(reader),
-) -> GeoJSONResponse:
+) -> JSONResponse | HTMLResponse:
     state = state_of(request)
     _known(state, collection)
     total, feats = _page(state, collection, parse_bbox(state, bbox), limit, offset)
+    url = f"{_base(request)}/collections/{collection}/items"
+    has_next = offset + len(feats) < total
+    prev_offset = max(0, offset - limit) if offset > 0 else None
+
+    def at(fmt_: Format, at_offset: int) -> str:
+        return _url(url, fmt_, limit=limit, offset=at_offset, bbox=bbox or None)
+
+    if fmt == "html":
+        columns: dict[str, None] = {}
+        for f in feats:
+            columns.update(dict.fromkeys(k for k in f["properties"] if k != "id"))
+        item_url = f"{_base(request)}/collections/{collection}/items"
+        rows = [{**f, "href": _url(f"{item_url}/{f['id']}", "html")} for f in feats]
+        return render(
+            "items.html",
+            at("json", offset),
+            GEOJSON,
+            title=TITLES[collection],
+            collection_href=_url(f"{_base(request)}/collections/{collection}", "html"),
+            self_href=at("html", offset),
+            features=rows,
+            columns=list(columns),
+            matched=total,
+            first=offset + 1,
+            last=offset + len(feats),
+            bbox=bbox,
+            limit=limit,
+            next_href=at("html", offset + limit) if has_next else None,
+            prev_href=at("html", prev_offset) if prev_offset is not None else None,
+            shapes=sketch([(r["href"], str(r["id"]), r["geometry"]) for r in rows]),
+            sketch_w=SKETCH_W,
+            sketch_h=SKETCH_H,
+            **_pages(request),
+        )
     for f in feats:
         f["geometry"] = json.loads(shapely.to_geojson(f["geometry"]))
-    url = f"{_base(request)}/collections/{collection}/items"
-    keep = f"&bbox={bbox}" if bbox else ""
     links = [
-        {
-            "rel": "self",
-            "type": "application/geo+json",
-            "href": f"{url}?limit={limit}&offset={offset}{keep}",
-        }
+        _link("self", GEOJSON, at("json", offset), "this document"),
+        _link("alternate", HTML, at("html", offset), "this document as HTML"),
+        _link(
+            "collection",
+            JSON,
+            _url(f"{_base(request)}/collections/{collection}", "json"),
+            TITLES[collection],
+        ),
     ]
-    if offset + len(feats) < total:
-        links.append(
-            {
-                "rel": "next",
-                "type": "application/geo+json",
-                "href": f"{url}?limit={limit}&offset={offset + limit}{keep}",
-            }
-        )
-    if offset > 0:
-        links.append(
-            {
-                "rel": "prev",
-                "type": "application/geo+json",
-                "href": f"{url}?limit={limit}&offset={max(0, offset - limit)}{keep}",
-            }
-        )
-    return GeoJSONResponse(
+    if has_next:
+        links.append(_link("next", GEOJSON, at("json", offset + limit), "the next page"))
+    if prev_offset is not None:
+        links.append(_link("prev", GEOJSON, at("json", prev_offset), "the previous page"))
+    return _Json(
         {
             "type": "FeatureCollection",
             "numberMatched": total,
             "numberReturned": len(feats),
             "features": feats,
             "links": links,
-        }
+        },
+        GEOJSON,
     )
 
 
@@ -243,10 +389,16 @@ def items(
     "/collections/{collection}/items/{item_id}",
     summary="One feature (GeoJSON, CRS84)",
     response_class=GeoJSONResponse,
+    response_model=None,
+    responses=BOTH_GEO,
 )
 def item(
-    request: Request, collection: str, item_id: int, _: Token | None = Depends(reader)
-) -> GeoJSONResponse:
+    request: Request,
+    collection: str,
+    item_id: int,
+    fmt: Format = Depends(output_format),
+    _: Token | None = Depends(reader),
+) -> JSONResponse | HTMLResponse:
     state = state_of(request)
     _known(state, collection)
     if not 0 < item_id < 2**62:
@@ -275,16 +427,36 @@ def item(
     if row is None:
         raise NotFound(f"no feature {item_id} in {collection}")
     geom = _wgs84(state, shapely.from_wkb(bytes(row[-1])))
-    base = _base(request)
-    return GeoJSONResponse(
+    coll_url = f"{_base(request)}/collections/{collection}"
+    url = f"{coll_url}/items/{item_id}"
+    if fmt == "html":
+        return render(
+            "item.html",
+            _url(url, "json"),
+            GEOJSON,
+            title=TITLES[collection],
+            feature_id=item_id,
+            name=props.get("name"),
+            properties={k: v for k, v in props.items() if k != "id"},
+            geometry_type=geom.geom_type,
+            collection_href=_url(coll_url, "html"),
+            items_href=_url(f"{coll_url}/items", "html"),
+            shapes=sketch([("", str(item_id), geom)]),
+            sketch_w=SKETCH_W,
+            sketch_h=SKETCH_H,
+            **_pages(request),
+        )
+    return _Json(
         {
             "type": "Feature",
             "id": item_id,
             "properties": props,
             "geometry": json.loads(shapely.to_geojson(geom)),
             "links": [
-                {"rel": "self", "href": f"{base}/collections/{collection}/items/{item_id}"},
-                {"rel": "collection", "href": f"{base}/collections/{collection}"},
+                _link("self", GEOJSON, _url(url, "json"), "this document"),
+                _link("alternate", HTML, _url(url, "html"), "this document as HTML"),
+                _link("collection", JSON, _url(coll_url, "json"), TITLES[collection]),
             ],
-        }
+        },
+        GEOJSON,
     )

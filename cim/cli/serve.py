@@ -20,11 +20,17 @@ class CliPipeline:
     """The layers a server may not import, handed to it by the command line (cim.pipeline)."""
 
     def ingest(
-        self, store: Store, path: Path, executor: Executor, progress: Progress, job_id: int
+        self,
+        store: Store,
+        path: Path,
+        executor: Executor,
+        progress: Progress,
+        job_id: int,
+        replaces: int | None = None,
     ) -> dict[str, Any]:
         from ingest import IngestOptions, run_ingest
 
-        report = run_ingest(store, path, IngestOptions(), executor, progress, job_id)
+        report = run_ingest(store, path, IngestOptions(), executor, progress, job_id, replaces)
         out: dict[str, Any] = dict(report.as_json())
         return out
 

@@ -39,8 +39,9 @@ export async function getJson(url, { secret, signal } = {}) {
   return body;
 }
 
-// A multipart upload through XMLHttpRequest, for its upload progress events.
-export function uploadFile(file, onProgress) {
+// A multipart upload through XMLHttpRequest, for its upload progress events; fields are the
+// form's other fields (replaces: the id of the source the model replaces).
+export function uploadFile(file, onProgress, fields = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/uploads");
@@ -62,6 +63,9 @@ export function uploadFile(file, onProgress) {
     xhr.addEventListener("error", () => reject(new ApiError(0, { message: "network error" })));
     const form = new FormData();
     form.append("file", file, file.name);
+    for (const [key, value] of Object.entries(fields)) {
+      if (value !== null && value !== undefined) form.append(key, String(value));
+    }
     xhr.send(form);
   });
 }

@@ -46,6 +46,7 @@ const state = {
   colour: "none",
   uses: null,
   me: null,
+  replaceable: null, // {id, name}: the uploaded IFC source of the shown building this token may replace
   selected: null, // {feature, colour}
   home: null,
 };
@@ -568,6 +569,7 @@ function closeDetail() {
   $("detail").hidden = true;
   delete $("detail").dataset.id;
   cim.shown = null;
+  offerReplace(null);
   clearSelection();
   scene.requestRender();
 }
@@ -745,6 +747,7 @@ async function showBuilding(id, { fly = false } = {}) {
   if (ticket !== detailRequest) return null;
   cim.shown = { kind: "building", id: b.id, data: b };
   openDetail("building", b.name || `#${b.id}`, b.id, buildingNodes(b));
+  offerReplace(b);
   if (fly) flyToBuilding(b);
   return b;
 }
@@ -924,6 +927,7 @@ function renderMe() {
   $("upload-section").hidden = !writer;
   $("jobs-section").hidden = !writer;
   if (writer) refreshJobs();
+  offerReplace(cim.shown && cim.shown.kind === "building" ? cim.shown.data : null);
 }
 
 async function restoreSignIn() {
@@ -1034,6 +1038,32 @@ $("upload-file").addEventListener("change", (e) => {
   }
 });
 
+// "Replace this model": offered when the shown building comes from an uploaded IFC source the
+// signed-in token may replace (the server says which: /api/sources' `replaceable`).
+let replaceRequest = 0;
+async function offerReplace(building) {
+  const ticket = ++replaceRequest;
+  const me = state.me;
+  const writer = Boolean(me && me.signed_in && (me.role === "designer" || me.role === "operator"));
+  const ifc = building && writer ? (building.sources || []).filter((s) => s.kind === "ifc") : [];
+  let found = null;
+  if (ifc.length) {
+    try {
+      const { sources } = await getJson("/api/sources");
+      const mine = new Set(sources.filter((s) => s.replaceable).map((s) => s.id));
+      found = ifc.find((s) => mine.has(s.id)) || null;
+    } catch (_e) {
+      found = null;
+    }
+  }
+  if (ticket !== replaceRequest) return;
+  const changed = !found || !state.replaceable || state.replaceable.id !== found.id;
+  state.replaceable = found ? { id: found.id, name: found.name } : null;
+  $("upload-replace-row").hidden = !found;
+  $("upload-replace-name").textContent = found ? found.name : "";
+  if (changed) $("upload-replace").checked = false;
+}
+
 function uploadMessage(text, isError = false) {
   $("upload-status").hidden = false;
   $("upload-message").textContent = text;
@@ -1064,14 +1094,19 @@ $("upload-form").addEventListener("submit", async (e) => {
   button.disabled = true;
   const bar = $("upload-progress");
   bar.value = 0;
+  const replaces = $("upload-replace").checked && state.replaceable ? state.replaceable.id : null;
   cim.upload = { status: "uploading" };
   try {
     uploadMessage(t("uploading", { pct: 0 }));
-    const accepted = await uploadFile(file, (f) => {
-      bar.value = f;
-      uploadMessage(t("uploading", { pct: Math.round(f * 100) }));
-    });
-    cim.upload = { status: "queued", job: accepted.job_id };
+    const accepted = await uploadFile(
+      file,
+      (f) => {
+        bar.value = f;
+        uploadMessage(t("uploading", { pct: Math.round(f * 100) }));
+      },
+      { replaces },
+    );
+    cim.upload = { status: "queued", job: accepted.job_id, replaces: accepted.replaces };
     bar.value = 0;
     uploadMessage(t("queued"));
     refreshJobs();
@@ -1092,8 +1127,9 @@ $("upload-form").addEventListener("submit", async (e) => {
     bar.value = 1;
     const added = await loadTilesets();
     const buildingId = report.source_id ? await newBuildingOf(report.source_id) : null;
-    cim.upload = { status: "done", job: job.id, building: buildingId };
-    uploadMessage(t("uploadDone"));
+    const replaced = (job.result && job.result.replaced) || null;
+    cim.upload = { status: "done", job: job.id, building: buildingId, replaced };
+    uploadMessage(replaced ? t("uploadReplaced", { name: replaced.name }) : t("uploadDone"));
     if (buildingId !== null) {
       const b = await showBuilding(buildingId);
       if (b) await flyToBuilding(b);
