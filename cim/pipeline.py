@@ -1,4 +1,4 @@
-"""What a server asks of the layers it may not import: ingest a file, rebuild the tiles.
+"""What a server asks of the layers it may not import: ingest a file, analyze, rebuild the tiles.
 
 The viewer never parses IFC or writes tiles itself (DESIGN.md): `cim serve`, the command line,
 which knows every layer, hands the app an object with these methods.
@@ -35,4 +35,24 @@ class Pipeline(Protocol):
         self, store: Store, names: Sequence[str], executor: Executor, progress: Progress
     ) -> dict[str, Any]:
         """Bring the tilesets ``names`` up to date; each one's figures."""
+        ...
+
+    def analyze(
+        self,
+        store: Store,
+        progress: Progress,
+        job_id: int,
+        declaration: Path | None = None,
+        source_id: int | None = None,
+    ) -> dict[str, Any]:
+        """Keep a designer's declaration for the buildings of ``source_id`` (or the building
+        it names), then run every analyzer on what is stale; each one's figures."""
+        ...
+
+    def check_declaration(self, path: Path) -> None:
+        """Raise a clear error (InputFileError) when ``path`` is not a valid declaration."""
+        ...
+
+    def analyses_state(self, store: Store) -> dict[str, dict[str, int]]:
+        """Per analyzer: buildings with a current, stale or no result (`cim status`)."""
         ...

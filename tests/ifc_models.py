@@ -431,6 +431,7 @@ def precast_tower(
     tagging: str = "ifc",
     storeys: int = 3,
     origin: tuple[float, float] = (441000.0, 4830000.0),
+    crs: str = "EPSG:4550",
 ) -> Path:
     """A residential block with known precast members, georeferenced at Tongliao (EPSG:4550).
 
@@ -450,7 +451,7 @@ def precast_tower(
     """
     b = ModelBuilder("IFC4", building="Tower 1")
     f = b.file
-    ifcopenshell.api.georeference.add_georeferencing(f, name="EPSG:4550")
+    ifcopenshell.api.georeference.add_georeferencing(f, name=crs)
     ifcopenshell.api.georeference.edit_georeferencing(
         f,
         coordinate_operation={
@@ -458,7 +459,7 @@ def precast_tower(
             "Northings": origin[1],
             "OrthogonalHeight": 180.0,
         },
-        projected_crs={"Name": "EPSG:4550"},
+        projected_crs={"Name": crs},
     )
 
     def mark(product: Any, storey: Any, precast: bool, kind: str) -> None:

@@ -10,6 +10,7 @@ search, sign in and upload, watch jobs; the empty store has its own server.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import urllib.parse
@@ -359,6 +360,10 @@ def test_a_designer_uploads_an_ifc_and_sees_the_new_building(
     assert page.is_visible("#upload-section") and page.is_visible("#jobs-section")
     page.set_input_files("#upload-file", str(model))
     assert page.inner_text("#upload-name") == "upload-tower.ifc"
+    declaration = tmp_path / "upload-tower.prefab.json"
+    declaration.write_text(json.dumps({"items": {"full_fitout": True}}))
+    page.set_input_files("#upload-declaration", str(declaration))
+    assert page.inner_text("#upload-declaration-name") == "upload-tower.prefab.json"
     page.click("#upload-button")
     page.wait_for_function(
         "() => window.cim.upload && (window.cim.upload.shown || "
@@ -389,6 +394,11 @@ def test_a_designer_uploads_an_ifc_and_sees_the_new_building(
         ids.add(centre["properties"].get("id"))
     assert bid in ids, f"the new building {bid} is not under the camera ({ids})"
     assert "IfcWall" in page.inner_text("#detail-body")
+    # scored on upload, with its declaration: full fit-out declared, so it is not "not declared"
+    panel = page.inner_text("#detail-body")
+    assert "装配率 (GB/T 51129-2017)" in panel and "全装修" in panel
+    full = page.inner_text("#detail-body tr[data-item='full_fitout']")
+    assert "✓" in full and "6" in full
     page.wait_for_selector("#jobs li[data-job] .status.done")
     shot(page, city.shots / "upload.png")
     browser.assert_clean()

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from cim.analyze import ANALYZERS, run_analyzer, stale_counts
 from cim.analyze.prefab import declare
 from cim.cli import cli
-from cim.errors import InputFileError
+from cim.errors import InputFileError, NotFound
 from cim.executor import SerialExecutor
 from cim.model.analyses import building_analyses, stored
 from cim.store import Store
@@ -183,14 +183,13 @@ def test_a_bad_declaration_is_named_and_changes_nothing(tongliao: Store, tmp_pat
     before = snapshot(store)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"building": "Tower 1", "items": {"dry_floor": 1.7}}))
-    with pytest.raises(InputFileError, match=r"bad\.json is not a valid prefab declaration"):
-        with store.transaction():
-            declare(store, bad)
+    bad_file = r"bad\.json is not a valid prefab declaration"
+    with pytest.raises(InputFileError, match=bad_file), store.transaction():
+        declare(store, bad)
     nobody = tmp_path / "nobody.json"
     nobody.write_text(json.dumps({"building": "Tower 9", "items": {}}))
-    with pytest.raises(Exception, match="no IFC building 'Tower 9'"):
-        with store.transaction():
-            declare(store, nobody)
+    with pytest.raises(NotFound, match="no IFC building 'Tower 9'"), store.transaction():
+        declare(store, nobody)
     assert snapshot(store) == before
 
 

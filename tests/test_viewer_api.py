@@ -483,6 +483,59 @@ def test_a_chunked_oversize_upload_is_cut_off(city: City, tmp_path: Path) -> Non
         assert uploads_left(c) == []
 
 
+def test_an_upload_with_a_declaration_is_scored_and_its_panel_reads_it(
+    fresh: TestClient, city: City, tmp_path: Path
+) -> None:
+    from tests.ifc_models import TOWER_DECLARATION, precast_tower
+
+    e, n = city.free_spot
+    model = precast_tower(tmp_path / "tower.ifc", "ifc", origin=(e, n + 60.0), crs="EPSG:32633")
+    declaration = {k: v for k, v in TOWER_DECLARATION.items() if k != "building"}
+    r = fresh.post(
+        "/api/uploads",
+        files={
+            "file": ("tower.ifc", model.read_bytes()),
+            "declaration": ("tower.prefab.json", json.dumps(declaration).encode()),
+        },
+        headers=bearer(city.designer),
+    )
+    assert r.status_code == 202, r.text
+    seen = events(fresh, r.json()["job_id"], city.designer)
+    assert seen[-1]["status"] == "done", seen[-1]
+    job = fresh.get(f"/api/jobs/{r.json()['job_id']}", headers=bearer(city.designer)).json()
+    assert job["result"]["analyses"]["prefab"]["computed"] >= 1
+    source = job["result"]["ingest"]["source_id"]
+    [(bid,)] = (
+        state_of(fresh)
+        .store.con.execute("SELECT id FROM buildings WHERE source_id = ?", [source])
+        .fetchall()
+    )
+    detail = fresh.get(f"/api/buildings/{bid}").json()
+    prefab = detail["analyses"]["prefab"]["result"]
+    assert prefab["rate"] == 81.9 and prefab["grade"] == "AA"  # the declaration was applied
+    assert [p.name for p in uploads_left(fresh)] == ["tower.ifc"]  # the declaration is stored
+    status = fresh.get("/api/status", headers=bearer(city.operator)).json()
+    assert status["analyses"]["prefab"]["stale"] == 0
+
+
+def test_a_bad_declaration_is_a_422_and_leaves_nothing(
+    fresh: TestClient, city: City, tmp_path: Path
+) -> None:
+    model = upload_model(tmp_path, city)
+    before = snapshot(state_of(fresh).store)
+    r = fresh.post(
+        "/api/uploads",
+        files={
+            "file": ("pavilion.ifc", model.read_bytes()),
+            "declaration": ("d.json", b'{"items": {"dry_floor": 2}}'),
+        },
+        headers=bearer(city.designer),
+    )
+    body = assert_error(r, 422, "input_file")
+    assert "not a valid prefab declaration" in body["message"]
+    assert uploads_left(fresh) == [] and snapshot(state_of(fresh).store) == before
+
+
 @pytest.mark.parametrize(
     "name, data",
     [

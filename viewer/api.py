@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import shapely
-from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pyproj import CRS
 
@@ -177,8 +177,9 @@ def _origin(state: ServerState) -> dict[str, float]:
 
 @router.get("/status", summary="The store's status document (operators)")
 def status(request: Request, _: Token = Depends(operator)) -> Any:
-    with state_of(request).reader() as store:
-        return status_document(store)
+    state = state_of(request)
+    with state.reader() as store:
+        return status_document(store, state.pipeline.analyses_state if state.pipeline else None)
 
 
 def _jobs_for(store: Any, token: Token) -> list[JobJson]:
@@ -239,6 +240,9 @@ async def job_events(
 
     return StreamingResponse(stream(), media_type="text/event-stream")
 
+
+#: the largest declaration sent with an upload
+MAX_DECLARATION_BYTES = 1 << 20
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._\-\u4e00-\u9fff]+")
 
@@ -351,6 +355,12 @@ async def upload(
         description="keep an earlier upload of the same file name beside this one instead of "
         "replacing it",
     ),
+    declaration: UploadFile | None = File(
+        None,
+        description="what the model cannot show for its assembly rate (full fit-out, "
+        "integrated kitchens ...): JSON, schemas/prefab-declaration.schema.json; for the "
+        "building it names, else every building of the model",
+    ),
     token: Token = Depends(writer),
 ) -> JSONResponse:
     state = state_of(request)
@@ -383,9 +393,16 @@ async def upload(
             raise InputFileError(
                 f"{name} is not an IFC file (no ISO-10303-21 header): upload a .ifc model"
             )
+        declared = None
+        if declaration is not None and declaration.filename:
+            declared = folder / "declaration.json"
+            body = await declaration.read(MAX_DECLARATION_BYTES + 1)
+            if len(body) > MAX_DECLARATION_BYTES:
+                raise PayloadTooLarge("the declaration is over 1 MB: send only the items")
+            declared.write_bytes(body)
+            await asyncio.to_thread(state.pipeline.check_declaration, declared)
     except BaseException:
-        target.unlink(missing_ok=True)
-        folder.rmdir()
+        shutil.rmtree(folder, ignore_errors=True)
         raise
     pipeline = state.pipeline
     executor = state.executor or SerialExecutor()
@@ -394,7 +411,10 @@ async def upload(
 
     def work(job: Any) -> dict[str, Any]:
         def ingest_step(f: float | None, m: str | None) -> None:
-            job.update(None if f is None else 0.8 * f, m)
+            job.update(None if f is None else 0.7 * f, m)
+
+        def analyze_step(f: float | None, m: str | None) -> None:
+            job.update(None if f is None else 0.7 + 0.1 * f, m)
 
         def tile_step(f: float | None, m: str | None) -> None:
             job.update(None if f is None else 0.8 + 0.2 * f, m)
@@ -411,13 +431,23 @@ async def upload(
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # the store is as it was: so is the folder
             raise
+        analyses = pipeline.analyze(
+            state.store, analyze_step, job.id, declared, report.get("source_id")
+        )
         if report.get("outcome") == "unchanged":  # the same model again: nothing new was kept
             shutil.rmtree(folder, ignore_errors=True)
+        elif declared is not None:
+            declared.unlink(missing_ok=True)  # kept in the store (declarations)
         done = old is not None and old.id in report.get("replaced", [])
         if done and old_folder is not None:  # the old model's file went with its rows
             shutil.rmtree(old_folder, ignore_errors=True)
         tiles = pipeline.tile(state.store, ["buildings", "bim"], executor, tile_step)
-        return {"ingest": report, "tiles": tiles, "replaced": replaced if done else None}
+        return {
+            "ingest": report,
+            "analyses": analyses,
+            "tiles": tiles,
+            "replaced": replaced if done else None,
+        }
 
     args: dict[str, Any] = {"file": name, "bytes": size}
     if old is not None:

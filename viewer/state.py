@@ -169,7 +169,9 @@ class ServerState:
             return
         try:
             with self.reader() as store:
-                status = status_document(store)
+                status = status_document(
+                    store, self.pipeline.analyses_state if self.pipeline else None
+                )
             doc = {
                 **self._published,
                 "published_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -41,6 +41,46 @@ class CliPipeline:
 
         return build_tilesets(store, names, executor, progress)
 
+    def analyze(
+        self,
+        store: Store,
+        progress: Progress,
+        job_id: int,
+        declaration: Path | None = None,
+        source_id: int | None = None,
+    ) -> dict[str, Any]:
+        from cim.analyze import ANALYZERS, run_analyzer
+        from cim.analyze.prefab import declare, read_declaration
+
+        if declaration is not None:
+            named = read_declaration(declaration).get("building") is not None
+            rows = store.con.execute(
+                "SELECT id FROM buildings WHERE source_id = ? ORDER BY id", [source_id]
+            ).fetchall()
+            with store.transaction():
+                for building in [None] if named or not rows else [int(r[0]) for r in rows]:
+                    declare(store, declaration, building)
+        out: dict[str, Any] = {}
+        names = list(ANALYZERS)
+        for i, name in enumerate(names):
+
+            def step(f: float | None, m: str | None, i: int = i) -> None:
+                progress(None if f is None else (i + f) / len(names), m)
+
+            report = run_analyzer(store, ANALYZERS[name](), job_id=job_id, progress=step)
+            out[name] = {k: v for k, v in report.items() if k not in ("results", "city")}
+        return out
+
+    def check_declaration(self, path: Path) -> None:
+        from cim.analyze.prefab import read_declaration
+
+        read_declaration(path)
+
+    def analyses_state(self, store: Store) -> dict[str, dict[str, int]]:
+        from cim.cli.status import analyses_state
+
+        return analyses_state(store)
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)

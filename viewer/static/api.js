@@ -64,7 +64,8 @@ export function uploadFile(file, onProgress, fields = {}) {
     const form = new FormData();
     form.append("file", file, file.name);
     for (const [key, value] of Object.entries(fields)) {
-      if (value !== null && value !== undefined) form.append(key, String(value));
+      if (value instanceof File) form.append(key, value, value.name);
+      else if (value !== null && value !== undefined) form.append(key, String(value));
     }
     xhr.send(form);
   });

@@ -1026,17 +1026,21 @@ setInterval(() => {
 
 // -- uploads -------------------------------------------------------------------------------------
 
-$("upload-file").addEventListener("change", (e) => {
-  const file = e.target.files[0];
-  const label = $("upload-name");
-  if (file) {
-    label.removeAttribute("data-i18n");
-    label.textContent = file.name;
-  } else {
-    label.dataset.i18n = "chooseFile";
-    label.textContent = t("chooseFile");
-  }
-});
+function showChosen(input, labelId, key) {
+  input.addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    const label = $(labelId);
+    if (file) {
+      label.removeAttribute("data-i18n");
+      label.textContent = file.name;
+    } else {
+      label.dataset.i18n = key;
+      label.textContent = t(key);
+    }
+  });
+}
+showChosen($("upload-file"), "upload-name", "chooseFile");
+showChosen($("upload-declaration"), "upload-declaration-name", "chooseDeclaration");
 
 // "Replace this model": offered when the shown building comes from an uploaded IFC source the
 // signed-in token may replace (the server says which: /api/sources' `replaceable`).
@@ -1104,7 +1108,7 @@ $("upload-form").addEventListener("submit", async (e) => {
         bar.value = f;
         uploadMessage(t("uploading", { pct: Math.round(f * 100) }));
       },
-      { replaces },
+      { replaces, declaration: $("upload-declaration").files[0] || null },
     );
     cim.upload = { status: "queued", job: accepted.job_id, replaces: accepted.replaces };
     bar.value = 0;
