@@ -298,3 +298,31 @@ def test_status_says_when_results_are_stale(tongliao: Store, tmp_path: Path) -> 
     _declare(store, tmp_path)  # a new declaration: the result is stale
     assert status_document(store, analyses_state)["analyses"]["prefab"]["stale"] == 1
     jsonschema.validate(doc, json.loads((SCHEMAS / "status.schema.json").read_text()))
+
+
+def test_a_local_table_scores_and_is_remembered(tongliao: Store, tmp_path: Path) -> None:
+    store = tongliao
+    _ingest(store, precast_tower(tmp_path / "tower.ifc"))
+    path = store.path
+    store.close()
+    table = json.loads((SCHEMAS / "standards" / "gbt51129-2017.json").read_text())
+    table["id"] = "nmg-2024"
+    table["title"] = "A province's variant: vertical members from 40 %"
+    table["items"][0]["lower"] = 0.40
+    variant = tmp_path / "nmg-2024.json"
+    variant.write_text(json.dumps(table, ensure_ascii=False))
+    runner = CliRunner()
+    args = ["--store", str(path), "analyze", "prefab", "--json"]
+    first = runner.invoke(cli, [*args, "--standard", str(variant)])
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)["analyses"]["prefab"]
+    assert doc["computed"] == 1 and "nmg-2024.json" in doc["rules"]
+    # vertical 44.1 % on the variant: 20 + (44.1 - 40) / 40 x 10 = 21.0
+    again = json.loads(runner.invoke(cli, args).stdout)["analyses"]["prefab"]
+    assert again["computed"] == 0 and "nmg-2024.json" in again["rules"]
+    with Store.open(path) as s:
+        assert _building(s)["items"]["vertical"]["points"] == 21.0
+    back = runner.invoke(cli, [*args, "--standard", "gbt51129-2017"])
+    assert json.loads(back.stdout)["analyses"]["prefab"]["computed"] == 1
+    bad = runner.invoke(cli, [*args, "--standard", str(tmp_path / "missing.json")])
+    assert bad.exit_code != 0 and "missing.json" in bad.output and "Traceback" not in bad.output

@@ -6,21 +6,39 @@ Each reads the store only through ``Store`` and ``cim/model/``, never through an
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cim.analyze.base import Analyzer, run_analyzer, stale_counts
+from cim.analyze.standards import STANDARDS
+
+if TYPE_CHECKING:
+    from cim.store import Store
 
 
-def _prefab(**options: Any) -> Analyzer:
+#: where a store keeps the scoring table it was last told to use (`--standard`)
+PREFAB_STANDARD_KEY = "prefab_standard"
+
+
+def _prefab(store: Store | None = None, standard: str | None = None, **_: Any) -> Analyzer:
+    """The prefab analyzer with ``standard`` (an id or a file), else the table the store was
+    last told to use, else GB/T 51129-2017. A table given is remembered by the store, so the
+    next run without ``--standard`` scores by it too (and finds nothing stale)."""
     from cim.analyze.prefab import PrefabAnalyzer
     from cim.analyze.standards import load_standard
 
-    standard = options.get("standard")
-    return PrefabAnalyzer(standard=load_standard(standard or "gbt51129-2017"))
+    if standard is None and store is not None:
+        with contextlib.suppress(KeyError):
+            standard = store.meta(PREFAB_STANDARD_KEY)
+    table = load_standard(standard or "gbt51129-2017")
+    if store is not None and standard is not None:
+        ref = table.id if table.path.parent == STANDARDS else str(table.path.resolve())
+        store.set_meta(PREFAB_STANDARD_KEY, ref)
+    return PrefabAnalyzer(standard=table)
 
 
-#: name -> a factory taking the analyzer's options (None means its default)
+#: name -> a factory taking the store and the analyzer's options (None: its default)
 ANALYZERS: dict[str, Callable[..., Analyzer]] = {"prefab": _prefab}
 
 __all__ = ["ANALYZERS", "Analyzer", "run_analyzer", "stale_counts"]

@@ -28,7 +28,7 @@ from cim.cli.base import emit_json, json_option, open_store, progress_bar
 @click.option(
     "--standard",
     help="prefab: the scoring table, by id (schemas/standards/) or as a file "
-    "(a province's variant). Default: gbt51129-2017.",
+    "(a province's variant); the store remembers it for later runs. Default: gbt51129-2017.",
 )
 @json_option("Print one JSON document (schemas/analyze.schema.json).")
 @click.pass_context
@@ -68,7 +68,7 @@ def analyze(
                         f"({d['name'] or d['global_id']})"
                     )
         for n in names:
-            analyzer = ANALYZERS[n](standard=standard) if n == "prefab" else ANALYZERS[n]()
+            analyzer = ANALYZERS[n](store=store, standard=standard if n == "prefab" else None)
             args = {"analyzer": n, "building": building, "all": everything}
             with (
                 progress_bar(f"analyze {n}", enabled=not as_json) as bar,

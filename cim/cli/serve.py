@@ -67,7 +67,8 @@ class CliPipeline:
             def step(f: float | None, m: str | None, i: int = i) -> None:
                 progress(None if f is None else (i + f) / len(names), m)
 
-            report = run_analyzer(store, ANALYZERS[name](), job_id=job_id, progress=step)
+            analyzer = ANALYZERS[name](store=store)
+            report = run_analyzer(store, analyzer, job_id=job_id, progress=step)
             out[name] = {k: v for k, v in report.items() if k not in ("results", "city")}
         return out
 

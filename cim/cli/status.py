@@ -44,7 +44,7 @@ def analyses_state(store: Store) -> dict[str, dict[str, int]]:
     """How current each analyzer's results are (the command line knows the analyzers)."""
     from cim.analyze import ANALYZERS, stale_counts
 
-    return stale_counts(store, [make() for make in ANALYZERS.values()])
+    return stale_counts(store, [make(store=store) for make in ANALYZERS.values()])
 
 
 def _from_server(path: Path, as_json: bool) -> bool:
