@@ -157,34 +157,9 @@ def status_document(
                 }
             )
     tilesets = tileset_states(store.con, store.path) if "tilesets" in existing else []
-    for ts in tilesets:
-        if ts["state"] == "missing":
-            attention.append(
-                {
-                    "reason": "tiles_missing",
-                    "message": f"the {ts['name']} tiles are missing beside the store (a store "
-                    f"copied without its .tiles folder): run `cim tile` to write them again",
-                }
-            )
-        elif ts["state"] == "stale":
-            attention.append(
-                {
-                    "reason": "tiles_stale",
-                    "message": f"the {ts['name']} tiles are older than the store's content: "
-                    f"run `cim tile` to bring them up to date",
-                }
-            )
+    attention += _tiles_attention(tilesets)
     state = analyses(store) if analyses is not None and "analyses" in existing else None
-    for name, n in (state or {}).items():
-        if n["stale"] or n["missing"]:
-            attention.append(
-                {
-                    "reason": "analyses_stale",
-                    "message": f"{n['stale'] + n['missing']} building(s) without a current "
-                    f"{name} result ({n['stale']} stale, {n['missing']} never analysed): run "
-                    f"`cim analyze {name}`",
-                }
-            )
+    attention += _analyses_attention(state or {})
     counts = {t: store.count(t) for t in COUNTED_TABLES if t in existing}
     counts["sources"] = len(sources)
     doc: StatusDocument = {
@@ -203,3 +178,40 @@ def status_document(
     if state is not None:
         doc["analyses"] = state
     return doc
+
+
+def _tiles_attention(tilesets: list[TilesetState]) -> list[AttentionItem]:
+    out: list[AttentionItem] = []
+    for ts in tilesets:
+        if ts["state"] == "missing":
+            out.append(
+                {
+                    "reason": "tiles_missing",
+                    "message": f"the {ts['name']} tiles are missing beside the store (a store "
+                    f"copied without its .tiles folder): run `cim tile` to write them again",
+                }
+            )
+        elif ts["state"] == "stale":
+            out.append(
+                {
+                    "reason": "tiles_stale",
+                    "message": f"the {ts['name']} tiles are older than the store's content: "
+                    f"run `cim tile` to bring them up to date",
+                }
+            )
+    return out
+
+
+def _analyses_attention(state: AnalysesState) -> list[AttentionItem]:
+    out: list[AttentionItem] = []
+    for name, n in state.items():
+        if n["stale"] or n["missing"]:
+            out.append(
+                {
+                    "reason": "analyses_stale",
+                    "message": f"{n['stale'] + n['missing']} building(s) without a current "
+                    f"{name} result ({n['stale']} stale, {n['missing']} never analysed): run "
+                    f"`cim analyze {name}`",
+                }
+            )
+    return out
