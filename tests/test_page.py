@@ -341,6 +341,20 @@ def test_the_precast_tower_shows_its_assembly_rate_and_colours_the_city(
     browser.assert_clean()
 
 
+def submit_upload(page: Any) -> dict[str, Any]:
+    """Sends the upload form and waits for the upload to end (on the map, or failed)."""
+    page.click("#upload-button")
+    page.wait_for_function(
+        "() => window.cim.upload && (window.cim.upload.shown || "
+        "['failed', 'needs_placement'].includes(window.cim.upload.status))",
+        timeout=110_000,
+        polling=500,
+    )
+    upload: dict[str, Any] = page.evaluate("() => window.cim.upload")
+    assert upload["status"] == "done", upload
+    return upload
+
+
 def test_a_designer_uploads_an_ifc_and_sees_the_new_building(
     city: City, browser: Browser, page: Any, tmp_path: Path
 ) -> None:
@@ -364,15 +378,7 @@ def test_a_designer_uploads_an_ifc_and_sees_the_new_building(
     declaration.write_text(json.dumps({"items": {"full_fitout": True}}))
     page.set_input_files("#upload-declaration", str(declaration))
     assert page.inner_text("#upload-declaration-name") == "upload-tower.prefab.json"
-    page.click("#upload-button")
-    page.wait_for_function(
-        "() => window.cim.upload && (window.cim.upload.shown || "
-        "['failed', 'needs_placement'].includes(window.cim.upload.status))",
-        timeout=110_000,
-        polling=500,
-    )
-    upload = page.evaluate("() => window.cim.upload")
-    assert upload["status"] == "done", upload
+    upload = submit_upload(page)
     bid = upload["building"]
     rows = city.server.query(
         "SELECT b.name FROM buildings b JOIN sources s ON s.id = b.source_id "
@@ -416,15 +422,7 @@ def test_a_designer_replaces_the_model_of_the_picked_building(
     revised = upload_model(tmp_path / "upload-tower-v2.ifc", name="Upload Tower B")
     page.set_input_files("#upload-file", str(revised))
     page.check("#upload-replace")
-    page.click("#upload-button")
-    page.wait_for_function(
-        "() => window.cim.upload && (window.cim.upload.shown || "
-        "['failed', 'needs_placement'].includes(window.cim.upload.status))",
-        timeout=110_000,
-        polling=500,
-    )
-    upload = page.evaluate("() => window.cim.upload")
-    assert upload["status"] == "done", upload
+    upload = submit_upload(page)
     assert upload["replaced"]["name"] == "upload-tower.ifc"
     assert "upload-tower.ifc" in page.inner_text("#upload-message")
     assert city.server.query("SELECT id FROM sources WHERE name = 'upload-tower.ifc'") == []
