@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +41,20 @@ TO_XY = Transformer.from_crs("EPSG:4326", "EPSG:4550", always_xy=True)
 USES = ["住宅", "商业", "办公", "学校", "医院"]
 
 
-def build_city(path: Path, *, gis: bool = True) -> Store:
-    """The store described above, tiled (buildings, bim); the caller owns it."""
-    from tiles.build import build_tilesets
-
-    store = Store.create(path, "EPSG:4550", origin=ORIGIN)
-    work = path.with_name(path.stem + ".layers")
-    work.mkdir(exist_ok=True)
+def district(
+    store: Store, work: Path, attributes: Callable[[np.random.Generator], dict[str, Any]]
+) -> None:
+    """Two sample models at Tongliao (duplex, LargeBuilding) among the footprints of a street
+    grid around them (named 楼 1, 楼 2 ...), each footprint with the ``attributes`` drawn for it
+    (after its width and depth, from one generator seeded 7)."""
     ingest(store, SAMPLES / "ifc" / "duplex.ifc", anchor=Anchor.parse("122.2610,43.6200,180,0"))
     ingest(
         store, SAMPLES / "ifc" / "LargeBuilding.ifc", anchor=Anchor.parse("122.2625,43.6200,180,0")
     )
     cx, cy = TO_XY.transform(*CENTRE)
     rng = np.random.default_rng(7)
-    boxes, heights, names, uses, floors, years = [], [], [], [], [], []
+    boxes: list[Any] = []
+    columns: dict[str, list[Any]] = {"name": []}
     for i in range(-4, 5):
         for j in range(-3, 4):
             x, y = cx + i * 45.0, cy + j * 40.0
@@ -61,23 +62,28 @@ def build_city(path: Path, *, gis: bool = True) -> Store:
                 continue  # where the models stand
             w, d = rng.uniform(14, 30), rng.uniform(10, 22)
             boxes.append(shapely.box(x - w / 2, y - d / 2, x + w / 2, y + d / 2))
-            n = int(rng.choice([3, 6, 11, 18]))
-            floors.append(n)
-            heights.append(n * 3.0)
-            names.append(f"楼 {len(names) + 1}")
-            uses.append(USES[int(rng.integers(len(USES)))])
-            years.append(int(rng.integers(1975, 2024)))
-    write_layer(
-        work / "district.gpkg",
-        boxes,
-        crs="EPSG:4550",
-        height=heights,
-        name=names,
-        use=uses,
-        floors=floors,
-        year=years,
-    )
+            for key, value in attributes(rng).items():
+                columns.setdefault(key, []).append(value)
+            columns["name"].append(f"楼 {len(boxes)}")
+    write_layer(work / "district.gpkg", boxes, crs="EPSG:4550", **columns)
     ingest(store, work / "district.gpkg", role="buildings")
+
+
+def build_city(path: Path, *, gis: bool = True) -> Store:
+    """The store described above, tiled (buildings, bim); the caller owns it."""
+    from tiles.build import build_tilesets
+
+    store = Store.create(path, "EPSG:4550", origin=ORIGIN)
+    work = path.with_name(path.stem + ".layers")
+    work.mkdir(exist_ok=True)
+    cx, cy = TO_XY.transform(*CENTRE)
+
+    def attributes(rng: np.random.Generator) -> dict[str, Any]:
+        n = int(rng.choice([3, 6, 11, 18]))
+        use = USES[int(rng.integers(len(USES)))]
+        return {"floors": n, "height": n * 3.0, "use": use, "year": int(rng.integers(1975, 2024))}
+
+    district(store, work, attributes)
     if gis:
         _gis_layers(store, work, cx, cy)
     # a precast tower with its declaration, scored by the prefab analyzer before tiling

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import shapely
-from pyproj import Transformer
 
 from cim.store import Store
 from cim.tilefiles import tiles_dir_of
-from ingest import Anchor
 from tests.browser import TilesBrowser
 from tests.conftest import ROOT, SAMPLES, MakeStore
-from tests.test_gis import write_layer
+from tests.page_city import district
 from tests.test_tiles import ingest
 from tiles.build import build_tilesets
 
@@ -26,27 +23,7 @@ DOCS = ROOT / "docs"
 
 def _district(store: Store, tmp_path: Path) -> None:
     """Two sample models at Tongliao among footprints of a street grid around them."""
-    ingest(store, SAMPLES / "ifc" / "duplex.ifc", anchor=Anchor.parse("122.2610,43.6200,180,0"))
-    ingest(
-        store,
-        SAMPLES / "ifc" / "LargeBuilding.ifc",
-        anchor=Anchor.parse("122.2625,43.6200,180,0"),
-    )
-    to_xy = Transformer.from_crs("EPSG:4326", "EPSG:4550", always_xy=True)
-    cx, cy = to_xy.transform(122.2617, 43.6200)
-    rng = np.random.default_rng(7)
-    boxes, heights, names = [], [], []
-    for i in range(-4, 5):
-        for j in range(-3, 4):
-            x, y = cx + i * 45.0, cy + j * 40.0
-            if abs(x - cx) < 110 and abs(y - cy) < 35:
-                continue  # where the models stand
-            w, d = rng.uniform(14, 30), rng.uniform(10, 22)
-            boxes.append(shapely.box(x - w / 2, y - d / 2, x + w / 2, y + d / 2))
-            heights.append(float(rng.choice([9, 18, 33, 54])))
-            names.append(f"楼 {len(names) + 1}")
-    write_layer(tmp_path / "district.gpkg", boxes, crs="EPSG:4550", height=heights, name=names)
-    ingest(store, tmp_path / "district.gpkg", role="buildings")
+    district(store, tmp_path, lambda rng: {"height": float(rng.choice([9, 18, 33, 54]))})
 
 
 def test_city_and_bim_tilesets_load_and_pick(
