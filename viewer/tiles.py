@@ -99,6 +99,30 @@ class TileCache:
                 _, out = self._entries.popitem(last=False)
                 self.held -= len(out.data or b"") + len(out.gz or b"")
 
+    def drop_gone(self, prefix: str) -> int:
+        """Forgets the files under ``prefix`` that are gone from the disk (or replaced): the
+        tiles a rebuilt tileset no longer names. Without it a server that re-tiles every few
+        minutes grows by the changed tiles each time, up to the cache's capacity."""
+        with self._lock:
+            routes = [r for r in self._entries if r.startswith(prefix)]
+        gone = []
+        for route in routes:
+            entry = self._entries.get(route)
+            if entry is None:
+                continue
+            try:
+                if _key(os.stat(entry.path)) == entry.key:
+                    continue
+            except OSError:
+                pass
+            gone.append(route)
+        with self._lock:
+            for route in gone:
+                out = self._entries.pop(route, None)
+                if out is not None:
+                    self.held -= len(out.data or b"") + len(out.gz or b"")
+        return len(gone)
+
 
 def _key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -175,6 +199,8 @@ class TileFiles:
             raise _NotFound(route) from None
         if entry.data is not None:
             self.cache.put(route, entry)
+        if route.endswith(_TILESET_JSON):  # a new generation: its old tiles are deleted
+            self.cache.drop_gone(route[: -len(TILESET_JSON)])
         return entry
 
     async def _serve(self, scope: Scope, send: Send) -> None:
