@@ -409,6 +409,67 @@ def test_ifc_map_conversion_without_target_crs_is_no_georeference(
     assert any("has no target CRS" in w for w in report.warnings)
 
 
+def test_ifc_site_reflatitude_a_number_is_no_georeference(make_store, tmp_path: Path) -> None:
+    """Found by the 10-minute IFC run: a site whose RefLatitude is an integer and whose
+    RefLongitude and RefElevation are entities; dms2dd(*int) raised TypeError and failed the
+    file. The site's reference is ignored, saying why; the model waits for placement."""
+    report: Any = ingest_ifc(make_store, tmp_path, "site-reflatitude-a-number.ifc")
+    assert report.status == "needs_placement"
+    assert any(
+        "RefLatitude is the int 1796411091; RefLongitude is an IfcPersonAndOrganization" in w
+        for w in report.warnings
+    )
+
+
+def test_ifc_site_elevation_and_placement_not_readable_are_read_as_0(
+    make_store, tmp_path: Path
+) -> None:
+    """A site at a real latitude and longitude whose RefElevation is an entity and whose
+    ObjectPlacement is a number: the model is placed by the site, the elevation read as 0 and
+    the origin as the model's, each said."""
+    seed = (CORPUS / "ifc" / "wall_ifc4.ifc").read_bytes()
+    site = b"#12=IFCSITE('1PrY9yTQrEGud_QgAKsDQH',$,'Site',$,$,#22,$,$,$,$,$,$,$,$);"
+    odd = (
+        b"#12=IFCSITE('1PrY9yTQrEGud_QgAKsDQH',$,'Site',$,$,3,$,$,$,(31,14,0),(122,58,0),#22,$,$);"
+    )
+    assert site in seed
+    path = tmp_path / "site.ifc"
+    path.write_bytes(seed.replace(site, odd))
+    store = make_store("EPSG:4550")
+    report: Any = ingest(store, path)
+    assert report.status == "ingested"
+    assert any("the site's RefElevation is an IfcLocalPlacement" in w for w in report.warnings)
+    assert any("the site's placement cannot be read" in w for w in report.warnings)
+    [(method,)] = store.con.execute("SELECT method FROM placements").fetchall()
+    assert method == "site_reflatlon"
+
+
+@pytest.mark.parametrize(
+    ("value", "degrees"),
+    [
+        ((48, 51, 24), 48 + 51 / 60 + 24 / 3600),
+        ((-2, -30, 0, -500000), -(2 + 30 / 60 + 0.5 / 3600)),
+        ((0, 0, 0), 0.0),
+        (1796411091, None),  # a number
+        ((48, -51, 24), None),  # mixed signs: dms2dd asserts
+        ((48, 51), None),  # too short
+        ((48, 51, 24, 0, 0), None),  # too long
+        ((48.5, 0, 0), None),  # not integers
+        (("48", 0, 0), None),
+        ((True, 0, 0), None),
+        ((91, 0, 0), None),  # beyond the limit
+        ((10**400, 0, 0), None),  # beyond a float
+        ("48;51;24", None),
+        (None, None),
+    ],
+)
+def test_compound_angle(value: Any, degrees: float | None) -> None:
+    from ingest.ifc.placement import compound_angle
+
+    got = compound_angle(value, 90.0)
+    assert got == pytest.approx(degrees) if degrees is not None else got is None
+
+
 def test_ifc_property_set_holding_a_string_leaves_it_out(make_store, tmp_path: Path) -> None:
     """HasProperties written as a string: AttributeError on str.is_a before."""
     report: Any = ingest_ifc(make_store, tmp_path, "property-set-holding-a-string.ifc")
