@@ -470,6 +470,50 @@ def test_compound_angle(value: Any, degrees: float | None) -> None:
     assert got == pytest.approx(degrees) if degrees is not None else got is None
 
 
+def test_ifc_aggregation_relating_a_list_is_ignored(make_store, tmp_path: Path) -> None:
+    """Found by the second 10-minute IFC run: an IfcRelAggregates whose RelatingObject parses
+    as a list (a '=' where a ',' was): AttributeError on tuple.is_a failed the file. The
+    relation's end is ignored, recorded; the wall is kept."""
+    report: Any = ingest_ifc(make_store, tmp_path, "aggregation-relating-a-list.ifc")
+    assert report.counts["products"] == 1
+    assert report.counts["odd_items_by_kind"]["odd_relation"] == 1
+    assert any("IfcRelAggregates.RelatingObject: tuple" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize(
+    ("relation", "relations"),
+    [
+        ("IFCRELAGGREGATES('{g}',$,$,$,(#14),$)", 0),
+        # ifcopenshell keeps a list's members of its first member's kind: (3,#14) reads (3,)
+        ("IFCRELAGGREGATES('{g}',$,$,$,#37,(3,#14))", 0),
+        ("IFCRELAGGREGATES('{g}',$,$,$,#37,#14)", 1),  # one entity for a set: a set of one
+        ("IFCRELDEFINESBYPROPERTIES('{g}',$,$,$,(#37),'x')", 0),
+        ("IFCRELDEFINESBYPROPERTIES('{g}',$,$,$,(3),#39)", 0),
+        ("IFCRELVOIDSELEMENT('{g}',$,$,$,#37,3)", 0),
+        ("IFCRELFILLSELEMENT('{g}',$,$,$,3,#37)", 0),
+        ("IFCRELASSOCIATESMATERIAL('{g}',$,$,$,(#37),3)", 0),
+        ("IFCRELASSOCIATESMATERIAL('{g}',$,$,$,(#33),'x')", 0),  # the type's
+    ],
+)
+def test_ifc_relation_ends_that_are_not_entities_are_ignored(
+    make_store, tmp_path: Path, relation: str, relations: int
+) -> None:
+    """Relations holding a number, text or a list where the schema has an entity (as the
+    finding above): each made the ingest fail with an AttributeError (tuple.is_a, int.id,
+    label() of a number, ifcopenshell's get_material); now the end is ignored, the relation
+    recorded as an odd item, and the wall is still ingested with its properties."""
+    seed = (CORPUS / "ifc" / "wall_ifc4.ifc").read_text()
+    line = "#900=" + relation.format(g="0Oddrelationend0000000") + ";\n"
+    path = tmp_path / "relation.ifc"
+    path.write_text(seed.replace("ENDSEC;\nEND-ISO", line + "ENDSEC;\nEND-ISO"))
+    store = make_store("EPSG:4550")
+    report: Any = ingest(store, path)
+    assert report.counts["products"] == 1 and report.counts["relations"] == relations
+    assert report.counts["odd_items_by_kind"]["odd_relation"] == 1
+    [(psets,)] = store.con.execute("SELECT psets FROM elements").fetchall()
+    assert "Pset_WallCommon" in json.loads(psets)
+
+
 def test_ifc_property_set_holding_a_string_leaves_it_out(make_store, tmp_path: Path) -> None:
     """HasProperties written as a string: AttributeError on str.is_a before."""
     report: Any = ingest_ifc(make_store, tmp_path, "property-set-holding-a-string.ifc")
