@@ -409,6 +409,111 @@ def test_ifc_map_conversion_without_target_crs_is_no_georeference(
     assert any("has no target CRS" in w for w in report.warnings)
 
 
+def test_ifc_site_reflatitude_a_number_is_no_georeference(make_store, tmp_path: Path) -> None:
+    """Found by the 10-minute IFC run: a site whose RefLatitude is an integer and whose
+    RefLongitude and RefElevation are entities; dms2dd(*int) raised TypeError and failed the
+    file. The site's reference is ignored, saying why; the model waits for placement."""
+    report: Any = ingest_ifc(make_store, tmp_path, "site-reflatitude-a-number.ifc")
+    assert report.status == "needs_placement"
+    assert any(
+        "RefLatitude is the int 1796411091; RefLongitude is an IfcPersonAndOrganization" in w
+        for w in report.warnings
+    )
+
+
+def test_ifc_site_elevation_and_placement_not_readable_are_read_as_0(
+    make_store, tmp_path: Path
+) -> None:
+    """A site at a real latitude and longitude whose RefElevation is an entity and whose
+    ObjectPlacement is a number: the model is placed by the site, the elevation read as 0 and
+    the origin as the model's, each said."""
+    seed = (CORPUS / "ifc" / "wall_ifc4.ifc").read_bytes()
+    site = b"#12=IFCSITE('1PrY9yTQrEGud_QgAKsDQH',$,'Site',$,$,#22,$,$,$,$,$,$,$,$);"
+    odd = (
+        b"#12=IFCSITE('1PrY9yTQrEGud_QgAKsDQH',$,'Site',$,$,3,$,$,$,(31,14,0),(122,58,0),#22,$,$);"
+    )
+    assert site in seed
+    path = tmp_path / "site.ifc"
+    path.write_bytes(seed.replace(site, odd))
+    store = make_store("EPSG:4550")
+    report: Any = ingest(store, path)
+    assert report.status == "ingested"
+    assert any("the site's RefElevation is an IfcLocalPlacement" in w for w in report.warnings)
+    assert any("the site's placement cannot be read" in w for w in report.warnings)
+    [(method,)] = store.con.execute("SELECT method FROM placements").fetchall()
+    assert method == "site_reflatlon"
+
+
+@pytest.mark.parametrize(
+    ("value", "degrees"),
+    [
+        ((48, 51, 24), 48 + 51 / 60 + 24 / 3600),
+        ((-2, -30, 0, -500000), -(2 + 30 / 60 + 0.5 / 3600)),
+        ((0, 0, 0), 0.0),
+        (1796411091, None),  # a number
+        ((48, -51, 24), None),  # mixed signs: dms2dd asserts
+        ((48, 51), None),  # too short
+        ((48, 51, 24, 0, 0), None),  # too long
+        ((48.5, 0, 0), None),  # not integers
+        (("48", 0, 0), None),
+        ((True, 0, 0), None),
+        ((91, 0, 0), None),  # beyond the limit
+        ((10**400, 0, 0), None),  # beyond a float
+        ("48;51;24", None),
+        (None, None),
+    ],
+)
+def test_compound_angle(value: Any, degrees: float | None) -> None:
+    from ingest.ifc.placement import compound_angle
+
+    got = compound_angle(value, 90.0)
+    assert got == pytest.approx(degrees) if degrees is not None else got is None
+
+
+def test_ifc_aggregation_relating_a_list_is_ignored(make_store, tmp_path: Path) -> None:
+    """Found by the second 10-minute IFC run: an IfcRelAggregates whose RelatingObject parses
+    as a list (a '=' where a ',' was): AttributeError on tuple.is_a failed the file. The
+    relation's end is ignored, recorded; the wall is kept."""
+    report: Any = ingest_ifc(make_store, tmp_path, "aggregation-relating-a-list.ifc")
+    assert report.counts["products"] == 1
+    assert report.counts["odd_items_by_kind"]["odd_relation"] == 1
+    assert any("IfcRelAggregates.RelatingObject: tuple" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize(
+    ("relation", "relations"),
+    [
+        ("IFCRELAGGREGATES('{g}',$,$,$,(#14),$)", 0),
+        # ifcopenshell keeps a list's members of its first member's kind: (3,#14) reads (3,)
+        ("IFCRELAGGREGATES('{g}',$,$,$,#37,(3,#14))", 0),
+        ("IFCRELAGGREGATES('{g}',$,$,$,#37,#14)", 1),  # one entity for a set: a set of one
+        ("IFCRELDEFINESBYPROPERTIES('{g}',$,$,$,(#37),'x')", 0),
+        ("IFCRELDEFINESBYPROPERTIES('{g}',$,$,$,(3),#39)", 0),
+        ("IFCRELVOIDSELEMENT('{g}',$,$,$,#37,3)", 0),
+        ("IFCRELFILLSELEMENT('{g}',$,$,$,3,#37)", 0),
+        ("IFCRELASSOCIATESMATERIAL('{g}',$,$,$,(#37),3)", 0),
+        ("IFCRELASSOCIATESMATERIAL('{g}',$,$,$,(#33),'x')", 0),  # the type's
+    ],
+)
+def test_ifc_relation_ends_that_are_not_entities_are_ignored(
+    make_store, tmp_path: Path, relation: str, relations: int
+) -> None:
+    """Relations holding a number, text or a list where the schema has an entity (as the
+    finding above): each made the ingest fail with an AttributeError (tuple.is_a, int.id,
+    label() of a number, ifcopenshell's get_material); now the end is ignored, the relation
+    recorded as an odd item, and the wall is still ingested with its properties."""
+    seed = (CORPUS / "ifc" / "wall_ifc4.ifc").read_text()
+    line = "#900=" + relation.format(g="0Oddrelationend0000000") + ";\n"
+    path = tmp_path / "relation.ifc"
+    path.write_text(seed.replace("ENDSEC;\nEND-ISO", line + "ENDSEC;\nEND-ISO"))
+    store = make_store("EPSG:4550")
+    report: Any = ingest(store, path)
+    assert report.counts["products"] == 1 and report.counts["relations"] == relations
+    assert report.counts["odd_items_by_kind"]["odd_relation"] == 1
+    [(psets,)] = store.con.execute("SELECT psets FROM elements").fetchall()
+    assert "Pset_WallCommon" in json.loads(psets)
+
+
 def test_ifc_property_set_holding_a_string_leaves_it_out(make_store, tmp_path: Path) -> None:
     """HasProperties written as a string: AttributeError on str.is_a before."""
     report: Any = ingest_ifc(make_store, tmp_path, "property-set-holding-a-string.ifc")

@@ -25,7 +25,15 @@ from shapely.geometry.base import BaseGeometry
 from cim.georef import Placement
 from ingest.ifc.mesh import MeshData
 from ingest.ifc.properties import PropertyReader, attr
-from ingest.ifc.quirks import OddItems, label, number, text, unit_scale
+from ingest.ifc.quirks import (
+    OddItems,
+    label,
+    number,
+    related_many,
+    related_one,
+    text,
+    unit_scale,
+)
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -192,22 +200,25 @@ class ElementWriter:
         source_id = self.source_id
         rels: list[tuple[int, str, str, str]] = []
         fills: dict[str, str] = {}
+        odd = self.odd
         for rel in self.model.by_type("IfcRelFillsElement"):
-            o, e = rel.RelatingOpeningElement, rel.RelatedBuildingElement
+            o = related_one(rel, "RelatingOpeningElement", odd)
+            e = related_one(rel, "RelatedBuildingElement", odd)
             if o is not None and e is not None:
                 rels.append((source_id, "fills", label(o), label(e)))
                 fills[label(o)] = label(e)
         for rel in self.model.by_type("IfcRelVoidsElement"):
-            h, o = rel.RelatingBuildingElement, rel.RelatedOpeningElement
+            h = related_one(rel, "RelatingBuildingElement", odd)
+            o = related_one(rel, "RelatedOpeningElement", odd)
             if h is not None and o is not None:
                 rels.append((source_id, "voids", label(h), label(o)))
                 if label(o) in fills:
                     rels.append((source_id, "hosts", label(h), fills[label(o)]))
         for rel in self.model.by_type("IfcRelAggregates"):
-            whole = rel.RelatingObject
+            whole = related_one(rel, "RelatingObject", odd)
             if whole is None or not whole.is_a("IfcElement"):
                 continue  # the spatial tree is kept in elements.storey / building_id
-            for part in rel.RelatedObjects or ():
+            for part in related_many(rel, "RelatedObjects", odd):
                 rels.append((source_id, "aggregates", label(whole), label(part)))
         self.store.insert_rows(
             "element_relations",

@@ -57,7 +57,7 @@ from ingest.ifc.mesh import (
 )
 from ingest.ifc.placement import model_placement, model_schema, stored_params
 from ingest.ifc.properties import PropertyReader
-from ingest.ifc.quirks import OddItems, repair, unit_scale
+from ingest.ifc.quirks import OddItems, related_one, repair, unit_scale
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -358,7 +358,7 @@ class IfcIngest:
         rows = mesher.mesh(products)
         # elements that only aggregate parts (IfcElementAssembly ...) keep their properties too
         for rel in model.by_type("IfcRelAggregates"):
-            whole = rel.RelatingObject
+            whole = related_one(rel, "RelatingObject", self.odd)
             if whole is not None and whole.is_a("IfcElement") and whole.id() not in rows:
                 rows[whole.id()] = ElementRow(whole, props=self.reader.properties(whole))
         meshed = [r for r in rows.values() if r.mesh is not None]

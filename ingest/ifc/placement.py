@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
@@ -200,8 +201,10 @@ def model_placement(
         lat = getattr(site, "RefLatitude", None) if site else None
         lon = getattr(site, "RefLongitude", None) if site else None
         if site is not None and lat and lon:
-            by_site = _site_placement(model, store, project_crs, site, unit_scale, half_extent)
-            if placement is None or not by_site.needs_placement:
+            by_site = _site_placement(
+                model, store, project_crs, site, unit_scale, half_extent, notes
+            )
+            if by_site is not None and (placement is None or not by_site.needs_placement):
                 # a georeference that cannot be used gives way to the site's, saying so
                 notes.extend(placement.warnings if placement is not None else [])
                 placement = by_site
@@ -302,16 +305,46 @@ def _site_placement(
     site: Any,
     unit_scale: float,
     half_extent: float,
-) -> Placement:
+    notes: list[str],
+) -> Placement | None:
     """By the site's RefLatitude/RefLongitude, unless it is outside the project CRS (then at
-    the project origin) or a default site of an authoring tool (then with a warning)."""
-    lat_d = ugeo.dms2dd(*site.RefLatitude)
-    lon_d = ugeo.dms2dd(*site.RefLongitude)
-    elev = float(site.RefElevation or 0.0) * unit_scale
+    the project origin) or a default site of an authoring tool (then with a warning); None,
+    with a line in ``notes``, when they are not angles (the site's reference is ignored)."""
+    lat_d = compound_angle(site.RefLatitude, 90.0)
+    lon_d = compound_angle(site.RefLongitude, 180.0)
+    if lat_d is None or lon_d is None:
+        # a number, an entity or text where the schema has degrees, minutes and seconds
+        # (found by fuzzing: dms2dd's TypeError failed the file)
+        odd = [
+            f"{name} is {_described(value)}"
+            for name, value, degrees in (
+                ("RefLatitude", site.RefLatitude, lat_d),
+                ("RefLongitude", site.RefLongitude, lon_d),
+            )
+            if degrees is None
+        ]
+        notes.append(
+            f"the site's RefLatitude/RefLongitude cannot be read as a latitude and longitude "
+            f"({'; '.join(odd)}); ignored"
+        )
+        return None
+    elev = number(site.RefElevation)
+    if elev is None and site.RefElevation is not None:
+        notes.append(
+            f"the site's RefElevation is {_described(site.RefElevation)}, not a length; read as 0"
+        )
+    elev = (elev or 0.0) * unit_scale
     rot = -float(ugeo.get_true_north(model))
     origin = np.zeros(3)
     if site.ObjectPlacement is not None:
-        origin = uplace.get_local_placement(site.ObjectPlacement)[:3, 3] * unit_scale
+        try:
+            origin = uplace.get_local_placement(site.ObjectPlacement)[:3, 3] * unit_scale
+        except (AttributeError, TypeError, ValueError, IndexError) as exc:
+            # a placement whose parts are not placements (fuzzing found one for a storey)
+            notes.append(
+                f"the site's placement cannot be read ({type(exc).__name__}); its origin "
+                f"taken as the model's"
+            )
     default = near_default_site(lon_d, lat_d)
     try:
         placement = geographic_placement(
@@ -339,6 +372,31 @@ def _site_placement(
             f"the site's RefLatitude/RefLongitude is {default}, not a real site; {NEEDS_ANCHOR}"
         )
     return placement
+
+
+def compound_angle(value: Any, limit: float) -> float | None:
+    """An IfcCompoundPlaneAngleMeasure (degrees, minutes, seconds and, optionally, millionths
+    of a second, all of one sign) in decimal degrees; None when it is not one (a number, an
+    entity, text, mixed signs) or lies beyond +-``limit`` degrees."""
+    if not isinstance(value, tuple | list) or not 3 <= len(value) <= 4:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return None
+    if not (all(v >= 0 for v in value) or all(v <= 0 for v in value)):
+        return None  # dms2dd asserts
+    try:
+        degrees = float(ugeo.dms2dd(*value))
+    except OverflowError:
+        return None
+    return degrees if math.isfinite(degrees) and abs(degrees) <= limit else None
+
+
+def _described(value: Any) -> str:
+    """What an attribute holds, for a note: ``an IfcApplication``, ``the int 17``, ..."""
+    if isinstance(value, ifcopenshell.entity_instance):
+        return f"an {value.is_a()}"
+    shown = repr(value)
+    return f"the {type(value).__name__} {shown[:40] + ('...' if len(shown) > 40 else '')}"
 
 
 def place(store: Store, source_id: int, anchor: Anchor) -> PlaceOutcome:

@@ -21,7 +21,7 @@ from typing import Any
 import ifcopenshell
 import ifcopenshell.util.element as uel
 
-from ingest.ifc.quirks import OddItems, label
+from ingest.ifc.quirks import OddItems, is_reference, label, related_many, related_one
 
 
 class PropertyReader:
@@ -44,7 +44,12 @@ class PropertyReader:
             for rel in self.model.by_type("IfcRelDefinesByProperties"):
                 # by the attribute's index, looked up by name once per class (argument): the
                 # names cost three lookups each
-                definition = argument(rel, "RelatingPropertyDefinition")
+                definition = related_one(
+                    rel,
+                    "RelatingPropertyDefinition",
+                    self.odd,
+                    argument(rel, "RelatingPropertyDefinition"),
+                )
                 if definition is None:
                     continue
                 # IfcPropertySetDefinitionSet (IFC4) wraps a list of definitions
@@ -53,7 +58,8 @@ class PropertyReader:
                     if definition.is_a("IfcPropertySetDefinitionSet")
                     else (definition,)
                 )
-                for obj in argument(rel, "RelatedObjects") or ():
+                related = argument(rel, "RelatedObjects")
+                for obj in related_many(rel, "RelatedObjects", self.odd, related):
                     self._defs_of[obj.id()].extend(defs)
         return self._defs_of
 
@@ -162,11 +168,19 @@ class PropertyReader:
         for name in sorted(psets):
             if name.startswith("Pset_") and name.endswith("Common"):
                 flags.update(psets[name])
-        try:
-            found = uel.get_materials(product)
-        except AttributeError:  # its type relation holds another relation: its own only
-            found = uel.get_materials(product, should_inherit=False)
-        materials = sorted({m.Name for m in found if attr(m, "Name") and isinstance(m.Name, str)})
+        found: list[Any] = []
+        # with its type's (unless its type relation holds another relation: ptype None), else
+        # its own only
+        for inherit in (True, False) if ptype is not None else (False,):
+            try:
+                found = uel.get_materials(product, should_inherit=inherit)
+                break
+            except AttributeError:
+                # a material association holding a number or text (found by fuzzing)
+                self.odd.add_once("odd_relation", product, "IfcRelAssociatesMaterial")
+        materials = sorted(
+            {m.Name for m in found if is_reference(m) and isinstance(attr(m, "Name"), str)}
+        )
         return {
             "psets": psets,
             "qsets": qsets,

@@ -53,6 +53,10 @@ KINDS = {
         "(else 0)"
     ),
     "odd_set_member": "members of a property set that are not properties, left out",
+    "odd_relation": (
+        "relations holding a number, text or a list where the schema has an entity, "
+        "those ends ignored"
+    ),
     "not_meshed": "elements the geometry kernel cannot mesh, kept without geometry",
     "kernel_crash": (
         "elements the geometry kernel crashed on (a native fault, in a child process), "
@@ -79,6 +83,39 @@ def number(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
+
+
+def is_reference(value: Any) -> bool:
+    """Whether an attribute holds a reference to an entity (not a number, text, a list, or a
+    value of a defined type such as IfcLabel('x'))."""
+    return isinstance(value, ifcopenshell.entity_instance) and value.id() != 0
+
+
+def related_one(rel: Any, name: str, odd: OddItems, value: Any = None) -> Any:
+    """The entity a relation's attribute ``name`` refers to (``value``, when already read);
+    None when unset, or when it holds something else (a corrupt reference: found by fuzzing),
+    then recorded in ``odd``."""
+    if value is None:
+        value = getattr(rel, name)
+    if value is None or is_reference(value):
+        return value
+    odd.add_once("odd_relation", rel, f"{rel.is_a()}.{name}: {type(value).__name__}")
+    return None
+
+
+def related_many(rel: Any, name: str, odd: OddItems, value: Any = None) -> list[Any]:
+    """The entities a relation's set attribute ``name`` refers to (``value``, when already
+    read): its members that are references, the others recorded in ``odd``; one entity
+    where the schema has a set is taken as a set of one, recorded."""
+    if value is None:
+        value = getattr(rel, name)
+    if value is None:
+        return []
+    members = value if isinstance(value, tuple | list) else (value,)
+    refs = [m for m in members if is_reference(m)]
+    if len(refs) != len(members) or members is not value:
+        odd.add_once("odd_relation", rel, f"{rel.is_a()}.{name}: {type(value).__name__}")
+    return refs
 
 
 def label(entity: Any) -> str:
