@@ -36,7 +36,7 @@ import numpy as np
 import psutil
 import shapely
 
-from cim.errors import IngestError, InputFileError, UnsupportedFile
+from cim.errors import InputFileError, UnsupportedFile
 from cim.georef import Placement
 from cim.model.heights import heights_from_points
 from cim.model.linking import link_buildings
@@ -319,13 +319,20 @@ class Mesher:
                 self.ctx.progress(
                     0.05 + 0.7 * done / max(1, len(rows)), f"geometry {done}/{len(rows)}"
                 )
-        except BrokenProcessPool as exc:
-            raise IngestError(
-                f"{self.path}: a worker process died while meshing the model (out of memory, or "
-                f"a crash in the geometry kernel); the store is unchanged. If memory is short, "
-                f"ingest it with fewer --workers; otherwise report the file",
-                detail=repr(exc),
-            ) from exc
+        except BrokenProcessPool:
+            # a worker died (a native crash of the kernel on one element, or memory): what
+            # it and the others had not sent yet is meshed one by one in a guarded child
+            # (_mesh_the_rest), which finds the element the kernel crashes on and keeps it
+            # without geometry; the next use of the executor starts a fresh pool
+            self.warnings.append(
+                f"{self.path.name}: a worker process died while meshing the model (a crash in "
+                f"the geometry kernel, or memory) after {done} of {len(rows)} elements; the "
+                f"rest were meshed one by one, and those the kernel crashes on are kept "
+                f"without geometry"
+            )
+            for entry in rows.values():
+                if entry.mesh is None and not entry.props:
+                    entry.props = self.reader.properties(entry.product)
 
 
 class IfcIngest:
