@@ -328,7 +328,13 @@ def test_the_precast_tower_shows_its_assembly_rate_and_colours_the_city(
     assert "柱、支撑、承重墙、延性墙板等竖向构件" in body and "44.1 %" in body
     assert "未申报" in body  # partitions integrated: not declared
     page.evaluate("() => window.cim.flights")
+    page.evaluate(
+        "() => { const p = document.querySelector('#detail');"
+        " const h = document.querySelector('#detail-body h4');"
+        " p.scrollTop = h.offsetTop - p.querySelector('header').offsetHeight - 8; }"
+    )
     shot(page, city.shots / "prefab-panel.png")
+    shutil.copy(city.shots / "prefab-panel.png", DOCS / "prefab-panel.png")
     page.click("#detail-close")
     page.fill("#search-input", "")
     before = map_area(shot(page, city.shots / "prefab-none.png"))
