@@ -354,3 +354,30 @@ def test_cli_json_zone_and_the_building_report(tongliao: Store, tmp_path: Path) 
     bad = runner.invoke(cli, ["--store", str(path), "analyze", "energy", "--zone", "tropical"])
     assert bad.exit_code != 0 and "unknown climate zone 'tropical'" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_the_status_reaches_the_tiles_and_the_building_detail(
+    tongliao: Store, tmp_path: Path
+) -> None:
+    from cim.model.buildings import building_detail
+    from cim.tilefiles import tileset_states
+    from tests.test_tiles import glbs, tileset
+    from tiles.build import build_tilesets
+    from tiles.gltf import property_tables
+
+    store = tongliao
+    _ingest(store, energy_box(tmp_path / "box.ifc"))
+    build_tilesets(store, ["buildings"])
+    _analyze(store)
+    (state,) = tileset_states(store.con, store.path)
+    assert state["state"] == "stale"  # the buildings carry the status: analysing changed it
+    build_tilesets(store, ["buildings"])
+    folder, doc = tileset(store, "buildings")
+    table = property_tables(glbs(folder, doc)[-1][1])["building"]
+    assert table["energy_status"] == ["advisory"]
+    assert table["shape_coefficient"] == [pytest.approx(BOX_AREA / BOX_VOLUME, abs=2e-4)]
+    detail = building_detail(store, 1)
+    assert detail is not None
+    energy = detail["analyses"]["energy"]
+    assert energy["summary"]["energy_status"] == "advisory"
+    assert energy["result"]["facades"]["east"]["wwr"] == pytest.approx(0.3125, abs=1e-3)
