@@ -32,8 +32,11 @@ from cim.analyze.envelope import (
     WALL_NZ,
     Envelope,
     azimuth,
+    azimuths,
+    groups,
     measure_envelope,
     sector,
+    sectors,
 )
 from cim.analyze.members import Element, read_elements
 from cim.analyze.thermal import glass_panel, glazed_door, u_value
@@ -543,8 +546,7 @@ def _pieces_by_element(env: Envelope) -> dict[int, tuple[np.ndarray, float]]:
     """Element id -> (area-weighted outward normal, area) of its outside surface facing the
     way most of it faces (a window's or opening's outer face, not its sills)."""
     out: dict[int, tuple[np.ndarray, float]] = {}
-    for eid in np.unique(env.element):
-        m = env.element == eid
+    for eid, m in groups(env.element).items():
         normals, areas = env.normal[m], env.area[m]
         # the dominant direction: the biggest area among pieces facing within 30 degrees
         main = normals[np.argmax(areas)]
@@ -563,10 +565,8 @@ def _facades(env: Envelope, grid_north: float, facade_ids: set[int]) -> dict[str
     of roofs: fascias)."""
     facade = np.isin(env.element, list(facade_ids))
     walls = (env.kinds() == "wall") & facade
-    out: dict[str, float] = defaultdict(float)
-    for n, a in zip(env.normal[walls], env.area[walls], strict=True):
-        out[sector(azimuth(n, grid_north))] += float(a)
-    return dict(out)
+    side = sectors(azimuths(env.normal[walls], grid_north))
+    return {s: float(env.area[walls][side == s].sum()) for s in SECTORS if (side == s).any()}
 
 
 def _wwr(facades: dict[str, float], glazing: dict[str, float]) -> dict[str, dict[str, Any]]:
@@ -591,9 +591,12 @@ def _u_values(
     """Area-weighted U of the outside walls, roofs and floors over outdoor air; the highest U
     of the outside windows. Any element of a kind without a U value makes that kind unknown."""
     kinds = env.kinds()
-    area_of: dict[tuple[int, str], float] = defaultdict(float)
-    for eid, k, a in zip(env.element, kinds, env.area, strict=True):
-        area_of[(int(eid), str(k))] += float(a)
+    area_of: dict[tuple[int, str], float] = {}
+    for k in ("wall", "roof", "floor"):
+        m = kinds == k
+        ids, where = np.unique(env.element[m], return_inverse=True)
+        sums = np.bincount(where, weights=env.area[m], minlength=len(ids))
+        area_of.update({(int(e), k): float(a) for e, a in zip(ids, sums, strict=True)})
     groups: dict[str, list[tuple[Element, float]]] = defaultdict(list)
     for e in elements:
         if e.ifc_class in _WALLS or e.ifc_class == "IfcCurtainWall":

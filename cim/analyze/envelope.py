@@ -386,13 +386,19 @@ def _flush_openings(
     looking the way most of it looks counts (exporters make openings deeper than their wall:
     the strips around the part that stands out are not envelope)."""
     keep = np.ones(len(owner), dtype=bool)
-    for eid in openings:
-        m = owner == eid
-        if not m.any():
+    for eid, m in groups(owner).items():
+        if eid not in openings:
             continue
         main = normal[m][np.argmax(area[m])]
         keep[m] = normal[m] @ main > math.cos(math.radians(30))
     return keep
+
+
+def groups(owner: NDArray[np.int64]) -> dict[int, NDArray[np.int64]]:
+    """Element id -> the indices of its pieces (one sort, not a mask per element)."""
+    order = np.argsort(owner, kind="stable")
+    ids, starts = np.unique(owner[order], return_index=True)
+    return {int(e): part for e, part in zip(ids, np.split(order, starts[1:]), strict=True)}
 
 
 def _free_standing(
@@ -403,18 +409,19 @@ def _free_standing(
 ) -> set[int]:
     """Walls with outside air on both faces: a parapet above the roof, a garden wall."""
     out = set()
-    for m in parts:
-        if m.ifc_class not in _WALL_CLASSES:
+    walls = {m.element_id for m in parts if m.ifc_class in _WALL_CLASSES}
+    for eid, idx in groups(owner).items():
+        if eid not in walls:
             continue
-        mine = (owner == m.element_id) & (np.abs(normal[:, 2]) <= WALL_NZ)
-        if not mine.any():
+        mine = idx[np.abs(normal[idx, 2]) <= WALL_NZ]
+        if not len(mine):
             continue
         n, a = normal[mine], area[mine]
         main = n[np.argmax(a)]
         front = float(a[n @ main > 0.7].sum())
         back = float(a[n @ main < -0.7].sum())
         if front > 0.5 and back > 0.2 * front:
-            out.add(m.element_id)
+            out.add(eid)
     return out
 
 
@@ -423,6 +430,25 @@ def azimuth(normal: NDArray[np.float64], grid_north: float) -> float:
     (``grid_north``: the true azimuth of the CRS's +y at the building)."""
     a = math.degrees(math.atan2(float(normal[0]), float(normal[1]))) + grid_north
     return a % 360.0
+
+
+def azimuths(normals: NDArray[np.float64], grid_north: float) -> NDArray[np.float64]:
+    """``azimuth`` of many directions at once."""
+    out: NDArray[np.float64] = (
+        np.degrees(np.arctan2(normals[:, 0], normals[:, 1])) + grid_north
+    ) % 360.0
+    return out
+
+
+def sectors(az: NDArray[np.float64]) -> NDArray[np.str_]:
+    """``sector`` of many azimuths at once."""
+    a = az % 360.0
+    out: NDArray[np.str_] = np.where(
+        (a > 300.0) | (a < 60.0),
+        "north",
+        np.where((a > 150.0) & (a < 210.0), "south", np.where(a <= 150.0, "east", "west")),
+    )
+    return out
 
 
 def sector(az: float) -> str:
