@@ -26,7 +26,8 @@ from cim.cli import cli
 from cim.executor import SerialExecutor
 from cim.model.analyses import stored
 from cim.store import Store
-from ingest import IngestOptions, run_ingest
+from ingest import Anchor, IngestOptions, run_ingest
+from ingest.ifc import place
 from tests.conftest import SAMPLES
 from tests.ifc_models import energy_box
 
@@ -319,6 +320,15 @@ def test_a_second_run_recomputes_nothing_and_a_reingest_only_its_building(
         int(k.split(":")[1]) for k in after if k != "city"
     }
     assert _analyze(store, everything=True)["computed"] == 2
+    # placing a (source 1) again, its +x axis turned to the north: only its building is
+    # recomputed, and its faces turn with it (+x to north, +y to west, -y to east, -x to south)
+    with store.transaction():
+        place(store, 1, Anchor(122.24, 43.65, 0.0, 90.0))
+    fourth = _analyze(store)
+    assert (fourth["computed"], fourth["unchanged"]) == (1, 1)
+    facades = _result(store, 1)["facades"]
+    for side, glass in (("north", 15.0), ("west", 3.6), ("east", 14.4), ("south", 2.4)):
+        assert facades[side]["window_area_m2"] == pytest.approx(glass, abs=0.01), side
 
 
 def test_cli_json_zone_and_the_building_report(tongliao: Store, tmp_path: Path) -> None:
