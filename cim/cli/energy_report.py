@@ -53,12 +53,16 @@ def print_energy(console: Console, report: dict[str, Any]) -> None:
 
 def print_building(console: Console, r: dict[str, Any]) -> None:
     climate = r["climate"]
-    where = (
-        f"zone {climate['zone']} ({climate.get('zone_zh')}, {climate['source']}: "
-        f"{climate['nearest_city']['city']}, {climate['nearest_city']['distance_km']} km)"
-        if climate["zone"]
-        else f"zone unknown ({climate.get('why')})"
-    )
+    city = climate["nearest_city"]
+    if not climate["zone"]:
+        where = f"zone unknown ({climate.get('why')})"
+    elif climate["source"] == "store":
+        where = f"zone {climate['zone']} ({climate.get('zone_zh')}, set for the store)"
+    else:
+        where = (
+            f"zone {climate['zone']} ({climate.get('zone_zh')}, nearest city "
+            f"{city['city']} {city['distance_km']} km)"
+        )
     btype = r["building_type"]
     console.print(
         f"building {r['building_id']} ({r.get('name') or r.get('global_id')}): "
