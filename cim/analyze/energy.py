@@ -54,6 +54,9 @@ ZONE_META = "energy_climate_zone"
 SECTORS = ("north", "east", "south", "west")
 #: a building further than this from every city of the table has no zone from it (km)
 MAX_CITY_KM = 1000.0
+#: a facade smaller than this (the edges of a building turned between two orientations) gets
+#: no window-to-wall check (m2)
+MIN_FACADE_M2 = 1.0
 GUIDS = 20
 _WINDOWS = ("IfcWindow", "IfcWindowStandardCase")
 _DOORS = ("IfcDoor", "IfcDoorStandardCase")
@@ -383,7 +386,7 @@ class EnergyAnalyzer:
         if r["scope"] == "model":
             for s in SECTORS:
                 f = facades.get(s) or {}
-                if f.get("facade_area_m2"):
+                if (f.get("facade_area_m2") or 0.0) >= MIN_FACADE_M2:
                     values[f"wwr_{s}"] = (f["wwr"], None, f)
             sky = r.get("skylight") or {}
             if sky.get("window_area_m2"):

@@ -333,14 +333,17 @@ def material_layers(
         found = uel.get_material(product, should_inherit=True)
     except (AttributeError, TypeError):  # a type relation holding another relation
         return None
-    if found is None:
+    if not isinstance(found, ifcopenshell.entity_instance):
         return None
     if found.is_a("IfcMaterialLayerSetUsage"):
         found = attr(found, "ForLayerSet")
-    if found is None or not found.is_a("IfcMaterialLayerSet"):
+    if not isinstance(found, ifcopenshell.entity_instance) or not found.is_a("IfcMaterialLayerSet"):
         return None
     out: list[dict[str, Any]] = []
-    for layer in attr(found, "MaterialLayers") or ():
+    layers = attr(found, "MaterialLayers") or ()
+    for layer in layers if isinstance(layers, list | tuple) else ():
+        if not isinstance(layer, ifcopenshell.entity_instance):
+            continue
         thickness = attr(layer, "LayerThickness")
         material = attr(layer, "Material")
         name = attr(material, "Name") if material is not None else None
