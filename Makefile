@@ -54,6 +54,7 @@ demo: install
 	$(BIN)/cim --store $(STORE) place IfcOpenHouse.ifc --anchor 122.2650,43.6190,180,0
 	$(BIN)/cim --store $(STORE) status
 	$(BIN)/cim --store $(STORE) analyze prefab
+	$(BIN)/cim --store $(STORE) analyze energy
 	$(BIN)/cim --store $(DEMO)lidarprod.duckdb init --crs EPSG:2154
 	$(BIN)/cim --store $(DEMO)lidarprod.duckdb ingest samples/lidar/lidarprod/*.shp samples/lidar/lidarprod/*.laz
 	$(BIN)/cim --store $(DEMO)montpellier.duckdb init --crs EPSG:2154
@@ -65,7 +66,7 @@ demo: install
 	for s in $(STORE) $(DEMO)lidarprod.duckdb $(DEMO)montpellier.duckdb $(DEMO)prague.duckdb \
 	    $(DEMO)dover.duckdb; do $(BIN)/cim --store $$s tile || exit 1; done
 	$(BIN)/cim --store $(DEMO)lidarprod.duckdb status
-	@echo "demo: stores and their tiles built in $(DEMO); analyzed: prefab (the assembly rate); not built yet: energy, pv, indicators"
+	@echo "demo: stores and their tiles built in $(DEMO); analyzed: prefab (the assembly rate), energy (GB 55015-2021); not built yet: pv, indicators"
 	@echo "demo: the one map: $(BIN)/cim --store $(STORE) serve   (then open http://127.0.0.1:8000)"
 
 # Serves the one map of the demo's Tongliao store (after `make demo`).

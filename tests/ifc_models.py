@@ -559,3 +559,87 @@ TOWER_DECLARATION = {
         "envelope_integrated": 0.65,
     },
 }
+
+
+#: the energy box: (face, window width, height, count); gross facades 10 x 6 m (south, north)
+#: and 8 x 6 m (east, west)
+ENERGY_BOX_WINDOWS = (
+    ("south", 2.4, 1.5, 4),
+    ("north", 1.5, 1.2, 2),
+    ("east", 2.0, 1.5, 5),
+    ("west", 1.0, 1.2, 2),
+)
+
+
+def energy_box(
+    path: Path,
+    *,
+    true_north_deg: float = 0.0,
+    u_values: bool = True,
+    site_latlon: tuple[float, float] = (43.65, 122.24),
+) -> Path:
+    """A two-storey residential box of 10 x 8 x 6 m (walls 0.2 m thick, a 0.2 m roof slab on
+    top, the ground slab below ground) at Tongliao, with the windows of ENERGY_BOX_WINDOWS in
+    openings of the walls' thickness. U values: walls 0.28 (ThermalTransmittance), windows 1.5
+    (ThermalTransmittance), the roof from its layers (0.2 m concrete at 1.74 W/(m.K), 0.15 m
+    EPS at 0.04). ``true_north_deg``: true north lies that many degrees counter-clockwise from
+    the model's +y (IfcGeometricRepresentationContext.TrueNorth)."""
+    import ifcopenshell.api.material
+    import ifcopenshell.util.geolocation as ugeo
+
+    b = ModelBuilder("IFC4", building="Energy Box")
+    f = b.file
+    b.site.RefLatitude = [int(v) for v in ugeo.dd2dms(site_latlon[0])]
+    b.site.RefLongitude = [int(v) for v in ugeo.dd2dms(site_latlon[1])]
+    b.site.RefElevation = 0.0
+    b.pset(b.building, "Pset_BuildingCommon", {"OccupancyType": "residential 住宅"})
+    theta = np.radians(true_north_deg)
+    for ctx in f.by_type("IfcGeometricRepresentationContext"):
+        if not ctx.is_a("IfcGeometricRepresentationSubContext"):
+            ctx.TrueNorth = f.createIfcDirection((float(-np.sin(theta)), float(np.cos(theta))))
+    f1, f2 = b.storey("F1", 0.0), b.storey("F2", 3.0)
+    walls = {
+        "south": b.box("IfcWall", "south", (0.0, 0.0, 0.0), (10.0, 0.2, 6.0), f1),
+        "north": b.box("IfcWall", "north", (0.0, 7.8, 0.0), (10.0, 0.2, 6.0), f1),
+        "west": b.box("IfcWall", "west", (0.0, 0.2, 0.0), (0.2, 7.6, 6.0), f1),
+        "east": b.box("IfcWall", "east", (9.8, 0.2, 0.0), (0.2, 7.6, 6.0), f1),
+    }
+    for wall in walls.values():
+        props = {"IsExternal": True, "ThermalTransmittance": 0.28} if u_values else {}
+        b.pset(wall, "Pset_WallCommon", {"LoadBearing": True, **props})
+    b.box("IfcSlab", "ground", (0.0, 0.0, -0.2), (10.0, 8.0, 0.2), f1).PredefinedType = "BASESLAB"
+    b.box("IfcSlab", "floor", (0.2, 0.2, 2.8), (9.6, 7.6, 0.2), f2).PredefinedType = "FLOOR"
+    roof = b.box("IfcSlab", "roof", (0.0, 0.0, 6.0), (10.0, 8.0, 0.2), f2)
+    roof.PredefinedType = "ROOF"
+    if u_values:
+        layers = ifcopenshell.api.material.add_material_set(
+            f, name="roof", set_type="IfcMaterialLayerSet"
+        )
+        for name, thickness, conductivity in (("concrete", 0.2, 1.74), ("EPS", 0.15, 0.04)):
+            material = ifcopenshell.api.material.add_material(f, name=name)
+            layer = ifcopenshell.api.material.add_layer(f, layer_set=layers, material=material)
+            layer.LayerThickness = thickness
+            b.pset(material, "Pset_MaterialThermal", {"ThermalConductivity": conductivity})
+        ifcopenshell.api.material.assign_material(
+            f, products=[roof], type="IfcMaterialLayerSet", material=layers
+        )
+    for face, width, height, count in ENERGY_BOX_WINDOWS:
+        for k in range(count):
+            storey, z = (f1, 1.0) if k < 3 else (f2, 4.0)
+            along = 0.6 + (k % 3) * (width + 0.4)
+            if face in ("south", "north"):
+                y = 0.0 if face == "south" else 7.8
+                at, size = (along, y, z), (width, 0.2, height)
+                inner_at, inner = (along, y + 0.05, z), (width, 0.1, height)
+            else:
+                x = 0.0 if face == "west" else 9.8
+                at, size = (x, along, z), (0.2, width, height)
+                inner_at, inner = (x + 0.05, along, z), (0.1, width, height)
+            opening = b.box("IfcOpeningElement", f"{face}-opening-{k}", at, size)
+            ifcopenshell.api.feature.add_feature(f, feature=opening, element=walls[face])
+            window = b.box("IfcWindow", f"{face}-{k}", inner_at, inner, storey)
+            window.OverallWidth, window.OverallHeight = width, height
+            ifcopenshell.api.feature.add_filling(f, opening=opening, element=window)
+            if u_values:
+                b.pset(window, "Pset_WindowCommon", {"ThermalTransmittance": 1.5})
+    return b.write(path)

@@ -291,6 +291,8 @@ def building_columns(b: Buildings, members: NDArray[np.int64]) -> dict[str, list
         "height_source": col("height_source", ""),
         "prefab_rate": [float(v) for v in col("prefab_rate", -1.0)],
         "prefab_grade": col("prefab_grade", ""),
+        "energy_status": col("energy_status", ""),
+        "shape_coefficient": [float(v) for v in col("shape_coefficient", -1.0)],
     }
 
 

@@ -40,6 +40,18 @@ BUILDING_PROPERTIES = (
         "prefab_rate", "SCALAR", "FLOAT64", "assembly rate P, % (GB/T 51129-2017)", no_data=-1.0
     ),
     Property("prefab_grade", "STRING", description="prefab grade: A, AA, AAA or empty"),
+    Property(
+        "energy_status",
+        "STRING",
+        description="GB 55015-2021 envelope checks: pass, fail, advisory, unknown, or empty",
+    ),
+    Property(
+        "shape_coefficient",
+        "SCALAR",
+        "FLOAT64",
+        "shape coefficient (体形系数, GB 55015-2021): outside surface / volume, 1/m",
+        no_data=-1.0,
+    ),
 )
 ELEMENT_PROPERTIES = (
     Property("global_id", "STRING", description="IFC GlobalId"),

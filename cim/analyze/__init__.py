@@ -38,7 +38,15 @@ def _prefab(store: Store | None = None, standard: str | None = None, **_: Any) -
     return PrefabAnalyzer(standard=table)
 
 
+def _energy(**options: Any) -> Analyzer:
+    from cim.analyze.energy import EnergyAnalyzer
+    from cim.analyze.energy_rules import load_limits
+
+    standard = options.get("standard")
+    return EnergyAnalyzer(limits=load_limits(standard or "gb55015-2021"))
+
+
 #: name -> a factory taking the store and the analyzer's options (None: its default)
-ANALYZERS: dict[str, Callable[..., Analyzer]] = {"prefab": _prefab}
+ANALYZERS: dict[str, Callable[..., Analyzer]] = {"prefab": _prefab, "energy": _energy}
 
 __all__ = ["ANALYZERS", "Analyzer", "run_analyzer", "stale_counts"]

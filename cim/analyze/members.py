@@ -69,6 +69,9 @@ class Element:
     why: str = ""
     quantity: float | None = None
     notes: list[str] = field(default_factory=list)
+    thermal_transmittance: float | None = None  # W/(m2.K), Pset_*Common
+    attributes: dict[str, Any] = field(default_factory=dict)  # OverallWidth ... (m)
+    layers: list[dict[str, Any]] = field(default_factory=list)  # material layers (m)
 
     @property
     def names(self) -> list[str | None]:
@@ -88,7 +91,8 @@ def read_elements(store: Store, building_id: int) -> list[Element]:
     rows = store.con.execute(
         "SELECT id, global_id, ifc_class, predefined_type, name, object_type, type_name, "
         "materials, is_external, load_bearing, psets, qsets, volume, projected_area, "
-        "xmin, ymin, zmin, xmax, ymax, zmax, geometry_status FROM elements "
+        "xmin, ymin, zmin, xmax, ymax, zmax, geometry_status, thermal_transmittance, "
+        "attributes, layers FROM elements "
         "WHERE building_id = ? ORDER BY id",
         [building_id],
     ).fetchall()
@@ -113,6 +117,9 @@ def read_elements(store: Store, building_id: int) -> list[Element]:
                 projected_area=r[13],
                 bbox=box,
                 status=r[20],
+                thermal_transmittance=r[21],
+                attributes=json.loads(r[22]) if r[22] else {},
+                layers=json.loads(r[23]) if r[23] else [],
             )
         )
     return out
@@ -165,7 +172,7 @@ def is_masonry(e: Element) -> bool | None:
     return any(m in text for m in _MASONRY)
 
 
-def _external(e: Element, outline: Any) -> tuple[bool | None, str]:
+def external(e: Element, outline: Any) -> tuple[bool | None, str]:
     if e.is_external is not None:
         return e.is_external, "IsExternal"
     if outline is None or e.bbox is None:
@@ -204,13 +211,13 @@ def classify(e: Element, outline: Any) -> None:
         if bearing:
             e.item, e.why = "vertical", f"load-bearing wall ({why})"
             return
-        external, how = _external(e, outline)
-        if external is None:
+        outside, how = external(e, outline)
+        if outside is None:
             e.item, e.why = None, f"non-load-bearing wall, inside or outside unknown ({how})"
             e.notes.append("unknown_exposure")
             return
-        e.item = "envelope" if external else "partition"
-        e.why = f"non-load-bearing {'external' if external else 'internal'} wall ({why}; {how})"
+        e.item = "envelope" if outside else "partition"
+        e.why = f"non-load-bearing {'external' if outside else 'internal'} wall ({why}; {how})"
         return
     if cls in _BEAMS:
         e.item, e.why = "horizontal", cls

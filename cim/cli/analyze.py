@@ -27,8 +27,14 @@ from cim.cli.base import emit_json, json_option, open_store, progress_bar
 )
 @click.option(
     "--standard",
-    help="prefab: the scoring table, by id (schemas/standards/) or as a file "
-    "(a province's variant); the store remembers it for later runs. Default: gbt51129-2017.",
+    help="The rules table, by id (schemas/standards/) or as a file (a local variant; "
+    "prefab's is remembered by the store). Default: gbt51129-2017 (prefab), gb55015-2021 "
+    "(energy).",
+)
+@click.option(
+    "--zone",
+    help="energy: fix the store's climate zone (e.g. severe_cold_C) instead of the nearest "
+    "city's; 'auto' goes back to the nearest city. Kept in the store.",
 )
 @json_option("Print one JSON document (schemas/analyze.schema.json).")
 @click.pass_context
@@ -39,10 +45,12 @@ def analyze(
     everything: bool,
     declaration: Path | None,
     standard: str | None,
+    zone: str | None,
     as_json: bool,
 ) -> None:
-    """Run an analyzer (prefab: the assembly rate by GB/T 51129-2017) on every building whose
-    inputs changed since it last ran, and keep the results in the store.
+    """Run an analyzer (prefab: the assembly rate by GB/T 51129-2017; energy: the envelope
+    checks of GB 55015-2021) on every building whose inputs changed since it last ran, and
+    keep the results in the store.
 
     The results are read by the tiles, the API and the one map. A second run with nothing
     changed recomputes nothing; --all recomputes everything.
@@ -52,8 +60,14 @@ def analyze(
     from cim.jobs import run_job
 
     names = list(ANALYZERS) if name == "all" else [name]
+    if standard is not None and len(names) > 1:
+        raise UsageError("--standard names one analyzer's table: give it with one analyzer")
     if declaration is not None and "prefab" not in names:
         raise UsageError("--declaration is for `cim analyze prefab`")
+    if zone is not None and "energy" not in names:
+        raise UsageError("--zone is for `cim analyze energy`")
+    if standard is not None and len(names) > 1:
+        raise UsageError("--standard names one analyzer's table: run the analyzers one by one")
     reports: dict[str, Any] = {}
     with open_store(ctx) as store:
         if declaration is not None:
@@ -67,8 +81,15 @@ def analyze(
                         f"declaration {declaration.name} kept for building {d['building_id']} "
                         f"({d['name'] or d['global_id']})"
                     )
+        if zone is not None:
+            from cim.analyze.energy import set_store_zone
+            from cim.analyze.energy_rules import load_limits
+
+            limits = load_limits(standard or "gb55015-2021")
+            with store.transaction():
+                set_store_zone(store, None if zone == "auto" else zone, limits)
         for n in names:
-            analyzer = ANALYZERS[n](store=store, standard=standard if n == "prefab" else None)
+            analyzer = ANALYZERS[n](store=store, standard=standard)
             args = {"analyzer": n, "building": building, "all": everything}
             with (
                 progress_bar(f"analyze {n}", enabled=not as_json) as bar,
@@ -102,6 +123,11 @@ def _print(console: Console, name: str, report: dict[str, Any]) -> None:
         f"[bold]{name}[/]: {report['subjects']} buildings, {report['computed']} computed, "
         f"{report['unchanged']} unchanged ({report['rules']})"
     )
+    if name == "energy":
+        from cim.cli.energy_report import print_energy
+
+        print_energy(console, report)
+        return
     if report.get("building"):
         _print_building(console, report["building"])
         return

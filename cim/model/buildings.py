@@ -130,6 +130,8 @@ def canonical_buildings(store: Store, ids: list[int] | None = None) -> Buildings
 ANALYSIS_COLUMNS = {
     "prefab_rate": ("prefab", "prefab_rate"),
     "prefab_grade": ("prefab", "prefab_grade"),
+    "energy_status": ("energy", "energy_status"),
+    "shape_coefficient": ("energy", "shape_coefficient"),
 }
 
 

@@ -63,9 +63,10 @@ def element_meshes(
     building_ids: Sequence[int] | None = None,
     source_ids: Sequence[int] | None = None,
     exclude: Sequence[str] = NOT_DRAWN,
+    classes: Sequence[str] | None = None,
 ) -> Iterator[ElementMesh]:
-    """The meshes of the elements of these buildings (or sources), placed, in element order.
-    Models waiting for placement are left out."""
+    """The meshes of the elements of these buildings (or sources), placed, in element order,
+    optionally only those of ``classes``. Models waiting for placement are left out."""
     where = ["m.owner = 'element'", "s.status = 'ingested'"]
     params: list[Any] = []
     if building_ids is not None:
@@ -74,6 +75,9 @@ def element_meshes(
     if source_ids is not None:
         where.append("e.source_id IN (SELECT unnest(?::INTEGER[]))")
         params.append(list(source_ids))
+    if classes is not None:
+        where.append("e.ifc_class IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(list(classes))
     if exclude:
         where.append("e.ifc_class NOT IN (SELECT unnest(?::VARCHAR[]))")
         params.append(list(exclude))

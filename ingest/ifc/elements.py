@@ -24,7 +24,7 @@ from shapely.geometry.base import BaseGeometry
 
 from cim.georef import Placement
 from ingest.ifc.mesh import MeshData
-from ingest.ifc.properties import PropertyReader, attr
+from ingest.ifc.properties import PropertyReader, attr, material_layers, size_attributes
 from ingest.ifc.quirks import (
     OddItems,
     label,
@@ -148,6 +148,12 @@ class ElementWriter:
             for q in _QTO_NAMES:
                 cols[q].append(quantities[q])
             cols["quantity_source"].append(json.dumps(qsource))
+            size = size_attributes(p, self.unit_scale)
+            cols["attributes"].append(None if size is None else json.dumps(size))
+            layers = material_layers(self.model, p, self.unit_scale)
+            cols["layers"].append(
+                None if layers is None else json.dumps(layers, ensure_ascii=False)
+            )
             cols["geometry_status"].append(_geometry_status(r))
             cols["geometry_error"].append(r.error)
             for name, value in zip(

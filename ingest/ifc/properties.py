@@ -320,3 +320,78 @@ def _predefined_type(product: Any, ptype: Any) -> str | None:
     if tvalue:
         return str(tvalue)
     return str(value) if value else None
+
+
+#: IFC attributes that size an element, kept in metres (``elements.attributes``)
+SIZE_ATTRIBUTES = ("OverallWidth", "OverallHeight")
+
+
+def size_attributes(product: Any, unit_scale: float) -> dict[str, float] | None:
+    """A window's or door's OverallWidth / OverallHeight in metres (None when it has none)."""
+    out: dict[str, float] = {}
+    for name in SIZE_ATTRIBUTES:
+        value = attr(product, name)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and math.isfinite(float(value)) and value > 0:
+            out[name] = float(value) * unit_scale
+    return out or None
+
+
+def material_layers(
+    model: ifcopenshell.file, product: Any, unit_scale: float
+) -> list[dict[str, Any]] | None:
+    """The element's material layers (its own layer set usage, else its type's), each with
+    its thickness in metres and the material's thermal conductivity (W/(m.K)) when the model
+    gives one (IFC4 Pset_MaterialThermal, IFC2X3 IfcThermalMaterialProperties)."""
+    try:
+        found = uel.get_material(product, should_inherit=True)
+    except (AttributeError, TypeError):  # a type relation holding another relation
+        return None
+    if not isinstance(found, ifcopenshell.entity_instance):
+        return None
+    if found.is_a("IfcMaterialLayerSetUsage"):
+        found = attr(found, "ForLayerSet")
+    if not isinstance(found, ifcopenshell.entity_instance) or not found.is_a("IfcMaterialLayerSet"):
+        return None
+    out: list[dict[str, Any]] = []
+    layers = attr(found, "MaterialLayers") or ()
+    for layer in layers if isinstance(layers, list | tuple) else ():
+        if not isinstance(layer, ifcopenshell.entity_instance):
+            continue
+        thickness = attr(layer, "LayerThickness")
+        material = attr(layer, "Material")
+        name = attr(material, "Name") if material is not None else None
+        out.append(
+            {
+                "material": name if isinstance(name, str) else None,
+                "thickness": (
+                    float(thickness) * unit_scale
+                    if isinstance(thickness, int | float) and math.isfinite(float(thickness))
+                    else None
+                ),
+                "conductivity": _conductivity(model, material) if material is not None else None,
+            }
+        )
+    return out or None
+
+
+def _conductivity(model: ifcopenshell.file, material: Any) -> float | None:
+    try:
+        sets = uel.get_psets(material)
+    except (AttributeError, TypeError, RuntimeError):
+        sets = {}
+    for name, values in sets.items():
+        if isinstance(values, dict) and "thermal" in name.casefold():
+            v = values.get("ThermalConductivity")
+            if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
+                return float(v)
+    try:
+        inverse = model.get_inverse(material)
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+    for entity in inverse:
+        if entity.is_a("IfcThermalMaterialProperties"):
+            v = attr(entity, "ThermalConductivity")
+            if isinstance(v, int | float) and v > 0:
+                return float(v)
+    return None

@@ -588,6 +588,11 @@ function analysisSection(analyses) {
       const text = `${r.rate === null ? "—" : `${fmt(r.rate, 1)} %`} · ${r.grade || t("prefab_no_grade")}`;
       return row(t("analysis_prefab"), text);
     }
+    if (k === "energy" && result && result.result) {
+      extra.push(...energyNodes(result.result));
+      const r = result.result;
+      return row(t("analysis_energy"), `${t(`energy_${r.status}`)} · ${r.climate.zone_zh || "—"}`);
+    }
     const label = t(`analysis_${k}`) === `analysis_${k}` ? k : t(`analysis_${k}`);
     if (!result) {
       const span = document.createElement("span");
@@ -669,6 +674,43 @@ function prefabNodes(r) {
   const src = document.createElement("p");
   src.className = "none";
   src.textContent = r.rules ? r.rules.table : "";
+  nodes.push(src);
+  return nodes;
+}
+
+// The energy-code checks (cim/analyze/energy.py, schemas/energy.schema.json): the status, the
+// climate zone, the shape coefficient, the WWR per orientation and each check with its limit.
+function energyNodes(r) {
+  const nodes = [];
+  const h = document.createElement("h4");
+  h.textContent = t("energy_title");
+  nodes.push(h);
+  const verdict = document.createElement("p");
+  verdict.className = "energy-verdict";
+  verdict.dataset.status = r.status;
+  verdict.textContent = `${t(`energy_${r.status}`)}${r.scope === "screening" ? ` ${t("energy_screening")}` : ""}`;
+  nodes.push(verdict);
+  const c = r.climate || {};
+  const rows = [
+    row(t("energy_zone"), c.zone ? `${c.zone_zh || c.zone} (${c.nearest_city.city})` : c.why || "—"),
+    row(t("energy_shape"), r.shape && r.shape.value !== null ? fmt(r.shape.value, 3) : "—"),
+  ];
+  for (const [side, f] of Object.entries(r.facades || {})) {
+    if (f.wwr === null) continue;
+    rows.push(row(`${t("energy_wwr")} · ${side}`, `${fmt(f.wwr, 3)} (${fmt(f.window_area_m2, 1)} / ${fmt(f.facade_area_m2, 1)} m²)`));
+  }
+  nodes.push(table(rows));
+  const checks = (r.checks || []).map((ch) => {
+    const tr = row(ch.check, `${ch.value === null ? "—" : fmt(ch.value, 3)} / ${ch.limit === null ? "—" : fmt(ch.limit, 2)} · ${t(`energy_${ch.status}`)}`);
+    tr.dataset.check = ch.check;
+    tr.dataset.status = ch.status;
+    if (ch.why) tr.title = ch.why;
+    return tr;
+  });
+  nodes.push(table([row(t("energy_check"), t("energy_value")), ...checks]));
+  const src = document.createElement("p");
+  src.className = "none";
+  src.textContent = r.rules ? r.rules.limits : "";
   nodes.push(src);
   return nodes;
 }

@@ -24,7 +24,15 @@ const NUMERIC = {
   prefab: { prop: "prefab_rate", edges: [20, 35, 50, 60, 76], unit: (v) => `${v} %` },
 };
 
-export const ATTRIBUTES = ["none", "height", "floors", "use", "year", "prefab"];
+// the energy-code checks (GB 55015-2021, cim/analyze/energy.py): a building's worst check
+const ENERGY = [
+  ["pass", "#1a9850"],
+  ["advisory", "#fdae61"],
+  ["fail", "#d73027"],
+  ["unknown", UNKNOWN],
+];
+
+export const ATTRIBUTES = ["none", "height", "floors", "use", "year", "prefab", "energy"];
 
 function quote(text) {
   return `'${String(text).replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
@@ -50,6 +58,15 @@ function numericScheme(key) {
   return { conditions, legend };
 }
 
+function energyScheme() {
+  const v = "${energy_status}";
+  const conditions = ENERGY.map(([status, colour]) => [`${v} === '${status}'`, `color('${colour}')`]);
+  conditions.push(["true", "color('#d9d4c7')"]);
+  const legend = ENERGY.map(([status, colour]) => ({ colour, label: t(`energy_${status}`) }));
+  legend.push({ colour: "#d9d4c7", label: t("notComputed") });
+  return { conditions, legend };
+}
+
 function useScheme(uses) {
   const v = "${use}";
   const conditions = [[`${v} === undefined || ${v} === null || ${v} === ''`, `color('${UNKNOWN}')`]];
@@ -72,7 +89,8 @@ export function styleFor(key, { hideBim = false, uses = [] } = {}) {
   if (key === "none" || !key) {
     return { style: hideBim ? new Cesium.Cesium3DTileStyle({ show }) : undefined, legend: [] };
   }
-  const scheme = key === "use" ? useScheme(uses) : numericScheme(key);
+  const scheme =
+    key === "use" ? useScheme(uses) : key === "energy" ? energyScheme() : numericScheme(key);
   const style = new Cesium.Cesium3DTileStyle({
     show,
     color: { conditions: scheme.conditions },
