@@ -141,8 +141,10 @@ def test_status_lists_what_needs_attention(tmp_path: Path) -> None:
     r = run("--store", str(prague), "ingest", str(bubenec), "--layer", "buildings")
     assert r.returncode == 0, r.stderr
     doc = json.loads(run("--store", str(prague), "status", "--json").stdout)
-    [item] = doc["attention"]
+    item, energy = doc["attention"]
     assert item["reason"] == "heights_unknown" and item["message"].startswith("144 building")
+    # the energy code's screening covers footprints too: not run yet
+    assert energy["reason"] == "analyses_stale" and "cim analyze energy" in energy["message"]
 
 
 def _cli_slowed_at(

@@ -289,12 +289,12 @@ def test_status_says_when_results_are_stale(tongliao: Store, tmp_path: Path) -> 
     _ingest(store, precast_tower(tmp_path / "tower.ifc"))
     doc = status_document(store, analyses_state)
     assert doc["analyses"]["prefab"] == {"current": 0, "stale": 0, "missing": 1}
-    assert [a["reason"] for a in doc["attention"]] == ["analyses_stale"]
-    assert "cim analyze prefab" in doc["attention"][0]["message"]
+    said = [a for a in doc["attention"] if "cim analyze prefab" in a["message"]]
+    assert [a["reason"] for a in said] == ["analyses_stale"]
     _analyze(store)
     doc = status_document(store, analyses_state)
     assert doc["analyses"]["prefab"] == {"current": 1, "stale": 0, "missing": 0}
-    assert not doc["attention"]
+    assert not [a for a in doc["attention"] if "cim analyze prefab" in a["message"]]
     _declare(store, tmp_path)  # a new declaration: the result is stale
     assert status_document(store, analyses_state)["analyses"]["prefab"]["stale"] == 1
     jsonschema.validate(doc, json.loads((SCHEMAS / "status.schema.json").read_text()))
