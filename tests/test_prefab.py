@@ -326,3 +326,34 @@ def test_a_local_table_scores_and_is_remembered(tongliao: Store, tmp_path: Path)
     assert json.loads(back.stdout)["analyses"]["prefab"]["computed"] == 1
     bad = runner.invoke(cli, [*args, "--standard", str(tmp_path / "missing.json")])
     assert bad.exit_code != 0 and "missing.json" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_building_the_analyzer_fails_on_fails_alone(
+    tongliao: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cim.analyze.prefab import PrefabAnalyzer
+
+    store = tongliao
+    _ingest(store, precast_tower(tmp_path / "a.ifc"))
+    _ingest(store, precast_tower(tmp_path / "b.ifc", "chinese"))
+    real = PrefabAnalyzer.compute
+
+    def compute(self: PrefabAnalyzer, store: Store, subject: Any) -> Any:
+        if subject.building_id == 1:
+            raise ValueError("an element the analyzer did not expect")
+        return real(self, store, subject)
+
+    monkeypatch.setattr(PrefabAnalyzer, "compute", compute)
+    report = _analyze(store)
+    assert report["computed"] == 1 and report["unchanged"] == 0
+    assert report["failed"] == [
+        {
+            "subject": "building:1",
+            "building_id": 1,
+            "error": "ValueError: an element the analyzer did not expect",
+        }
+    ]
+    assert set(stored(store, "prefab")) == {"building:2", "city"}
+    monkeypatch.setattr(PrefabAnalyzer, "compute", real)
+    again = _analyze(store)  # it stayed stale: the next run computes it
+    assert (again["computed"], again["unchanged"], again["failed"]) == (1, 1, [])

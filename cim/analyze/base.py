@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cim.errors import CimError
 from cim.model.analyses import stored
 
 if TYPE_CHECKING:
     from cim.store import Store
 
 Progress = Callable[[float | None, str | None], None]
+log = logging.getLogger(__name__)
 
 
 def fingerprint(*parts: Any) -> str:
@@ -80,9 +83,25 @@ def run_analyzer(
     keep = {s.key for s in subjects}
     gone = [k for k in before if k != "city" and k not in keep] if building is None else []
     computed: dict[str, Outcome] = {}
+    failed: list[dict[str, Any]] = []
     for i, s in enumerate(todo):
         step(i / max(len(todo), 1) * 0.9, f"{analyzer.name}: {s.label or s.key}")
-        computed[s.key] = analyzer.compute(store, s)
+        try:
+            computed[s.key] = analyzer.compute(store, s)
+        except CimError:
+            raise  # the user's to mend (a bad rules file, a weather file): said at once
+        except Exception as exc:
+            # one building the analyzer cannot handle fails alone: it keeps no result (it
+            # stays stale, so a fixed version computes it) and the others go on
+            log.warning("%s: %s failed", analyzer.name, s.key, exc_info=True)
+            failed.append(
+                {
+                    "subject": s.key,
+                    "building_id": s.building_id,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+            )
+    todo = [s for s in todo if s.key in computed]
     step(0.9, f"{analyzer.name}: writing")
     rules = analyzer.rules_label()
     with store.transaction() as con:
@@ -132,7 +151,8 @@ def run_analyzer(
         "rules": rules,
         "subjects": len(subjects),
         "computed": len(todo),
-        "unchanged": len(subjects) - len(todo),
+        "unchanged": len(subjects) - len(todo) - len(failed),
+        "failed": failed,
         "removed": len(gone),
         "results": [
             {"subject": s.key, "building_id": s.building_id, **rows[s.key]["summary"]}

@@ -396,6 +396,8 @@ def _flush_openings(
 
 def groups(owner: NDArray[np.int64]) -> dict[int, NDArray[np.int64]]:
     """Element id -> the indices of its pieces (one sort, not a mask per element)."""
+    if len(owner) == 0:  # np.split of nothing still gives one (empty) part
+        return {}
     order = np.argsort(owner, kind="stable")
     ids, starts = np.unique(owner[order], return_index=True)
     return {int(e): part for e, part in zip(ids, np.split(order, starts[1:]), strict=True)}

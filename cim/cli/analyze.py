@@ -123,6 +123,8 @@ def _print(console: Console, name: str, report: dict[str, Any]) -> None:
         f"[bold]{name}[/]: {report['subjects']} buildings, {report['computed']} computed, "
         f"{report['unchanged']} unchanged ({report['rules']})"
     )
+    for f in report.get("failed", []):
+        console.print(f"[red]building {f['building_id']}: not analysed ({f['error']})[/]")
     if name == "energy":
         from cim.cli.energy_report import print_energy
 
