@@ -30,6 +30,13 @@ from cim.cli.base import emit_json, json_option, open_store, progress_bar
     help="prefab: the scoring table, by id (schemas/standards/) or as a file "
     "(a province's variant); the store remembers it for later runs. Default: gbt51129-2017.",
 )
+@click.option(
+    "--weather",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="pv: a TMY3 (.csv) or EPW (.epw) weather file for the site (pvlib's readers); "
+    "default: the clear sky scaled to the site's monthly climate "
+    "(schemas/standards/pv-rules.json).",
+)
 @json_option("Print one JSON document (schemas/analyze.schema.json).")
 @click.pass_context
 def analyze(
@@ -39,10 +46,12 @@ def analyze(
     everything: bool,
     declaration: Path | None,
     standard: str | None,
+    weather: Path | None,
     as_json: bool,
 ) -> None:
-    """Run an analyzer (prefab: the assembly rate by GB/T 51129-2017) on every building whose
-    inputs changed since it last ran, and keep the results in the store.
+    """Run an analyzer (prefab: the assembly rate by GB/T 51129-2017; pv: rooftop PV area,
+    kWp and yearly kWh with shading from the city) on every building whose inputs changed
+    since it last ran, and keep the results in the store.
 
     The results are read by the tiles, the API and the one map. A second run with nothing
     changed recomputes nothing; --all recomputes everything.
@@ -54,6 +63,8 @@ def analyze(
     names = list(ANALYZERS) if name == "all" else [name]
     if declaration is not None and "prefab" not in names:
         raise UsageError("--declaration is for `cim analyze prefab`")
+    if weather is not None and "pv" not in names:
+        raise UsageError("--weather is for `cim analyze pv`")
     reports: dict[str, Any] = {}
     with open_store(ctx) as store:
         if declaration is not None:
@@ -68,7 +79,12 @@ def analyze(
                         f"({d['name'] or d['global_id']})"
                     )
         for n in names:
-            analyzer = ANALYZERS[n](store=store, standard=standard if n == "prefab" else None)
+            options: dict[str, Any] = {"store": store}
+            if n == "prefab":
+                options["standard"] = standard
+            if n == "pv":
+                options["weather"] = weather
+            analyzer = ANALYZERS[n](**options)
             args = {"analyzer": n, "building": building, "all": everything}
             with (
                 progress_bar(f"analyze {n}", enabled=not as_json) as bar,
@@ -102,6 +118,11 @@ def _print(console: Console, name: str, report: dict[str, Any]) -> None:
         f"[bold]{name}[/]: {report['subjects']} buildings, {report['computed']} computed, "
         f"{report['unchanged']} unchanged ({report['rules']})"
     )
+    if name == "pv":
+        from cim.cli.pv_report import print_pv
+
+        print_pv(console, report)
+        return
     if report.get("building"):
         _print_building(console, report["building"])
         return

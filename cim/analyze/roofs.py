@@ -1,0 +1,199 @@
+"""Roof facets: planar pieces of roof with a tilt, an azimuth, an outline and an area.
+
+From an LoD1 footprint (a flat roof: the footprint at ground + height) or from an IFC model's
+meshes (the upward faces of IfcRoof / IfcSlab ROOF elements, else of every element, that see
+the sky: nothing of the model above them), grouped into planes by normal and offset and split
+into connected pieces. Each facet carries its outline in its own plane's coordinates, so the
+usable-area rules (``usable``) and the sample points of the shading rays work the same way on
+a flat roof and on a pitched one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import shapely
+from numpy.typing import NDArray
+
+F64 = NDArray[np.float64]
+UP = np.array([0.0, 0.0, 1.0])
+#: triangles steeper than this are walls, not roof (degrees)
+MAX_ROOF_TILT = 80.0
+#: normals within this angle (degrees) and planes within this offset (m) are one facet
+PLANE_ANGLE = 5.0
+PLANE_OFFSET = 0.25
+#: sample points and sky rays start this far above the facet (m)
+LIFT = 0.05
+
+
+@dataclass
+class Facet:
+    source: str  # lod1 | ifc
+    normal: F64  # unit, upward
+    origin: F64  # a point of the plane (project CRS)
+    outline: Any  # shapely (Multi)Polygon in the plane's (u, v) coordinates, metres
+    elements: list[str] = field(default_factory=list)  # IFC GlobalIds
+    usable: Any = None  # the outline after the rules (None: not usable)
+    excluded: str | None = None  # the rule that left it out
+    sample_count: int = 0  # shading rays' start points
+
+    @property
+    def tilt(self) -> float:
+        return float(np.degrees(np.arccos(np.clip(self.normal[2], -1.0, 1.0))))
+
+    @property
+    def azimuth(self) -> float:
+        """Degrees clockwise from north the facet faces (180 for a flat one)."""
+        if self.tilt < 0.05:
+            return 180.0
+        return float(np.degrees(np.arctan2(self.normal[0], self.normal[1])) % 360.0)
+
+    @property
+    def area(self) -> float:
+        return float(self.outline.area)
+
+    @property
+    def usable_area(self) -> float:
+        return 0.0 if self.usable is None else float(self.usable.area)
+
+    def axes(self) -> tuple[F64, F64]:
+        return plane_axes(self.normal)
+
+    def to_3d(self, uv: F64) -> F64:
+        u, v = self.axes()
+        out: F64 = self.origin + uv[:, :1] * u + uv[:, 1:2] * v
+        return out
+
+    def samples(self, count: int, min_spacing: float) -> F64:
+        """Up to about ``count`` points (project CRS) on a grid over the usable outline,
+        lifted a little off the plane."""
+        shape = self.usable if self.usable is not None else self.outline
+        if shape.is_empty:
+            return np.empty((0, 3))
+        step = max(min_spacing, float(np.sqrt(shape.area / max(count, 1))))
+        x0, y0, x1, y1 = shape.bounds
+        xs = np.arange(x0 + step / 2, x1, step)
+        ys = np.arange(y0 + step / 2, y1, step)
+        mx, my = np.meshgrid(xs, ys)
+        gx, gy = mx.ravel(), my.ravel()
+        inside = shapely.contains_xy(shape, gx, gy)
+        uv = np.column_stack([gx[inside], gy[inside]])
+        if len(uv) == 0:
+            p = shape.representative_point()
+            uv = np.array([[p.x, p.y]])
+        return self.to_3d(uv) + self.normal * LIFT
+
+    def outline_3d(self) -> list[list[list[float]]]:
+        """The outline's exterior ring(s) in the project CRS (for reports and the viewer)."""
+        polys = getattr(self.outline, "geoms", [self.outline])
+        rings = []
+        for p in polys:
+            xyz = self.to_3d(np.asarray(p.exterior.coords)[:, :2])
+            rings.append([[round(float(c), 3) for c in pt] for pt in xyz])
+        return rings
+
+
+def plane_axes(normal: F64) -> tuple[F64, F64]:
+    """Two unit axes of the plane: u horizontal (along the contour), v up the slope."""
+    h = np.cross(UP, normal)
+    if np.linalg.norm(h) < 1e-9:
+        return np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    u = h / np.linalg.norm(h)
+    v = np.cross(normal, u)
+    return u, v / np.linalg.norm(v)
+
+
+def flat_roof(footprint: Any, top_z: float) -> Facet:
+    """The LoD1 roof: the footprint at ``top_z``; plane coordinates are x, y less the
+    centroid's (so the outline keeps its shape)."""
+    c = footprint.centroid
+    origin = np.array([c.x, c.y, top_z])
+    outline = shapely.affinity.translate(shapely.force_2d(footprint), -c.x, -c.y)
+    return Facet(source="lod1", normal=UP.copy(), origin=origin, outline=outline)
+
+
+def triangle_facets(
+    vertices: F64, faces: NDArray[np.int64], owners: list[str], face_owner: NDArray[np.int64]
+) -> list[Facet]:
+    """Facets from triangles (project CRS): upward ones grouped by plane, then split into
+    connected pieces."""
+    tri = vertices[faces]
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    double = np.linalg.norm(cross, axis=1)
+    ok = double > 1e-6
+    normal = np.zeros_like(cross)
+    normal[ok] = cross[ok] / double[ok, None]
+    keep = ok & (normal[:, 2] > np.cos(np.radians(MAX_ROOF_TILT)))
+    idx = np.flatnonzero(keep)
+    if len(idx) == 0:
+        return []
+    order = idx[np.argsort(-double[idx])]
+    centroids = tri.mean(axis=1)
+    offset = np.einsum("ij,ij->i", normal, centroids)
+    groups: list[list[int]] = []
+    g_normal: list[F64] = []
+    g_offset: list[float] = []
+    cos_tol = np.cos(np.radians(PLANE_ANGLE))
+    for t in order:
+        if g_normal:
+            same_dir = np.asarray(g_normal) @ normal[t] > cos_tol
+            same_off = np.abs(np.asarray(g_offset) - offset[t]) < PLANE_OFFSET
+            match = np.flatnonzero(same_dir & same_off)
+            if len(match):
+                groups[int(match[0])].append(int(t))
+                continue
+        groups.append([int(t)])
+        g_normal.append(normal[t])
+        g_offset.append(float(offset[t]))
+    out: list[Facet] = []
+    for members in groups:
+        w = double[members]
+        mean_n = (normal[members] * w[:, None]).sum(axis=0)
+        mean_n /= np.linalg.norm(mean_n)
+        origin = (centroids[members] * w[:, None]).sum(axis=0) / w.sum()
+        u, v = plane_axes(mean_n)
+        rel = tri[members] - origin
+        uv = np.stack([rel @ u, rel @ v], axis=-1)
+        polys = shapely.polygons(uv)
+        # grown and shrunk by a millimetre: triangles that touch merge, the area stays
+        merged = shapely.union_all(shapely.buffer(polys, 1e-3, join_style="mitre"))
+        merged = shapely.buffer(merged, -1e-3, join_style="mitre")
+        for piece in getattr(merged, "geoms", [merged]):
+            if piece.is_empty or piece.area < 1e-3:
+                continue
+            hit = shapely.intersects(polys, piece)
+            names = sorted({owners[int(face_owner[members[i]])] for i in np.flatnonzero(hit)})
+            out.append(
+                Facet(source="ifc", normal=mean_n, origin=origin, outline=piece, elements=names)
+            )
+    return out
+
+
+def apply_rules(facets: list[Facet], rules: list[dict[str, Any]]) -> None:
+    """The usable part of each facet by the rules file's ``usable`` rows, in their order: the
+    first rule a facet fails leaves it out and is named."""
+    by_id = {r["id"]: r for r in rules}
+    for f in facets:
+        f.usable, f.excluded = None, None
+        tilt, az = f.tilt, f.azimuth
+        r = by_id.get("max-tilt")
+        if r and tilt > float(r["max_tilt_deg"]):
+            f.excluded = "max-tilt"
+            continue
+        r = by_id.get("north-facing")
+        if r and tilt > float(r["max_tilt_deg"]):
+            off_north = min(az, 360.0 - az)
+            if off_north <= float(r["north_sector_deg"]):
+                f.excluded = "north-facing"
+                continue
+        r = by_id.get("edge-setback")
+        shape = f.outline
+        if r and float(r["setback_m"]) > 0:
+            shape = shape.buffer(-float(r["setback_m"]), join_style="mitre")
+        r = by_id.get("min-area")
+        if shape.is_empty or (r and shape.area < float(r["min_area_m2"])):
+            f.excluded = "min-area"
+            continue
+        f.usable = shape
