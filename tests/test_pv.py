@@ -257,3 +257,37 @@ def test_cli_json_follows_the_schemas(tongliao: Store, tmp_path: Path) -> None:
     bad.write_text("not a weather file\n")
     r = runner.invoke(cli, ["--store", path, "analyze", "pv", "--weather", str(bad)])
     assert r.exit_code != 0 and "weather.epw" in r.output
+
+
+@pytest.mark.parametrize("rotation", [0.0, 90.0])
+def test_the_fzk_house_gable_roof_from_ifc(tongliao: Store, rotation: float) -> None:
+    """AC20-FZK-Haus (KIT) has a 30-degree gable roof of two IfcSlab ROOF halves, the ridge
+    along the model's x axis. Turned by the anchor's rotation, the halves face south and north
+    (0) or east and west (90); the north half is left out, the others are used with the
+    setback, and the south half yields what the unshaded 30-degree south facet does."""
+    from ingest import Anchor
+    from tests.conftest import SAMPLES
+
+    opts = IngestOptions(anchor=Anchor(LON, LAT, 180.0, rotation))
+    run_ingest(tongliao, SAMPLES / "ifc" / "AC20-FZK-Haus.ifc", opts, SerialExecutor())
+    run_analyzer(tongliao, PvAnalyzer())
+    [row] = [r for k, r in stored(tongliao, "pv").items() if k != "city"]
+    r = row["result"]
+    assert r["roof_source"] == "ifc"
+    halves = sorted(r["facets"], key=lambda f: f["azimuth_deg"])
+    assert len(halves) == 2
+    for f in halves:
+        assert f["tilt_deg"] == pytest.approx(30.0, abs=0.5)
+        assert f["area_m2"] == pytest.approx(halves[0]["area_m2"], rel=0.01)
+        assert len(f["elements"]) >= 1  # the roof slab's GlobalId is the evidence
+    if rotation == 0.0:
+        north, south = halves
+        assert north["azimuth_deg"] == pytest.approx(0.0, abs=1.0)
+        assert north["excluded_by"]["rule"] == "north-facing"
+        assert south["azimuth_deg"] == pytest.approx(180.0, abs=1.0)
+        assert 1300 <= south["kwh_per_kwp"] <= 1650 and south["shading_loss"] < 0.01
+    else:
+        east, west = halves
+        assert east["azimuth_deg"] == pytest.approx(90.0, abs=1.0)
+        assert west["azimuth_deg"] == pytest.approx(270.0, abs=1.0)
+        assert east["usable"] and west["usable"]

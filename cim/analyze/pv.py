@@ -46,6 +46,10 @@ NAME = "pv"
 VERSION = 1
 RULES_FILE = Path(__file__).resolve().parents[2] / "schemas" / "standards" / "pv-rules.json"
 ROOF_CLASSES = ("IfcRoof",)
+#: roof triangles are cut to edges of about this length (m) before the sky check
+SKY_CHECK_EDGE = 1.0
+#: a roof triangle sees the sky when nothing of its model is above this height over it (m)
+SKY_CHECK_LIFT = 0.5
 
 F64 = NDArray[np.float64]
 
@@ -163,11 +167,11 @@ class PvAnalyzer:
         lit = self._shade(store, city, i, usable)
         sky, weather, bins = self._sky_now(store)
         rows = []
+        lit_of = {id(f): frac for f, frac in zip(usable, lit, strict=True)}
         for k, f in enumerate(facets):
             row = _facet_row(k, f, self.rules)
             if f.usable is not None:
-                frac = lit[usable.index(f)]
-                row.update(_facet_yield(f, frac, sky, weather, bins, system))
+                row.update(_facet_yield(f, lit_of[id(f)], sky, weather, bins, system))
             rows.append(row)
         return _outcome(b, i, bid, rows, why_none, system, self.rules, weather)
 
@@ -397,12 +401,26 @@ def ifc_roof_facets(store: Store, building_id: int) -> list[Facet]:
     idx = np.flatnonzero(pick)
     if len(idx) == 0:
         return []
+    # large triangles are cut to about a metre, so that one covered corner (a dormer, a
+    # ridge member) does not take a whole roof half with it
+    from trimesh.remesh import subdivide_to_size
+
+    sv, sf, parent = subdivide_to_size(  # type: ignore[no-untyped-call]
+        verts, faces[idx], max_edge=SKY_CHECK_EDGE, max_iter=12, return_index=True
+    )
+    sf = np.asarray(sf, dtype=np.int64)
+    s_tri = sv[sf]
+    s_cross = np.cross(s_tri[:, 1] - s_tri[:, 0], s_tri[:, 2] - s_tri[:, 0])
+    s_len = np.linalg.norm(s_cross, axis=1)
+    ok = s_len > 1e-9
+    sf, s_tri, s_cross, s_len, parent = sf[ok], s_tri[ok], s_cross[ok], s_len[ok], parent[ok]
     scene = intersector(verts, faces)
-    start = tri[idx].mean(axis=1) + cross[idx] / length[idx, None] * 0.05
-    up = np.tile([0.0, 0.0, 1.0], (len(idx), 1))
+    # from half a metre up: battens, rafters and tiles lying on a roof do not hide it
+    start = s_tri.mean(axis=1) + np.array([0.0, 0.0, SKY_CHECK_LIFT])
+    up = np.tile([0.0, 0.0, 1.0], (len(sf), 1))
     covered = np.asarray(scene.intersects_any(start, up), dtype=bool)
-    sky = idx[~covered]
-    return triangle_facets(verts, faces[sky], names, owner[sky])
+    sky = ~covered
+    return triangle_facets(sv, sf[sky], names, owner[idx][parent[sky]])
 
 
 # -- rows and reports ----------------------------------------------------------------------
@@ -453,11 +471,18 @@ def _facet_yield(
         "poa_unshaded_kwh_m2": round(poa_open, 1),
         "beam_kwh_m2": round(float(light.beam.sum()) / 1000.0, 1),
         "diffuse_kwh_m2": round(float(light.diffuse.sum()) / 1000.0, 1),
-        "shading_loss": round(1.0 - per_kwp / per_kwp_open, 4) if per_kwp_open > 0 else 0.0,
+        "shading_loss": _loss(per_kwp, per_kwp_open),
         "sun_hours": int(sun_hours),
         "shaded_sun_hours": round(blocked_hours, 1),
         "sample_points": f.sample_count,
     }
+
+
+def _loss(shaded: float, unshaded: float) -> float:
+    """The share lost to shadows, 0..1 (rounding noise of the sums is not a gain)."""
+    if unshaded <= 0:
+        return 0.0
+    return round(min(max(1.0 - shaded / unshaded, 0.0), 1.0), 4)
 
 
 def _outcome(
@@ -495,7 +520,7 @@ def _outcome(
         "kwp": round(kwp, 2),
         "kwh_per_year": round(kwh, 1),
         "kwh_per_kwp": None if specific is None else round(specific, 1),
-        "shading_loss": round(1.0 - kwh / open_kwh, 4) if open_kwh > 0 else None,
+        "shading_loss": _loss(kwh, open_kwh) if open_kwh > 0 else None,
         "pv_ready": pv_ready,
         "new_building": new,
         "facets": rows,

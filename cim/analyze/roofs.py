@@ -28,7 +28,7 @@ PLANE_OFFSET = 0.25
 LIFT = 0.05
 
 
-@dataclass
+@dataclass(eq=False)
 class Facet:
     source: str  # lod1 | ifc
     normal: F64  # unit, upward
