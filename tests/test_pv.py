@@ -291,3 +291,27 @@ def test_the_fzk_house_gable_roof_from_ifc(tongliao: Store, rotation: float) -> 
         assert east["azimuth_deg"] == pytest.approx(90.0, abs=1.0)
         assert west["azimuth_deg"] == pytest.approx(270.0, abs=1.0)
         assert east["usable"] and west["usable"]
+
+
+def test_the_potential_reaches_the_tiles_and_the_detail(tongliao: Store, tmp_path: Path) -> None:
+    from cim.model.buildings import building_detail
+    from cim.tilefiles import tileset_states
+    from tests.test_tiles import glbs, tileset
+    from tiles.build import build_tilesets
+    from tiles.gltf import property_tables
+
+    store = tongliao
+    _ingest(store, _layer(tmp_path / "a.geojson", [(0, 0, 10, 10, 6.0)]))
+    build_tilesets(store, ["buildings"])
+    run_analyzer(store, PvAnalyzer())
+    (state,) = tileset_states(store.con, store.path)
+    assert state["state"] == "stale"  # the buildings carry the potential
+    build_tilesets(store, ["buildings"])
+    folder, doc = tileset(store, "buildings")
+    table = property_tables(glbs(folder, doc)[-1][1])["building"]
+    detail = building_detail(store, 1)
+    assert detail is not None
+    pv = detail["analyses"]["pv"]
+    assert table["pv_kwp"] == [pv["summary"]["pv_kwp"]] == [pytest.approx(81 * 0.2)]
+    assert table["pv_kwh_per_m2"] == [pv["summary"]["pv_kwh_per_m2"]]
+    assert 150 < table["pv_kwh_per_m2"][0] < 250  # an unshaded flat roof, 81 of 100 m2 used

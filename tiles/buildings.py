@@ -291,6 +291,8 @@ def building_columns(b: Buildings, members: NDArray[np.int64]) -> dict[str, list
         "height_source": col("height_source", ""),
         "prefab_rate": [float(v) for v in col("prefab_rate", -1.0)],
         "prefab_grade": col("prefab_grade", ""),
+        "pv_kwp": [float(v) for v in col("pv_kwp", -1.0)],
+        "pv_kwh_per_m2": [float(v) for v in col("pv_kwh_per_m2", -1.0)],
     }
 
 

@@ -40,6 +40,10 @@ BUILDING_PROPERTIES = (
         "prefab_rate", "SCALAR", "FLOAT64", "assembly rate P, % (GB/T 51129-2017)", no_data=-1.0
     ),
     Property("prefab_grade", "STRING", description="prefab grade: A, AA, AAA or empty"),
+    Property("pv_kwp", "SCALAR", "FLOAT64", "rooftop PV capacity, kWp", no_data=-1.0),
+    Property(
+        "pv_kwh_per_m2", "SCALAR", "FLOAT64", "rooftop PV, kWh/yr per m2 of roof", no_data=-1.0
+    ),
 )
 ELEMENT_PROPERTIES = (
     Property("global_id", "STRING", description="IFC GlobalId"),

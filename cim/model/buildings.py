@@ -130,6 +130,8 @@ def canonical_buildings(store: Store, ids: list[int] | None = None) -> Buildings
 ANALYSIS_COLUMNS = {
     "prefab_rate": ("prefab", "prefab_rate"),
     "prefab_grade": ("prefab", "prefab_grade"),
+    "pv_kwp": ("pv", "pv_kwp"),
+    "pv_kwh_per_m2": ("pv", "pv_kwh_per_m2"),
 }
 
 
