@@ -315,3 +315,22 @@ def test_the_potential_reaches_the_tiles_and_the_detail(tongliao: Store, tmp_pat
     assert table["pv_kwp"] == [pv["summary"]["pv_kwp"]] == [pytest.approx(81 * 0.2)]
     assert table["pv_kwh_per_m2"] == [pv["summary"]["pv_kwh_per_m2"]]
     assert 150 < table["pv_kwh_per_m2"][0] < 250  # an unshaded flat roof, 81 of 100 m2 used
+
+
+def test_the_numpy_ray_engine_agrees_with_embree() -> None:
+    """The fallback without embreex answers as Embree does on a box and random rays."""
+    from cim.analyze.shading import extrude, intersector, ray_engine
+
+    if ray_engine() != "embree":
+        pytest.skip("embreex is not installed")
+    v, f = extrude(shapely.box(0, 0, 10, 4), 0.0, 20.0)
+    rng = np.random.default_rng(7)
+    origins = np.column_stack(
+        [rng.uniform(-20, 30, 4000), rng.uniform(-20, 24, 4000), rng.uniform(0.1, 25, 4000)]
+    )
+    d = rng.normal(size=(4000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    fast = intersector(v, f, "embree").intersects_any(origins, d)
+    slow = intersector(v, f, "numpy").intersects_any(origins, d)
+    assert 0.05 < fast.mean() < 0.95
+    assert (fast == slow).mean() > 0.999  # rays grazing an edge may differ

@@ -33,16 +33,48 @@ def ray_engine() -> str:
 
 
 def intersector(vertices: F64, faces: NDArray[np.int64], engine: str | None = None) -> Any:
-    import trimesh
-
-    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    """Something with ``intersects_any(origins, directions)``: trimesh's Embree intersector,
+    or ``NumpyScene`` (no dependency beyond numpy) when embreex is missing or asked not to."""
     if (engine or ray_engine()) == "embree":
+        import trimesh
         from trimesh.ray.ray_pyembree import RayMeshIntersector
 
-        return RayMeshIntersector(mesh)
-    from trimesh.ray.ray_triangle import RayMeshIntersector as NumpyIntersector
+        return RayMeshIntersector(trimesh.Trimesh(vertices=vertices, faces=faces, process=False))
+    return NumpyScene(vertices[faces])
 
-    return NumpyIntersector(mesh)  # type: ignore[no-untyped-call]
+
+class NumpyScene:
+    """Ray-triangle tests (Moller-Trumbore) in numpy, in chunks: a fallback for small scenes
+    (trimesh's own numpy engine needs rtree, which is not a dependency here)."""
+
+    def __init__(self, triangles: F64, chunk: int = 2_000_000) -> None:
+        self.v0 = triangles[:, 0]
+        self.e1 = triangles[:, 1] - triangles[:, 0]
+        self.e2 = triangles[:, 2] - triangles[:, 0]
+        self.lo = triangles.min(axis=1)
+        self.hi = triangles.max(axis=1)
+        self.chunk = chunk
+
+    def intersects_any(self, origins: F64, directions: F64) -> NDArray[np.bool_]:
+        n, m = len(origins), len(self.v0)
+        out = np.zeros(n, dtype=bool)
+        if m == 0 or n == 0:
+            return out
+        step = max(1, self.chunk // m)
+        for a in range(0, n, step):
+            o, d = origins[a : a + step, None, :], directions[a : a + step, None, :]
+            p = np.cross(d, self.e2)
+            det = np.einsum("rtk,tk->rt", p, self.e1)
+            ok = np.abs(det) > 1e-12
+            inv = np.divide(1.0, det, out=np.zeros_like(det), where=ok)
+            s = o - self.v0
+            u = np.einsum("rtk,rtk->rt", s, p) * inv
+            q = np.cross(s, self.e1)
+            v = np.einsum("rtk,rtk->rt", np.broadcast_to(d, q.shape), q) * inv
+            t = np.einsum("rtk,tk->rt", q, self.e2) * inv
+            hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 1e-9)
+            out[a : a + step] = hit.any(axis=1)
+        return out
 
 
 def extrude(footprint: Any, bottom: float, top: float) -> tuple[F64, NDArray[np.int64]]:
