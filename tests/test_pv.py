@@ -334,3 +334,36 @@ def test_the_numpy_ray_engine_agrees_with_embree() -> None:
     slow = intersector(v, f, "numpy").intersects_any(origins, d)
     assert 0.05 < fast.mean() < 0.95
     assert (fast == slow).mean() > 0.999  # rays grazing an edge may differ
+
+
+def test_lidar_facets_have_the_tilts_of_planes_fitted_here(tmp_path: Path) -> None:
+    """The lidarprod sample (IGN LiDAR HD tile with its BD TOPO footprints): the roof facets
+    found by RANSAC on each footprint's class-6 points have the tilt and azimuth of a plane
+    fitted here by ordinary least squares (z = ax + by + c) to the points inside each facet's
+    outline, half a metre in from its edges."""
+    from cim.model.points import BUILDING, points_in_polygon
+    from tests.conftest import SAMPLES
+
+    store = Store.create(tmp_path / "lp.duckdb", "EPSG:2154")
+    folder = SAMPLES / "lidar" / "lidarprod"
+    for path in [*folder.glob("*.shp"), *folder.glob("*.laz")]:
+        run_ingest(store, path, IngestOptions(), SerialExecutor())
+    run_analyzer(store, PvAnalyzer())
+    rows = [r["result"] for k, r in stored(store, "pv").items() if k != "city"]
+    facets = [(r, f) for r in rows if r["roof_source"] == "lidar" for f in r["facets"]]
+    big = [(r, f) for r, f in facets if f["area_m2"] >= 40]
+    assert len(big) >= 3
+    for r, f in big:
+        assert 0 <= f["tilt_deg"] <= 60
+        ring = shapely.Polygon([p[:2] for p in f["outline"][0]]).buffer(-0.5)
+        table = points_in_polygon(store, ring, classes=[BUILDING])
+        x, y, z = (table.column(c).to_numpy().astype(float) for c in ("x", "y", "z"))
+        assert len(x) >= 20
+        x, y = x - x.mean(), y - y.mean()  # Lambert-93 metres are too large for lstsq as they are
+        (a, b, _), *_ = np.linalg.lstsq(np.column_stack([x, y, np.ones_like(x)]), z, rcond=None)
+        tilt = np.degrees(np.arctan(np.hypot(a, b)))
+        assert f["tilt_deg"] == pytest.approx(tilt, abs=3.0), r["building_id"]
+        if tilt > 5:
+            azimuth = np.degrees(np.arctan2(-a, -b)) % 360.0  # downhill
+            off = abs((f["azimuth_deg"] - azimuth + 180.0) % 360.0 - 180.0)
+            assert off < 5.0, r["building_id"]

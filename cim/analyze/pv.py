@@ -29,12 +29,20 @@ import shapely
 from numpy.typing import NDArray
 
 from cim.analyze.base import Outcome, Subject, fingerprint
-from cim.analyze.roofs import Facet, apply_rules, flat_roof, triangle_facets
+from cim.analyze.roofs import (
+    MIN_PLANE_POINTS,
+    Facet,
+    apply_rules,
+    flat_roof,
+    point_facets,
+    triangle_facets,
+)
 from cim.analyze.shading import SunBins, extrude, intersector, lit_fractions, ray_engine
 from cim.analyze.solar import FacetSky, Weather, pvwatts_yield, site_weather, weather_file
 from cim.errors import InputFileError, NotFound
 from cim.model.buildings import Buildings, canonical_buildings
 from cim.model.meshes import element_meshes
+from cim.model.points import BUILDING, points_in_polygon
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -96,6 +104,7 @@ class _City:
     digests: list[str]  # each building's geometry digest
     ifc_ids: set[int]
     has_roof: list[bool]  # an IFC model or a known height
+    lidar: list[list[str]]  # the sha256 of the LiDAR sources whose files meet the footprint
     geometry: dict[int, tuple[F64, NDArray[np.int64]]] = field(default_factory=dict)
 
 
@@ -230,6 +239,20 @@ class PvAnalyzer:
                 "ON m.owner = 'element' AND m.owner_id = e.id WHERE e.building_id IS NOT NULL"
             ).fetchall()
         }
+        files = store.con.execute(
+            "SELECT s.sha256, f.xmin, f.ymin, f.xmax, f.ymax FROM point_files f "
+            "JOIN sources s ON s.id = f.source_id WHERE s.status = 'ingested'"
+        ).fetchall()
+        bounds = b.bounds() if len(b) else np.empty((0, 4))
+        lidar: list[list[str]] = [[] for _ in range(len(b))]
+        for sha, x0, y0, x1, y1 in files:
+            if x0 is None:
+                continue
+            xs = (bounds[:, 2] >= x0) & (bounds[:, 0] <= x1)
+            meet = xs & (bounds[:, 3] >= y0) & (bounds[:, 1] <= y1)
+            for k in np.flatnonzero(meet):
+                if sha not in lidar[k]:
+                    lidar[k].append(sha)
         digests, ifc_ids = [], set()
         for i, bid in enumerate(b.ids):
             sid = int(b.source_ids[i])
@@ -243,6 +266,7 @@ class PvAnalyzer:
                     hashlib.sha256(shapely.to_wkb(b.footprints[i])).hexdigest()[:16],
                     round(float(b.ground_z[i]), 2),
                     None if not np.isfinite(b.height[i]) else round(float(b.height[i]), 2),
+                    sorted(lidar[i]),
                 )
             )
         index = {int(x): k for k, x in enumerate(b.ids)}
@@ -250,7 +274,7 @@ class PvAnalyzer:
             int(bid) in ifc_ids or bool(np.isfinite(b.height[k]) and b.height[k] > 0)
             for k, bid in enumerate(b.ids)
         ]
-        self._city = _City(b, index, neighbours, digests, ifc_ids, has_roof)
+        self._city = _City(b, index, neighbours, digests, ifc_ids, has_roof, lidar)
         return self._city
 
     def _weather_digest(self) -> str | None:
@@ -289,6 +313,15 @@ class PvAnalyzer:
             facets = ifc_roof_facets(store, bid)
             if facets:
                 return facets, None
+        if city.lidar[i]:
+            table = points_in_polygon(store, b.footprints[i], classes=[BUILDING])
+            if table.num_rows >= MIN_PLANE_POINTS:
+                xyz = np.column_stack(
+                    [table.column(c).to_numpy().astype(np.float64) for c in ("x", "y", "z")]
+                )
+                facets = point_facets(xyz, b.footprints[i])
+                if facets:
+                    return facets, None
         h = float(b.height[i])
         if not np.isfinite(h) or h <= 0:
             return [], "height unknown: no roof to place panels on"
@@ -319,7 +352,10 @@ class PvAnalyzer:
         verts: list[F64] = []
         faces: list[NDArray[np.int64]] = []
         n = 0
-        for j in [i, *city.neighbours[i]]:
+        # a building's own IFC meshes shade its roof (parapets, the other roof half); its own
+        # LoD1 block would only hide facets found below its top (LiDAR), so it is left out
+        own = [i] if int(city.buildings.ids[i]) in city.ifc_ids else []
+        for j in [*own, *city.neighbours[i]]:
             v, tri = self._geometry(store, city, j)
             if len(tri):
                 verts.append(v)

@@ -197,3 +197,118 @@ def apply_rules(facets: list[Facet], rules: list[dict[str, Any]]) -> None:
             f.excluded = "min-area"
             continue
         f.usable = shape
+
+
+#: RANSAC on roof points: a point within this distance (m) of a plane is on it
+RANSAC_DISTANCE = 0.15
+RANSAC_TRIALS = 300
+#: a plane needs this many points (and this share of the roof's points) to be a facet
+MIN_PLANE_POINTS = 30
+MIN_PLANE_SHARE = 0.05
+MAX_PLANES = 8
+
+
+def fit_plane(xyz: F64) -> tuple[F64, F64]:
+    """Least-squares plane through points: (unit normal, upward; centroid)."""
+    c = xyz.mean(axis=0)
+    _, _, vt = np.linalg.svd(xyz - c, full_matrices=False)
+    n = vt[-1]
+    n = n if n[2] >= 0 else -n
+    return n / np.linalg.norm(n), c
+
+
+def point_facets(xyz: F64, footprint: Any, seed: int = 0) -> list[Facet]:
+    """Facets from a roof's points (LiDAR class 6 inside a footprint): planes found one after
+    another by RANSAC (the plane with most points within ``RANSAC_DISTANCE``, refitted by least
+    squares), each outlined by the concave hull of its points in its own plane, clipped to the
+    footprint's outline raised onto the plane."""
+    rng = np.random.default_rng(seed)
+    left = xyz
+    out: list[Facet] = []
+    need = max(MIN_PLANE_POINTS, int(MIN_PLANE_SHARE * len(xyz)))
+    while len(left) >= need and len(out) < MAX_PLANES:
+        # planes are tried and scored on at most a few thousand of the points
+        probe = left if len(left) <= 4000 else left[rng.choice(len(left), 4000, replace=False)]
+        picks = rng.integers(0, len(probe), size=(RANSAC_TRIALS, 3))
+        a, b, c = probe[picks[:, 0]], probe[picks[:, 1]], probe[picks[:, 2]]
+        normals = np.cross(b - a, c - a)
+        length = np.linalg.norm(normals, axis=1)
+        ok = length > 1e-6
+        normals[ok] /= length[ok, None]
+        upright = ok & (np.abs(normals[:, 2]) > np.cos(np.radians(MAX_ROOF_TILT)))
+        if not upright.any():
+            break
+        normals, a = normals[upright], a[upright]
+        offsets = np.einsum("tk,tk->t", normals, a)[:, None]
+        dist = np.abs(np.einsum("tk,nk->tn", normals, probe) - offsets)
+        counts = (dist < RANSAC_DISTANCE).sum(axis=1)
+        best = int(np.argmax(counts))
+        if counts[best] * len(left) / len(probe) < need:
+            break
+        n, centre = normals[best], a[best]
+        inliers = np.abs((left - centre) @ n) < RANSAC_DISTANCE
+        n, centre = fit_plane(left[inliers])
+        inliers = np.abs((left - centre) @ n) < RANSAC_DISTANCE
+        inliers &= _largest_patch(left, inliers, n, centre)
+        if inliers.sum() < MIN_PLANE_POINTS:
+            # the plane's points are scattered: leave them, try the next plane
+            left = left[~(np.abs((left - centre) @ n) < RANSAC_DISTANCE)]
+            continue
+        n, centre = fit_plane(left[inliers])
+        pts = left[inliers]
+        left = left[~inliers]
+        if n[2] < np.cos(np.radians(MAX_ROOF_TILT)):
+            continue
+        u, v = plane_axes(n)
+        outline = _cells_outline(np.column_stack([(pts - centre) @ u, (pts - centre) @ v]))
+        # clipped to the footprint raised onto the plane (x, y give z on it, then u, v)
+        ring = np.asarray(shapely.force_2d(footprint).exterior.coords)[:, :2]
+        z = centre[2] - ((ring[:, 0] - centre[0]) * n[0] + (ring[:, 1] - centre[1]) * n[1]) / n[2]
+        rel = np.column_stack([ring, z]) - centre
+        clip = shapely.Polygon(np.column_stack([rel @ u, rel @ v])).buffer(0)
+        outline = shapely.intersection(outline, clip)
+        if outline.is_empty or outline.area < 1e-3:
+            continue
+        out.append(Facet(source="lidar", normal=n, origin=centre, outline=outline))
+    return out
+
+
+#: roof points are binned in cells of this size (m) to find connected patches and outlines
+CELL = 1.0
+
+
+def _cells(uv: F64) -> tuple[NDArray[np.int64], F64]:
+    lo = uv.min(axis=0)
+    return np.floor((uv - lo) / CELL).astype(np.int64), lo
+
+
+def _largest_patch(xyz: F64, inliers: NDArray[np.bool_], n: F64, centre: F64) -> NDArray[np.bool_]:
+    """The inliers in the largest patch of touching cells (8-connected) on the plane: points of
+    another roof part that happen to lie near the plane are not the facet."""
+    from scipy import ndimage
+
+    idx = np.flatnonzero(inliers)
+    u, v = plane_axes(n)
+    rel = xyz[idx] - centre
+    cells, _ = _cells(np.column_stack([rel @ u, rel @ v]))
+    grid = np.zeros(tuple(cells.max(axis=0) + 1), dtype=bool)
+    grid[cells[:, 0], cells[:, 1]] = True
+    labels, count = ndimage.label(grid, structure=np.ones((3, 3)))
+    keep = np.zeros(len(xyz), dtype=bool)
+    if count == 0:
+        return keep
+    lab = labels[cells[:, 0], cells[:, 1]]
+    biggest = int(np.argmax(np.bincount(lab)[1:]) + 1)
+    keep[idx[lab == biggest]] = True
+    return keep
+
+
+def _cells_outline(uv: F64) -> Any:
+    """The union of the cells holding points, with one-cell gaps closed."""
+    cells, lo = _cells(uv)
+    cells = np.unique(cells, axis=0)
+    x0 = lo[0] + cells[:, 0] * CELL
+    y0 = lo[1] + cells[:, 1] * CELL
+    boxes = shapely.box(x0, y0, x0 + CELL, y0 + CELL)
+    merged = shapely.union_all(boxes)
+    return merged.buffer(CELL / 2, join_style="mitre").buffer(-CELL / 2, join_style="mitre")
