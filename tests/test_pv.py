@@ -367,3 +367,36 @@ def test_lidar_facets_have_the_tilts_of_planes_fitted_here(tmp_path: Path) -> No
             azimuth = np.degrees(np.arctan2(-a, -b)) % 360.0  # downhill
             off = abs((f["azimuth_deg"] - azimuth + 180.0) % 360.0 - 180.0)
             assert off < 5.0, r["building_id"]
+
+
+def test_point_facets_find_a_gable_roof_and_its_chimney() -> None:
+    """A synthetic gable roof (two 35-degree halves, 12 x 5 m each, 10 points/m2, 3 cm noise)
+    with a 1 x 1 m chimney standing 1.5 m out of the south half: two facets with the roof's
+    tilts and azimuths, and the chimney (grown by half a metre) kept out of the usable area."""
+    from cim.analyze.roofs import point_facets
+
+    rng = np.random.default_rng(3)
+    t = np.tan(np.radians(35.0))
+    x = rng.uniform(0, 12, 1200)
+    ys = rng.uniform(0, 5, 600)  # south half: from the eave at y = 0 up to the ridge at y = 5
+    yn = rng.uniform(5, 10, 600)
+    z = np.concatenate([ys * t, (10 - yn) * t]) + rng.normal(0, 0.03, 1200)
+    roof = np.column_stack([x, np.concatenate([ys, yn]), z])
+    cx, cy = rng.uniform(5, 6, 40), rng.uniform(2, 3, 40)
+    chimney = np.column_stack([cx, cy, cy * t + 1.5])
+    footprint = shapely.box(0, 0, 12, 10)
+    facets = point_facets(np.vstack([roof, chimney]), footprint)
+    assert len(facets) == 2
+    south, north = sorted(facets, key=lambda f: abs(f.azimuth - 180.0))
+    for f in facets:
+        assert f.tilt == pytest.approx(35.0, abs=1.0)
+        assert f.area == pytest.approx(12 * 5 / np.cos(np.radians(35.0)), rel=0.12)
+    assert south.azimuth == pytest.approx(180.0, abs=2.0)
+    assert min(north.azimuth, 360 - north.azimuth) < 2.0
+    assert north.obstacles is None
+    assert south.obstacles is not None
+    assert 1.5 < south.obstacles.area < 5.0  # 1 m2 grown by 0.5 m: about 4 m2 on the slope
+    apply_rules(facets, load_rules().doc["usable"])
+    assert south.usable is not None and not south.usable.contains(
+        shapely.Point(*south.obstacles.representative_point().coords[0])
+    )

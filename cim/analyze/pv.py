@@ -472,6 +472,7 @@ def _facet_row(k: int, f: Facet, rules: PvRules) -> dict[str, Any]:
         "usable_area_m2": round(f.usable_area, 2),
         "usable": f.usable is not None,
         "excluded_by": None,
+        "obstacle_area_m2": 0.0 if f.obstacles is None else round(float(f.obstacles.area), 2),
         "outline": f.outline_3d(),
         "elements": f.elements[:20],
     }

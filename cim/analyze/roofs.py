@@ -38,6 +38,7 @@ class Facet:
     usable: Any = None  # the outline after the rules (None: not usable)
     excluded: str | None = None  # the rule that left it out
     sample_count: int = 0  # shading rays' start points
+    obstacles: Any = None  # parts of the outline under obstacles (LiDAR points above it)
 
     @property
     def tilt(self) -> float:
@@ -189,7 +190,7 @@ def apply_rules(facets: list[Facet], rules: list[dict[str, Any]]) -> None:
                 f.excluded = "north-facing"
                 continue
         r = by_id.get("edge-setback")
-        shape = f.outline
+        shape = f.outline if f.obstacles is None else f.outline.difference(f.obstacles)
         if r and float(r["setback_m"]) > 0:
             shape = shape.buffer(-float(r["setback_m"]), join_style="mitre")
         r = by_id.get("min-area")
@@ -220,8 +221,8 @@ def fit_plane(xyz: F64) -> tuple[F64, F64]:
 def point_facets(xyz: F64, footprint: Any, seed: int = 0) -> list[Facet]:
     """Facets from a roof's points (LiDAR class 6 inside a footprint): planes found one after
     another by RANSAC (the plane with most points within ``RANSAC_DISTANCE``, refitted by least
-    squares), each outlined by the concave hull of its points in its own plane, clipped to the
-    footprint's outline raised onto the plane."""
+    squares) and kept to its largest patch of touching cells, each outlined by the concave hull
+    of its points in its own plane, clipped to the footprint's outline raised onto the plane."""
     rng = np.random.default_rng(seed)
     left = xyz
     out: list[Facet] = []
@@ -260,7 +261,8 @@ def point_facets(xyz: F64, footprint: Any, seed: int = 0) -> list[Facet]:
         if n[2] < np.cos(np.radians(MAX_ROOF_TILT)):
             continue
         u, v = plane_axes(n)
-        outline = _cells_outline(np.column_stack([(pts - centre) @ u, (pts - centre) @ v]))
+        uv = np.column_stack([(pts - centre) @ u, (pts - centre) @ v])
+        outline = shapely.concave_hull(shapely.MultiPoint(uv), ratio=HULL_RATIO)
         # clipped to the footprint raised onto the plane (x, y give z on it, then u, v)
         ring = np.asarray(shapely.force_2d(footprint).exterior.coords)[:, :2]
         z = centre[2] - ((ring[:, 0] - centre[0]) * n[0] + (ring[:, 1] - centre[1]) * n[1]) / n[2]
@@ -269,12 +271,40 @@ def point_facets(xyz: F64, footprint: Any, seed: int = 0) -> list[Facet]:
         outline = shapely.intersection(outline, clip)
         if outline.is_empty or outline.area < 1e-3:
             continue
-        out.append(Facet(source="lidar", normal=n, origin=centre, outline=outline))
+        facet = Facet(source="lidar", normal=n, origin=centre, outline=outline)
+        facet.obstacles = _obstacles(xyz, facet)
+        out.append(facet)
     return out
 
 
-#: roof points are binned in cells of this size (m) to find connected patches and outlines
+#: roof points standing this far above a facet's plane (m) are an obstacle on it (a chimney,
+#: a vent, a dormer) and up to OBSTACLE_TOP: higher ones are another roof or a tree
+OBSTACLE_MIN = 0.5
+OBSTACLE_TOP = 6.0
+
+
+def _obstacles(xyz: F64, facet: Facet) -> Any:
+    """Cells of the facet's outline under points standing above its plane, grown by half a
+    metre (what panels keep clear of), or None."""
+    u, v = facet.axes()
+    rel = xyz - facet.origin
+    up = rel @ facet.normal
+    above = (up > OBSTACLE_MIN) & (up < OBSTACLE_TOP)
+    if not above.any():
+        return None
+    uv = np.column_stack([rel[above] @ u, rel[above] @ v])
+    inside = shapely.contains_xy(facet.outline, uv[:, 0], uv[:, 1])
+    if inside.sum() < 3:
+        return None
+    shape = shapely.union_all(shapely.buffer(shapely.points(uv[inside]), 0.5))
+    out = shapely.intersection(shape, facet.outline)
+    return None if out.is_empty else out
+
+
+#: roof points are binned in cells of this size (m) to find connected patches
 CELL = 1.0
+#: a facet's outline: the concave hull of its points (shapely's ratio: 0 hugs them, 1 convex)
+HULL_RATIO = 0.3
 
 
 def _cells(uv: F64) -> tuple[NDArray[np.int64], F64]:
@@ -301,14 +331,3 @@ def _largest_patch(xyz: F64, inliers: NDArray[np.bool_], n: F64, centre: F64) ->
     biggest = int(np.argmax(np.bincount(lab)[1:]) + 1)
     keep[idx[lab == biggest]] = True
     return keep
-
-
-def _cells_outline(uv: F64) -> Any:
-    """The union of the cells holding points, with one-cell gaps closed."""
-    cells, lo = _cells(uv)
-    cells = np.unique(cells, axis=0)
-    x0 = lo[0] + cells[:, 0] * CELL
-    y0 = lo[1] + cells[:, 1] * CELL
-    boxes = shapely.box(x0, y0, x0 + CELL, y0 + CELL)
-    merged = shapely.union_all(boxes)
-    return merged.buffer(CELL / 2, join_style="mitre").buffer(-CELL / 2, join_style="mitre")
