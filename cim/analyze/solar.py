@@ -169,10 +169,12 @@ def weather_file(path: Path) -> Weather:
     data = data.iloc[:8760]
     lat = float(meta.get("latitude", meta.get("Latitude")))
     lon = float(meta.get("longitude", meta.get("Longitude")))
-    # hour-ending stamps: the sun is where it was at the middle of the hour
+    # the sun is taken at the middle of each hour: pvlib stamps an EPW row with the hour's
+    # start (it moves EPW's hour-ending stamps back an hour), a TMY3 row with its end
     import pandas as pd
 
-    times = data.index - pd.Timedelta(minutes=30)
+    half = pd.Timedelta(minutes=30)
+    times = data.index + half if path.suffix.lower() == ".epw" else data.index - half
     zen, azi, _, extra, am = _solar(lat, lon, times)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     source = {
