@@ -444,3 +444,52 @@ def test_a_weather_file_is_read_and_makes_results_stale(
     before = first["results"][0]["pv_kwh_per_kwp"]
     assert second["results"][0]["pv_kwh_per_kwp"] == pytest.approx(before, rel=0.002)
     assert run_analyzer(store, ANALYZERS["pv"](weather=epw))["computed"] == 0
+
+
+def test_montpellier_roof_points_give_facets_with_fitted_tilts(tmp_path: Path) -> None:
+    """The Montpellier sample has no footprints: its class-6 points are grouped here into
+    buildings (touching 1 m cells), each group's convex hull standing in for a footprint; the
+    facets RANSAC finds in the larger groups have the tilts of least-squares planes fitted here
+    to the points inside each facet, half a metre in from its edges."""
+    from scipy import ndimage
+
+    from cim.analyze.roofs import point_facets
+    from cim.model.points import BUILDING, point_batches
+    from tests.conftest import SAMPLES
+
+    store = Store.create(tmp_path / "mp.duckdb", "EPSG:2154")
+    for path in sorted((SAMPLES / "lidar" / "montpellier").glob("*.laz")):
+        run_ingest(store, path, IngestOptions(), SerialExecutor())
+    parts = [
+        np.column_stack([b.x, b.y, b.z])[b.classification == BUILDING] for b in point_batches(store)
+    ]
+    xyz = np.vstack(parts)
+    cells = np.floor((xyz[:, :2] - xyz[:, :2].min(axis=0)) / 1.0).astype(int)
+    grid = np.zeros(tuple(cells.max(axis=0) + 1), dtype=bool)
+    grid[cells[:, 0], cells[:, 1]] = True
+    labels, _ = ndimage.label(grid, structure=np.ones((3, 3)))
+    lab = labels[cells[:, 0], cells[:, 1]]
+    sizes = np.bincount(lab)
+    checked = 0
+    for group in np.argsort(-sizes)[:6]:
+        pts = xyz[lab == group]
+        if group == 0 or len(pts) < 500:
+            continue
+        footprint = shapely.MultiPoint(pts[:, :2]).convex_hull
+        for f in point_facets(pts, footprint):
+            if f.area < 30:
+                continue
+            assert 0 <= f.tilt <= 60
+            ring = shapely.Polygon([p[:2] for p in f.outline_3d()[0]]).buffer(-0.5)
+            inside = shapely.contains_xy(ring, pts[:, 0], pts[:, 1])
+            on = pts[inside]
+            on = on[np.abs((on - f.origin) @ f.normal) < 0.5]  # not a higher part above it
+            if len(on) < 30:
+                continue
+            x, y = on[:, 0] - on[:, 0].mean(), on[:, 1] - on[:, 1].mean()
+            (a, b, _), *_ = np.linalg.lstsq(
+                np.column_stack([x, y, np.ones_like(x)]), on[:, 2], rcond=None
+            )
+            assert f.tilt == pytest.approx(np.degrees(np.arctan(np.hypot(a, b))), abs=3.0)
+            checked += 1
+    assert checked >= 3
