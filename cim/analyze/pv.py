@@ -218,16 +218,19 @@ class PvAnalyzer:
             return self._city
         b = canonical_buildings(store)
         radius = float(self.rules.doc["shading"]["radius_m"])
+        # neighbours by their boxes: a footprint's box within the radius of this one's box
+        # (a little more than the exact distance, and far cheaper to find for a whole city)
         tree = shapely.STRtree(b.footprints)
+        grown = b.bounds() + np.array([-radius, -radius, radius, radius])
         pairs = (
-            tree.query(b.footprints, predicate="dwithin", distance=radius)
+            tree.query(shapely.box(grown[:, 0], grown[:, 1], grown[:, 2], grown[:, 3]))
             if len(b)
             else np.empty((2, 0), dtype=np.int64)
         )
-        neighbours: list[list[int]] = [[] for _ in range(len(b))]
-        for a, c in zip(pairs[0], pairs[1], strict=True):
-            if a != c:
-                neighbours[int(a)].append(int(c))
+        pairs = pairs[:, pairs[0] != pairs[1]]
+        pairs = pairs[:, np.lexsort((pairs[1], pairs[0]))]
+        cuts = np.searchsorted(pairs[0], np.arange(1, len(b)))
+        neighbours = [part.tolist() for part in np.split(pairs[1], cuts)] if len(b) else []
         placed = dict(
             store.con.execute("SELECT source_id, matrix FROM placements").fetchall() or []
         )
