@@ -149,7 +149,7 @@ def test_a_tall_neighbour_shades_as_computed_by_hand(tongliao: Store, tmp_path: 
     """A 3 m house 2 m north of a 60 m slab loses its winter sun; the share of the direct
     light it loses matches a hand calculation (every hour of the year, no bins, a 0.25 m grid
     over the usable roof, the slab as a box) within 10%. A house walled in by four 60 m slabs
-    keeps only diffuse light."""
+    keeps only the diffuse light of the patch of sky it sees."""
     store = tongliao
     layer = _layer(
         tmp_path / "city.geojson",
@@ -191,12 +191,21 @@ def test_a_tall_neighbour_shades_as_computed_by_hand(tongliao: Store, tmp_path: 
         shaded[h] = _in_box(pts, d, lo, hi).mean()
     hand_hours = float(shaded[light.beam > 0].sum())
     hand_beam_lost = float((light.beam * shaded).sum() / 1000.0)
-    lost = f_near["poa_unshaded_kwh_m2"] - f_near["poa_kwh_m2"]
+    # what the near house loses of the direct light (its diffuse loss apart: the slab hides
+    # part of its sky too)
+    diffuse_lost = f_near["diffuse_kwh_m2"] - f_near["diffuse_seen_kwh_m2"]
+    lost = f_near["poa_unshaded_kwh_m2"] - f_near["poa_kwh_m2"] - diffuse_lost
     assert hand_hours > 500  # the slab matters
     assert f_near["shaded_sun_hours"] == pytest.approx(hand_hours, rel=0.10)
     assert lost == pytest.approx(hand_beam_lost, rel=0.10)
-    # walled in: only diffuse light is left
-    assert f_wall["poa_kwh_m2"] == pytest.approx(f_wall["diffuse_kwh_m2"], rel=0.01)
+    # the slab is (nearly) an endless wall rising 57 m above the roof, 7 m from the roof's
+    # middle: it hides (1 - cos a) / 2 of a horizontal roof's sky, a its angle of elevation
+    a = np.arctan(57.0 / 7.0)
+    assert f_open["sky_view"] == 1.0
+    assert f_near["sky_view"] == pytest.approx(1.0 - (1.0 - np.cos(a)) / 2.0, abs=0.04)
+    # walled in: only diffuse light is left, and the walls hide most of the sky
+    assert f_wall["poa_kwh_m2"] == pytest.approx(f_wall["diffuse_seen_kwh_m2"], rel=0.01)
+    assert f_wall["sky_view"] < 0.3
     assert f_wall["shaded_sun_hours"] == pytest.approx(f_wall["sun_hours"], rel=0.01)
     assert f_wall["shading_loss"] > 0.3
 

@@ -37,7 +37,14 @@ from cim.analyze.roofs import (
     point_facets,
     triangle_facets,
 )
-from cim.analyze.shading import SunBins, extrude, intersector, lit_fractions, ray_engine
+from cim.analyze.shading import (
+    SunBins,
+    extrude,
+    intersector,
+    lit_fractions,
+    ray_engine,
+    sky_view,
+)
 from cim.analyze.solar import FacetSky, Weather, pvwatts_yield, site_weather, weather_file
 from cim.errors import InputFileError, NotFound
 from cim.model.buildings import Buildings, canonical_buildings
@@ -369,11 +376,17 @@ class PvAnalyzer:
             f.samples(int(sh["points_per_facet"]), float(sh["min_point_spacing_m"])) for f in facets
         ]
         t = time.perf_counter()
-        out, rays = lit_fractions(scene, points, [f.normal for f in facets], bins)
+        normals = [f.normal for f in facets]
+        out, rays = lit_fractions(scene, points, normals, bins)
+        count = int(sh.get("sky_directions", 0))
+        views, sky_rays = (
+            sky_view(scene, points, normals, count) if count else ([1.0] * len(facets), 0)
+        )
         self.ray_seconds += time.perf_counter() - t
-        self.rays += rays
-        for f, p in zip(facets, points, strict=True):
+        self.rays += rays + sky_rays
+        for f, p, view in zip(facets, points, views, strict=True):
             f.sample_count = len(p)
+            f.sky_view = view
         return out
 
 
@@ -496,7 +509,8 @@ def _facet_yield(
     light = sky.light(f.tilt, f.azimuth)
     lit = np.where(bins.hour_bin >= 0, lit_by_bin[np.maximum(bins.hour_bin, 0)], 0.0)
     clear = light.beam + light.diffuse
-    shaded = light.beam * lit + light.diffuse
+    seen = light.diffuse - light.sky * (1.0 - f.sky_view)
+    shaded = light.beam * lit + seen
     per_kwp_open, poa_open = pvwatts_yield(clear, weather, system)
     per_kwp, poa = pvwatts_yield(shaded, weather, system)
     kwp = f.usable_area * float(system["module_w_per_m2"]) / 1000.0
@@ -511,6 +525,8 @@ def _facet_yield(
         "poa_unshaded_kwh_m2": round(poa_open, 1),
         "beam_kwh_m2": round(float(light.beam.sum()) / 1000.0, 1),
         "diffuse_kwh_m2": round(float(light.diffuse.sum()) / 1000.0, 1),
+        "diffuse_seen_kwh_m2": round(float(seen.sum()) / 1000.0, 1),
+        "sky_view": round(f.sky_view, 3),
         "shading_loss": _loss(per_kwp, per_kwp_open),
         "sun_hours": int(sun_hours),
         "shaded_sun_hours": round(blocked_hours, 1),

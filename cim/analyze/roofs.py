@@ -38,6 +38,7 @@ class Facet:
     usable: Any = None  # the outline after the rules (None: not usable)
     excluded: str | None = None  # the rule that left it out
     sample_count: int = 0  # shading rays' start points
+    sky_view: float = 1.0  # share of the sky's diffuse light the buildings around leave
     obstacles: Any = None  # parts of the outline under obstacles (LiDAR points above it)
 
     @property

@@ -160,3 +160,37 @@ def lit_fractions(
         out[f][front] = 1.0 - b.mean(axis=0)
         at += m
     return out, len(o)
+
+
+def sky_directions(count: int) -> F64:
+    """About ``count`` directions spread evenly over the upper hemisphere (a Fibonacci
+    spiral), unit vectors."""
+    k = np.arange(count) + 0.5
+    z = 1.0 - k / count  # uniform in z over (0, 1]: equal areas of the hemisphere
+    r = np.sqrt(1.0 - z * z)
+    phi = k * np.pi * (3.0 - np.sqrt(5.0))
+    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
+
+
+def sky_view(
+    scene: Any, points: list[F64], normals: list[F64], count: int
+) -> tuple[list[float], int]:
+    """Per facet: the share of the isotropic sky light its points receive that the buildings
+    around leave (1: nothing hides the sky), each direction weighted by its cosine to the
+    facet's normal; and the rays cast."""
+    dirs = sky_directions(count)
+    out = []
+    rays = 0
+    for pts, n in zip(points, normals, strict=True):
+        w = dirs @ n
+        front = w > 0
+        if scene is None or len(pts) == 0 or not front.any():
+            out.append(1.0)
+            continue
+        d, w = dirs[front], w[front]
+        o = np.repeat(pts, len(d), axis=0)
+        rays += len(o)
+        blocked = np.asarray(scene.intersects_any(o, np.tile(d, (len(pts), 1))), dtype=bool)
+        open_ = 1.0 - blocked.reshape(len(pts), len(d)).mean(axis=0)
+        out.append(float((open_ * w).sum() / w.sum()))
+    return out, rays

@@ -209,6 +209,7 @@ class PlaneLight:
     beam: F64  # after the incidence-angle loss (physical IAM)
     diffuse: F64  # sky + ground reflected
     cos_incidence: F64
+    sky: F64  # the sky's part of the diffuse light (what buildings around can hide)
 
 
 class FacetSky:
@@ -251,9 +252,11 @@ class FacetSky:
         aoi = np.asarray(pvlib.irradiance.aoi(tilt, azimuth, w.zenith, w.azimuth), np.float64)
         iam = np.nan_to_num(np.asarray(pvlib.iam.physical(aoi), dtype=np.float64))
         beam = np.nan_to_num(np.asarray(poa["poa_direct"], dtype=np.float64)) * iam
-        diffuse = np.nan_to_num(np.asarray(poa["poa_sky_diffuse"], dtype=np.float64))
-        diffuse += np.nan_to_num(np.asarray(poa["poa_ground_diffuse"], dtype=np.float64))
-        return PlaneLight(beam=beam, diffuse=diffuse, cos_incidence=np.cos(np.radians(aoi)))
+        sky = np.nan_to_num(np.asarray(poa["poa_sky_diffuse"], dtype=np.float64))
+        diffuse = sky + np.nan_to_num(np.asarray(poa["poa_ground_diffuse"], dtype=np.float64))
+        return PlaneLight(
+            beam=beam, diffuse=diffuse, cos_incidence=np.cos(np.radians(aoi)), sky=sky
+        )
 
 
 def pvwatts_yield(effective: F64, weather: Weather, system: dict[str, Any]) -> tuple[float, float]:
