@@ -39,8 +39,9 @@ test: lint typecheck pytest
 # Runs the pipeline as far as it is built: a store in Tongliao's CRS with the sample IFC models
 # placed side by side (their own georeferences point elsewhere), and one store per other sample
 # region in a CRS that covers it (LiDAR + footprints of Paris-Saclay, Montpellier's six tiles,
-# Prague, Dover); each store's 3D Tiles. The analyzers are not built yet; `make serve` (or the
-# command the demo prints) serves the one map of a store.
+# Prague, Dover); the prefab, energy and PV analyzers on the Tongliao store (PV also on the
+# LiDAR roofs of Paris-Saclay); each store's 3D Tiles. `make serve` (or the command the demo
+# prints) serves the one map of a store.
 DEMO := $(dir $(STORE))
 demo: install
 	rm -rf $(DEMO)
@@ -55,8 +56,10 @@ demo: install
 	$(BIN)/cim --store $(STORE) status
 	$(BIN)/cim --store $(STORE) analyze prefab
 	$(BIN)/cim --store $(STORE) analyze energy
+	$(BIN)/cim --store $(STORE) analyze pv
 	$(BIN)/cim --store $(DEMO)lidarprod.duckdb init --crs EPSG:2154
 	$(BIN)/cim --store $(DEMO)lidarprod.duckdb ingest samples/lidar/lidarprod/*.shp samples/lidar/lidarprod/*.laz
+	$(BIN)/cim --store $(DEMO)lidarprod.duckdb analyze pv
 	$(BIN)/cim --store $(DEMO)montpellier.duckdb init --crs EPSG:2154
 	$(BIN)/cim --store $(DEMO)montpellier.duckdb ingest samples/lidar/montpellier/*.laz
 	$(BIN)/cim --store $(DEMO)prague.duckdb init --crs EPSG:32633
@@ -66,7 +69,7 @@ demo: install
 	for s in $(STORE) $(DEMO)lidarprod.duckdb $(DEMO)montpellier.duckdb $(DEMO)prague.duckdb \
 	    $(DEMO)dover.duckdb; do $(BIN)/cim --store $$s tile || exit 1; done
 	$(BIN)/cim --store $(DEMO)lidarprod.duckdb status
-	@echo "demo: stores and their tiles built in $(DEMO); analyzed: prefab (the assembly rate), energy (GB 55015-2021); not built yet: pv, indicators"
+	@echo "demo: stores and their tiles built in $(DEMO); analyzed: prefab (the assembly rate), energy (GB 55015-2021), pv (rooftop PV); not built yet: indicators (the health check)"
 	@echo "demo: the one map: $(BIN)/cim --store $(STORE) serve   (then open http://127.0.0.1:8000)"
 
 # Serves the one map of the demo's Tongliao store (after `make demo`).

@@ -293,6 +293,8 @@ def building_columns(b: Buildings, members: NDArray[np.int64]) -> dict[str, list
         "prefab_grade": col("prefab_grade", ""),
         "energy_status": col("energy_status", ""),
         "shape_coefficient": [float(v) for v in col("shape_coefficient", -1.0)],
+        "pv_kwp": [float(v) for v in col("pv_kwp", -1.0)],
+        "pv_kwh_per_m2": [float(v) for v in col("pv_kwh_per_m2", -1.0)],
     }
 
 

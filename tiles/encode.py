@@ -52,6 +52,10 @@ BUILDING_PROPERTIES = (
         "shape coefficient (体形系数, GB 55015-2021): outside surface / volume, 1/m",
         no_data=-1.0,
     ),
+    Property("pv_kwp", "SCALAR", "FLOAT64", "rooftop PV capacity, kWp", no_data=-1.0),
+    Property(
+        "pv_kwh_per_m2", "SCALAR", "FLOAT64", "rooftop PV, kWh/yr per m2 of roof", no_data=-1.0
+    ),
 )
 ELEMENT_PROPERTIES = (
     Property("global_id", "STRING", description="IFC GlobalId"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cim.analyze.base import Analyzer, run_analyzer, stale_counts
@@ -46,7 +47,29 @@ def _energy(**options: Any) -> Analyzer:
     return EnergyAnalyzer(limits=load_limits(standard or "gb55015-2021"))
 
 
+def _pv(
+    store: Store | None = None,
+    weather: str | Path | None = None,
+    module_w_per_m2: float | None = None,
+    system_losses_pct: float | None = None,
+    **_: Any,
+) -> Analyzer:
+    """The rooftop PV analyzer with the site's climate from the rules file, or ``weather`` (a
+    TMY3 or EPW file)."""
+    from cim.analyze.pv import PvAnalyzer
+
+    return PvAnalyzer(
+        weather_path=None if weather is None else Path(weather),
+        module_w_per_m2=module_w_per_m2,
+        system_losses_pct=system_losses_pct,
+    )
+
+
 #: name -> a factory taking the store and the analyzer's options (None: its default)
-ANALYZERS: dict[str, Callable[..., Analyzer]] = {"prefab": _prefab, "energy": _energy}
+ANALYZERS: dict[str, Callable[..., Analyzer]] = {
+    "prefab": _prefab,
+    "energy": _energy,
+    "pv": _pv,
+}
 
 __all__ = ["ANALYZERS", "Analyzer", "run_analyzer", "stale_counts"]

@@ -36,6 +36,13 @@ from cim.cli.base import emit_json, json_option, open_store, progress_bar
     help="energy: fix the store's climate zone (e.g. severe_cold_C) instead of the nearest "
     "city's; 'auto' goes back to the nearest city. Kept in the store.",
 )
+@click.option(
+    "--weather",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="pv: a TMY3 (.csv) or EPW (.epw) weather file for the site (pvlib's readers); "
+    "default: the clear sky scaled to the site's monthly climate "
+    "(schemas/standards/pv-rules.json).",
+)
 @json_option("Print one JSON document (schemas/analyze.schema.json).")
 @click.pass_context
 def analyze(
@@ -46,11 +53,13 @@ def analyze(
     declaration: Path | None,
     standard: str | None,
     zone: str | None,
+    weather: Path | None,
     as_json: bool,
 ) -> None:
     """Run an analyzer (prefab: the assembly rate by GB/T 51129-2017; energy: the envelope
-    checks of GB 55015-2021) on every building whose inputs changed since it last ran, and
-    keep the results in the store.
+    checks of GB 55015-2021; pv: rooftop PV area, kWp and yearly kWh with shading from the
+    city) on every building whose inputs changed since it last ran, and keep the results in
+    the store.
 
     The results are read by the tiles, the API and the one map. A second run with nothing
     changed recomputes nothing; --all recomputes everything.
@@ -66,8 +75,8 @@ def analyze(
         raise UsageError("--declaration is for `cim analyze prefab`")
     if zone is not None and "energy" not in names:
         raise UsageError("--zone is for `cim analyze energy`")
-    if standard is not None and len(names) > 1:
-        raise UsageError("--standard names one analyzer's table: run the analyzers one by one")
+    if weather is not None and "pv" not in names:
+        raise UsageError("--weather is for `cim analyze pv`")
     reports: dict[str, Any] = {}
     with open_store(ctx) as store:
         if declaration is not None:
@@ -89,7 +98,10 @@ def analyze(
             with store.transaction():
                 set_store_zone(store, None if zone == "auto" else zone, limits)
         for n in names:
-            analyzer = ANALYZERS[n](store=store, standard=standard)
+            options: dict[str, Any] = {"store": store, "standard": standard}
+            if n == "pv":
+                options["weather"] = weather
+            analyzer = ANALYZERS[n](**options)
             args = {"analyzer": n, "building": building, "all": everything}
             with (
                 progress_bar(f"analyze {n}", enabled=not as_json) as bar,
@@ -129,6 +141,11 @@ def _print(console: Console, name: str, report: dict[str, Any]) -> None:
         from cim.cli.energy_report import print_energy
 
         print_energy(console, report)
+        return
+    if name == "pv":
+        from cim.cli.pv_report import print_pv
+
+        print_pv(console, report)
         return
     if report.get("building"):
         _print_building(console, report["building"])

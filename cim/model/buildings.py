@@ -132,6 +132,8 @@ ANALYSIS_COLUMNS = {
     "prefab_grade": ("prefab", "prefab_grade"),
     "energy_status": ("energy", "energy_status"),
     "shape_coefficient": ("energy", "shape_coefficient"),
+    "pv_kwp": ("pv", "pv_kwp"),
+    "pv_kwh_per_m2": ("pv", "pv_kwh_per_m2"),
 }
 
 

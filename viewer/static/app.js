@@ -592,6 +592,10 @@ function analysisSection(analyses) {
       extra.push(...energyNodes(result.result));
       const r = result.result;
       return row(t("analysis_energy"), `${t(`energy_${r.status}`)} · ${r.climate.zone_zh || "—"}`);
+    if (k === "pv" && result && result.result) {
+      const r = result.result;
+      extra.push(...pvNodes(r));
+      return row(t("analysis_pv"), `${fmt(r.kwp, 1)} kWp · ${fmt(r.kwh_per_year, 0)} kWh`);
     }
     const label = t(`analysis_${k}`) === `analysis_${k}` ? k : t(`analysis_${k}`);
     if (!result) {
@@ -612,6 +616,46 @@ function analysisSection(analyses) {
   });
   nodes.push(table(rows), ...extra);
   return nodes;
+}
+
+// The rooftop PV report (cim/analyze/pv.py, schemas/pv.schema.json): the totals, the shading
+// loss, each facet (used or left out, and why), the weather it was computed with.
+function pvNodes(r) {
+  const h = document.createElement("h3");
+  h.textContent = t("pv_title");
+  const lines = [
+    t("pv_summary", {
+      kwp: fmt(r.kwp, 1),
+      kwh: fmt(r.kwh_per_year, 0),
+      spec: r.kwh_per_kwp === null ? "—" : fmt(r.kwh_per_kwp, 0),
+    }),
+    `${t("pv_area", { roof: fmt(r.roof_area_m2, 1), usable: fmt(r.usable_area_m2, 1) })} · ${
+      r.pv_ready ? t("pv_ready") : t("pv_not_ready")
+    }`,
+  ];
+  if (r.shading_loss !== null) lines.push(t("pv_shading", { v: fmt(100 * r.shading_loss, 1) }));
+  const summary = document.createElement("div");
+  summary.className = "pv-summary";
+  for (const text of lines) {
+    const p = document.createElement("p");
+    p.textContent = text;
+    summary.append(p);
+  }
+  const list = document.createElement("ul");
+  list.className = "pv-facets";
+  for (const f of r.facets) {
+    const li = document.createElement("li");
+    li.dataset.usable = String(f.usable);
+    const base = { tilt: fmt(f.tilt_deg, 0), az: fmt(f.azimuth_deg, 0) };
+    li.textContent = f.usable
+      ? t("pv_facet", { ...base, usable: fmt(f.usable_area_m2, 1), spec: fmt(f.kwh_per_kwp, 0) })
+      : t("pv_excluded", { ...base, area: fmt(f.area_m2, 1), why: f.excluded_by.why });
+    list.append(li);
+  }
+  const weather = document.createElement("p");
+  weather.className = "pv-weather";
+  weather.textContent = t("pv_weather", { kind: r.weather.kind });
+  return [h, summary, list, weather];
 }
 
 // The assembly rate's breakdown (cim/analyze/prefab.py, schemas/prefab.schema.json): the

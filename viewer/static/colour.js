@@ -22,6 +22,9 @@ const NUMERIC = {
   // the assembly rate (GB/T 51129-2017): 50 % makes a prefabricated building, 60 / 76 / 91 %
   // the grades A / AA / AAA
   prefab: { prop: "prefab_rate", edges: [20, 35, 50, 60, 76], unit: (v) => `${v} %` },
+  // rooftop PV: kWh a year per m2 of roof (cim/analyze/pv.py); an unshaded flat roof at
+  // Tongliao gives about 200, a shaded one or a small one with its setback less
+  pv: { prop: "pv_kwh_per_m2", edges: [50, 100, 150, 180, 210], unit: (v) => `${v} kWh/m²` },
 };
 
 // the energy-code checks (GB 55015-2021, cim/analyze/energy.py): a building's worst check
@@ -32,7 +35,7 @@ const ENERGY = [
   ["unknown", UNKNOWN],
 ];
 
-export const ATTRIBUTES = ["none", "height", "floors", "use", "year", "prefab", "energy"];
+export const ATTRIBUTES = ["none", "height", "floors", "use", "year", "prefab", "energy", "pv"];
 
 function quote(text) {
   return `'${String(text).replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
