@@ -592,6 +592,7 @@ function analysisSection(analyses) {
       extra.push(...energyNodes(result.result));
       const r = result.result;
       return row(t("analysis_energy"), `${t(`energy_${r.status}`)} · ${r.climate.zone_zh || "—"}`);
+    }
     if (k === "pv" && result && result.result) {
       const r = result.result;
       extra.push(...pvNodes(r));
