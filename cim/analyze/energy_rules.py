@@ -9,8 +9,6 @@ is another file of the same shape (``--standard FILE``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,32 +16,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cim.analyze.standards import STANDARDS
+from cim.analyze.standards import STANDARDS, read_checked_json
 from cim.errors import InputFileError, NotFound
 
 CLIMATE_FILE = STANDARDS / "climate-zones-cn.json"
 
 
 def _load(path: Path, schema_name: str, what: str) -> tuple[dict[str, Any], str]:
-    import jsonschema
-
-    try:
-        raw = path.read_bytes()
-        doc: dict[str, Any] = json.loads(raw)
-    except FileNotFoundError as err:
-        raise InputFileError(f"{path}: no such {what} file") from err
-    except (OSError, ValueError) as err:
-        raise InputFileError(f"{path} is not a readable JSON {what}: {err}") from err
-    schema = json.loads((STANDARDS / schema_name).read_text())
-    try:
-        jsonschema.validate(doc, schema)
-    except jsonschema.ValidationError as err:
-        where = "/".join(str(p) for p in err.absolute_path) or "(top)"
-        raise InputFileError(
-            f"{path} is not a valid {what} at {where}: {err.message} "
-            f"(see schemas/standards/{schema_name})"
-        ) from err
-    return doc, hashlib.sha256(raw).hexdigest()
+    return read_checked_json(path, STANDARDS / schema_name, what)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,13 @@ from cim.analyze.members import (
     verdicts,
     wall_faces,
 )
-from cim.analyze.standards import ItemInput, Standard, assess, load_standard
+from cim.analyze.standards import (
+    ItemInput,
+    Standard,
+    assess,
+    load_standard,
+    read_checked_json,
+)
 from cim.errors import InputFileError, NotFound
 from cim.model.elements import PrecastRules, precast_rules
 
@@ -59,23 +65,7 @@ _YES = {"是", "true", "yes", "y", "1", "有"}
 
 def read_declaration(path: Path) -> dict[str, Any]:
     """A designer's declaration, checked against its schema (a clear error naming the file)."""
-    import jsonschema
-
-    try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise InputFileError(f"{path}: no such declaration file") from err
-    except (OSError, ValueError) as err:
-        raise InputFileError(f"{path} is not a JSON declaration: {err}") from err
-    schema = json.loads(DECLARATION_SCHEMA.read_text())
-    try:
-        jsonschema.validate(doc, schema)
-    except jsonschema.ValidationError as err:
-        where = "/".join(str(p) for p in err.absolute_path) or "(top)"
-        raise InputFileError(
-            f"{path} is not a valid prefab declaration at {where}: {err.message} "
-            "(see schemas/prefab-declaration.schema.json)"
-        ) from err
+    doc, _ = read_checked_json(path, DECLARATION_SCHEMA, "prefab declaration")
     return doc
 
 

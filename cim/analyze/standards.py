@@ -16,7 +16,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -220,16 +219,33 @@ def assess(standard: Standard, inputs: dict[str, ItemInput]) -> Assessment:
     return Assessment(standard, items, groups, q4, rate, prefabricated, reasons, grade, missing)
 
 
-@cache
-def _schema() -> dict[str, Any]:
-    out: dict[str, Any] = json.loads((STANDARDS / "standard.schema.json").read_text())
-    return out
+def read_checked_json(path: Path, schema: Path, what: str) -> tuple[dict[str, Any], str]:
+    """A JSON file a user gives (a rules table, a declaration), checked against ``schema``:
+    the document and the sha256 of its bytes, or an InputFileError naming the file, the place
+    in it and the schema."""
+    import jsonschema
+
+    try:
+        raw = path.read_bytes()
+        doc: dict[str, Any] = json.loads(raw)
+    except FileNotFoundError as err:
+        raise InputFileError(f"{path}: no such {what} file") from err
+    except (OSError, ValueError) as err:
+        raise InputFileError(f"{path} is not a readable JSON {what}: {err}") from err
+    try:
+        jsonschema.validate(doc, json.loads(schema.read_text(encoding="utf-8")))
+    except jsonschema.ValidationError as err:
+        where = "/".join(str(p) for p in err.absolute_path) or "(top)"
+        raise InputFileError(
+            f"{path} is not a valid {what} at {where}: {err.message} "
+            f"(see {schema.relative_to(STANDARDS.parents[1])})"
+        ) from err
+    return doc, hashlib.sha256(raw).hexdigest()
 
 
 def load_standard(ref: str | Path) -> Standard:
     """A table by id (``gbt51129-2017`` -> ``schemas/standards/gbt51129-2017.json``) or by
     path (a local variant), checked against the schema."""
-    import jsonschema
 
     path = Path(ref)
     if not path.suffix:
@@ -239,21 +255,7 @@ def load_standard(ref: str | Path) -> Standard:
                 p.stem for p in STANDARDS.glob("*.json") if not p.name.endswith(".schema.json")
             )
             raise NotFound(f"no standard table {ref!r}: known tables are {', '.join(known)}")
-    try:
-        raw = path.read_bytes()
-        doc = json.loads(raw)
-    except FileNotFoundError as err:
-        raise InputFileError(f"{path}: no such standard table file") from err
-    except (OSError, ValueError) as err:
-        raise InputFileError(f"{path} is not a readable JSON table: {err}") from err
-    try:
-        jsonschema.validate(doc, _schema())
-    except jsonschema.ValidationError as err:
-        where = "/".join(str(p) for p in err.absolute_path) or "(top)"
-        raise InputFileError(
-            f"{path} is not a valid standard table at {where}: {err.message} "
-            f"(see schemas/standards/standard.schema.json)"
-        ) from err
+    doc, digest = read_checked_json(path, STANDARDS / "standard.schema.json", "standard table")
     groups = {g["key"]: float(g["max_points"]) for g in doc["groups"]}
     items = tuple(
         Item(
@@ -288,7 +290,7 @@ def load_standard(ref: str | Path) -> Standard:
         version=doc["version"],
         file_version=int(doc["file_version"]),
         path=path,
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=digest,
         items=items,
         groups=groups,
         min_group_points={k: float(v) for k, v in fab["min_group_points"].items()},
