@@ -44,9 +44,11 @@ class Pipeline(Protocol):
         job_id: int,
         declaration: Path | None = None,
         source_id: int | None = None,
+        executor: Executor | None = None,
     ) -> dict[str, Any]:
         """Keep a designer's declaration for the buildings of ``source_id`` (or the building
-        it names), then run every analyzer on what is stale; each one's figures."""
+        it names), then run every analyzer on what is stale (the heavy parts on ``executor``);
+        each one's figures."""
         ...
 
     def check_declaration(self, path: Path) -> None:

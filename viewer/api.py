@@ -432,7 +432,7 @@ async def upload(
             shutil.rmtree(folder, ignore_errors=True)  # the store is as it was: so is the folder
             raise
         analyses = pipeline.analyze(
-            state.store, analyze_step, job.id, declared, report.get("source_id")
+            state.store, analyze_step, job.id, declared, report.get("source_id"), executor
         )
         if report.get("outcome") == "unchanged":  # the same model again: nothing new was kept
             shutil.rmtree(folder, ignore_errors=True)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cim.analyze.base import Outcome, Subject, fingerprint
+from cim.analyze.base import Outcome, Subject, Work, computed_inline, fingerprint
 from cim.analyze.energy_rules import Cities, Limits, load_cities, load_limits
 from cim.analyze.envelope import (
     FACADE_CLASSES,
@@ -161,6 +161,11 @@ class EnergyAnalyzer:
 
     # -- one building -------------------------------------------------------------------
     def compute(self, store: Store, subject: Subject) -> Outcome:
+        return computed_inline(self.plan(store, subject))
+
+    def plan(self, store: Store, subject: Subject) -> Outcome | Work:
+        """What the store says of the building, here; the voxel flood fill of its envelope
+        (the heavy part: seconds to a minute for a large model) as work for the executor."""
         assert subject.building_id is not None
         i = subject.inputs
         climate = self.climate(i["lonlat"], i["zone"])
@@ -173,8 +178,23 @@ class EnergyAnalyzer:
             "location": {"lon": round(i["lonlat"][0], 6), "lat": round(i["lonlat"][1], 6)},
             "climate": climate,
         }
-        result.update(self._measure_model(store, subject) if i["modelled"] else _measure_block(i))
-        btype = building_type(i["use"], result.get("floor_area"))
+        if not i["modelled"]:
+            result.update(_measure_block(i))
+            return self._finish(subject, result)
+        out, model = self._read_model(store, subject)
+        result.update(out)
+        if model is None:
+            return self._finish(subject, result)
+
+        def finish(envelope: Envelope | None) -> Outcome:
+            result.update(self._measured(model, envelope))
+            return self._finish(subject, result)
+
+        return Work(_envelope, (model.meshes, i["ground_z"]), finish)
+
+    def _finish(self, subject: Subject, result: dict[str, Any]) -> Outcome:
+        climate = result["climate"]
+        btype = building_type(subject.inputs["use"], result.get("floor_area"))
         result["building_type"] = btype
         result["checks"] = self.checks(climate["zone"], btype, result)
         result["status"] = verdict_of(result["checks"])
@@ -221,7 +241,9 @@ class EnergyAnalyzer:
                 **_zone_name(self.limits, city.zone)}  # fmt: skip
 
     # -- the model's envelope -----------------------------------------------------------
-    def _measure_model(self, store: Store, subject: Subject) -> dict[str, Any]:
+    def _read_model(self, store: Store, subject: Subject) -> tuple[dict[str, Any], _Model | None]:
+        """The model's elements, meshes and relations from the store; the model is None when
+        there is nothing to measure (the first part says why)."""
         i = subject.inputs
         bid = subject.building_id
         assert bid is not None and subject.source_id is not None
@@ -232,7 +254,7 @@ class EnergyAnalyzer:
         }
         if not i["placed"]:
             why = "the model waits for placement (`cim place`): orientation unknown"
-            return {**out, **_unmeasured(why)}
+            return {**out, **_unmeasured(why)}, None
         by_guid = {e.guid: e for e in elements}
         fills, voids = _relations(store, subject.source_id)
         openings = {o for w, o in voids if w in by_guid}
@@ -251,11 +273,21 @@ class EnergyAnalyzer:
         present = {m.global_id for m in meshes if m.global_id in openings}
         filled = {w for w, o in fills.items() if o in present}
         meshes = [m for m in meshes if m.global_id not in filled]
-        measured = measure_envelope(meshes, i["ground_z"])
-        if measured is None:
-            return {**out, **_unmeasured("the model has no walls, slabs or roofs with a shape")}
-        env = measured.envelope_only()
         grid_north = _grid_north(store, i["centre"])
+        return out, _Model(elements, meshes, fills, grid_north, i["placement"])
+
+    def _measured(self, model: _Model, env: Envelope | None) -> dict[str, Any]:
+        """What the envelope measured says: areas, shape coefficient, window-to-wall ratios,
+        skylights, U values."""
+        if env is None:
+            return _unmeasured("the model has no walls, slabs or roofs with a shape")
+        elements, meshes, fills, grid_north = (
+            model.elements,
+            model.meshes,
+            model.fills,
+            model.grid_north,
+        )
+        out: dict[str, Any] = {}
         ids = {m.global_id: m.element_id for m in meshes}
         classes = {m.element_id: m.ifc_class for m in meshes}
         kinds = env.kinds()
@@ -273,9 +305,9 @@ class EnergyAnalyzer:
             "volume_voxels_m3": round(env.volume_voxels, 2),
             "grid_north_deg": round(grid_north, 3),
             "placement": {
-                k: i["placement"][k]
+                k: model.placement[k]
                 for k in ("true_north_deg", "rotation_deg", "lon", "lat")
-                if k in i["placement"]
+                if k in model.placement
             },
             "notes": env.notes,
             "free_standing_walls": sorted(
@@ -656,6 +688,24 @@ def _u_values(
         else:
             out[key] = {"value": None if value is None else round(value, 4), **ev}
     return out
+
+
+@dataclass
+class _Model:
+    """What a modelled building's measurement reads from the store."""
+
+    elements: list[Element]
+    meshes: list[Any]  # ElementMesh
+    fills: dict[str, str]
+    grid_north: float
+    placement: dict[str, Any]
+
+
+def _envelope(item: tuple[list[Any], float | None]) -> Envelope | None:
+    """A worker's part (module level, for the executor): the envelope of a model's meshes."""
+    meshes, ground_z = item
+    measured = measure_envelope(meshes, ground_z)
+    return None if measured is None else measured.envelope_only()
 
 
 def _unmeasured(why: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
-from cim.analyze.base import Outcome, Subject, fingerprint
+from cim.analyze.base import Outcome, Subject, Work, computed_inline, fingerprint
 from cim.analyze.roofs import (
     MIN_PLANE_POINTS,
     Facet,
@@ -172,6 +172,12 @@ class PvAnalyzer:
         return out
 
     def compute(self, store: Store, subject: Subject) -> Outcome:
+        return computed_inline(self.plan(store, subject))
+
+    def plan(self, store: Store, subject: Subject) -> Outcome | Work:
+        """The facets and the geometry around them from the store, here; the shading rays
+        (the heavy part) as work for the executor; the yield of each facet when they are
+        back."""
         city = self._read_city(store)
         i = int(subject.inputs["position"])
         b = city.buildings
@@ -180,16 +186,28 @@ class PvAnalyzer:
         facets, why_none = self._facets(store, city, i)
         apply_rules(facets, self.rules.doc["usable"])
         usable = [f for f in facets if f.usable is not None]
-        lit = self._shade(store, city, i, usable)
         sky, weather, bins = self._sky_now(store)
-        rows = []
-        lit_of = {id(f): frac for f, frac in zip(usable, lit, strict=True)}
-        for k, f in enumerate(facets):
-            row = _facet_row(k, f, self.rules)
-            if f.usable is not None:
-                row.update(_facet_yield(f, lit_of[id(f)], sky, weather, bins, system))
-            rows.append(row)
-        return _outcome(b, i, bid, rows, why_none, system, self.rules, weather)
+        rays = self._rays(store, city, i, usable, bins)
+
+        def finish(cast: tuple[list[F64], list[float], int, float]) -> Outcome:
+            lit, views, count, seconds = cast
+            self.rays += count
+            self.ray_seconds += seconds
+            for f, p, view in zip(usable, rays.points, views, strict=True):
+                f.sample_count = len(p)
+                f.sky_view = view
+            lit_of = {id(f): frac for f, frac in zip(usable, lit, strict=True)}
+            rows = []
+            for k, f in enumerate(facets):
+                row = _facet_row(k, f, self.rules)
+                if f.usable is not None:
+                    row.update(_facet_yield(f, lit_of[id(f)], sky, weather, bins, system))
+                rows.append(row)
+            return _outcome(b, i, bid, rows, why_none, system, self.rules, weather)
+
+        if not usable:
+            return finish(([], [], 0, 0.0))
+        return Work(cast_rays, rays, finish)
 
     def rollup(self, store: Store, rows: list[dict[str, Any]]) -> Outcome | None:
         if not rows:
@@ -354,40 +372,63 @@ class PvAnalyzer:
         city.geometry[bid] = geom
         return geom
 
-    def _shade(self, store: Store, city: _City, i: int, facets: list[Facet]) -> list[F64]:
-        _, _, bins = self._sky_now(store)
-        if not facets:
-            return []
+    def _rays(self, store: Store, city: _City, i: int, facets: list[Facet], bins: SunBins) -> Rays:
+        """What shading a building's facets needs: the triangles around them, their sample
+        points and normals."""
         sh = self.rules.doc["shading"]
         verts: list[F64] = []
         faces: list[NDArray[np.int64]] = []
         n = 0
         # a building's own IFC meshes shade its roof (parapets, the other roof half); its own
         # LoD1 block would only hide facets found below its top (LiDAR), so it is left out
-        own = [i] if int(city.buildings.ids[i]) in city.ifc_ids else []
-        for j in [*own, *city.neighbours[i]]:
+        own = [i] if facets and int(city.buildings.ids[i]) in city.ifc_ids else []
+        for j in [*own, *(city.neighbours[i] if facets else [])]:
             v, tri = self._geometry(store, city, j)
             if len(tri):
                 verts.append(v)
                 faces.append(tri + n)
                 n += len(v)
-        scene = intersector(np.vstack(verts), np.vstack(faces), self.engine) if faces else None
         points = [
             f.samples(int(sh["points_per_facet"]), float(sh["min_point_spacing_m"])) for f in facets
         ]
-        t = time.perf_counter()
-        normals = [f.normal for f in facets]
-        out, rays = lit_fractions(scene, points, normals, bins)
-        count = int(sh.get("sky_directions", 0))
-        views, sky_rays = (
-            sky_view(scene, points, normals, count) if count else ([1.0] * len(facets), 0)
+        return Rays(
+            vertices=np.vstack(verts) if verts else np.empty((0, 3)),
+            faces=np.vstack(faces) if faces else np.empty((0, 3), dtype=np.int64),
+            points=points,
+            normals=[f.normal for f in facets],
+            bins=bins,
+            sky_directions=int(sh.get("sky_directions", 0)),
+            engine=self.engine,
         )
-        self.ray_seconds += time.perf_counter() - t
-        self.rays += rays + sky_rays
-        for f, p, view in zip(facets, points, views, strict=True):
-            f.sample_count = len(p)
-            f.sky_view = view
-        return out
+
+
+@dataclass
+class Rays:
+    """A building's shading work: picklable, nothing of the store in it (``cast_rays``)."""
+
+    vertices: F64
+    faces: NDArray[np.int64]
+    points: list[F64]
+    normals: list[F64]
+    bins: SunBins
+    sky_directions: int
+    engine: str | None
+
+
+def cast_rays(work: Rays) -> tuple[list[F64], list[float], int, float]:
+    """A worker's part (module level, for the executor): per facet, the lit fraction of each
+    sun bin and the share of the sky its points see; the rays cast and the seconds casting
+    them took."""
+    scene = intersector(work.vertices, work.faces, work.engine) if len(work.faces) else None
+    t = time.perf_counter()
+    lit, rays = lit_fractions(scene, work.points, work.normals, work.bins)
+    count = work.sky_directions
+    views, sky_rays = (
+        sky_view(scene, work.points, work.normals, count)
+        if count
+        else ([1.0] * len(work.points), 0)
+    )
+    return lit, views, rays + sky_rays, time.perf_counter() - t
 
 
 def site_of(store: Store, buildings: Buildings) -> tuple[float, float, float]:

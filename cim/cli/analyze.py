@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from cim.analyze import ANALYZERS
-from cim.cli.base import emit_json, json_option, open_store, progress_bar
+from cim.cli.base import (
+    cluster_option,
+    emit_json,
+    json_option,
+    open_store,
+    progress_bar,
+    workers_option,
+)
 
 
 @click.command()
@@ -43,6 +51,8 @@ from cim.cli.base import emit_json, json_option, open_store, progress_bar
     "default: the clear sky scaled to the site's monthly climate "
     "(schemas/standards/pv-rules.json).",
 )
+@cluster_option
+@workers_option
 @json_option("Print one JSON document (schemas/analyze.schema.json).")
 @click.pass_context
 def analyze(
@@ -54,6 +64,8 @@ def analyze(
     standard: str | None,
     zone: str | None,
     weather: Path | None,
+    cluster: str | None,
+    workers: int | None,
     as_json: bool,
 ) -> None:
     """Run an analyzer (prefab: the assembly rate by GB/T 51129-2017; energy: the envelope
@@ -62,7 +74,9 @@ def analyze(
     the store.
 
     The results are read by the tiles, the API and the one map. A second run with nothing
-    changed recomputes nothing; --all recomputes everything.
+    changed recomputes nothing; --all recomputes everything. The heavy part of each building
+    (energy: its envelope; pv: the shading rays) runs on the worker pool (--workers, or a Dask
+    cluster with --cluster).
     """
     from cim.analyze import run_analyzer
     from cim.errors import UsageError
@@ -77,8 +91,11 @@ def analyze(
         raise UsageError("--zone is for `cim analyze energy`")
     if weather is not None and "pv" not in names:
         raise UsageError("--weather is for `cim analyze pv`")
+    from cim.executor import get_executor
+
     reports: dict[str, Any] = {}
-    with open_store(ctx) as store:
+    executor = get_executor(cluster, workers)  # the pool starts when first used
+    with open_store(ctx) as store, contextlib.closing(executor):
         if declaration is not None:
             from cim.analyze.prefab import declare
 
@@ -114,6 +131,7 @@ def analyze(
                     everything=everything,
                     job_id=job.id,
                     progress=job.update,
+                    executor=executor,
                 )
                 job.result = {k: v for k, v in report.items() if k != "results"}
             if building is not None:

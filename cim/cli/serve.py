@@ -48,6 +48,7 @@ class CliPipeline:
         job_id: int,
         declaration: Path | None = None,
         source_id: int | None = None,
+        executor: Executor | None = None,
     ) -> dict[str, Any]:
         from cim.analyze import ANALYZERS, run_analyzer
         from cim.analyze.prefab import declare, read_declaration
@@ -68,7 +69,7 @@ class CliPipeline:
                 progress(None if f is None else (i + f) / len(names), m)
 
             analyzer = ANALYZERS[name](store=store)
-            report = run_analyzer(store, analyzer, job_id=job_id, progress=step)
+            report = run_analyzer(store, analyzer, job_id=job_id, progress=step, executor=executor)
             out[name] = {k: v for k, v in report.items() if k not in ("results", "city")}
         return out
 
