@@ -502,3 +502,49 @@ def test_montpellier_roof_points_give_facets_with_fitted_tilts(tmp_path: Path) -
             assert f.tilt == pytest.approx(np.degrees(np.arctan(np.hypot(a, b))), abs=3.0)
             checked += 1
     assert checked >= 3
+
+
+def _ground_cloud(path: Path, ridge: tuple[float, float, float] | None) -> Path:
+    """Ground points (class 2) every metre around the site, flat at z 0 but for an east-west
+    ridge (y from, y to, height) relative to the site, in EPSG:4550."""
+    import laspy
+
+    gx, gy = np.meshgrid(np.arange(-120.0, 130.0), np.arange(-120.0, 80.0))
+    z = np.zeros(gx.shape)
+    if ridge is not None:
+        y0, y1, h = ridge
+        z[(gy >= y0) & (gy <= y1)] = h
+    header = laspy.LasHeader(point_format=1, version="1.2")
+    header.scales = np.array([0.01, 0.01, 0.01])
+    header.offsets = np.array([round(X0), round(Y0), 0.0])
+    header.add_crs(__import__("pyproj").CRS.from_epsg(4550))
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = X0 + gx.ravel(), Y0 + gy.ravel(), z.ravel()
+    las.classification = np.full(gx.size, 2, dtype=np.uint8)
+    las.write(str(path))
+    return path
+
+
+def test_a_ridge_in_the_terrain_shades_like_a_block_of_its_shape(tmp_path: Path) -> None:
+    """The terrain from LiDAR casts shadows: a 30 m ridge 20 m south of a 3 m house takes
+    its winter sun as a 30 m block of the ridge's shape does; flat ground takes nothing."""
+    house = (0, 0, 10, 10, 3.0)
+    losses = {}
+    for case in ("ridge", "block", "flat"):
+        store = Store.create(tmp_path / f"{case}.duckdb", "EPSG:4550")
+        boxes = [house] + ([(-120, -40, 250, 20, 30.0)] if case == "block" else [])
+        _ingest(store, _layer(tmp_path / f"{case}.geojson", boxes))
+        if case != "block":
+            ridge = (-40.0, -20.0, 30.0) if case == "ridge" else None
+            cloud = _ground_cloud(tmp_path / f"{case}.las", ridge)
+            run_ingest(store, cloud, IngestOptions(), SerialExecutor())
+        run_analyzer(store, PvAnalyzer())
+        bid = store.con.execute("SELECT id FROM buildings WHERE height = 3.0").fetchone()
+        assert bid is not None
+        facet = stored(store, "pv")[f"building:{bid[0]}"]["result"]["facets"][0]
+        assert facet["outline"][0][0][2] == pytest.approx(3.0, abs=0.1)  # ground at z 0
+        losses[case] = facet["shaded_sun_hours"]
+        store.close()
+    assert losses["flat"] == 0
+    assert losses["block"] > 300
+    assert losses["ridge"] == pytest.approx(losses["block"], rel=0.15)

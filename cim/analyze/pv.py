@@ -9,9 +9,14 @@ plane-of-array light (Perez) for each facet; rays from sample points toward the 
 buildings around (``shading``) take away the direct light of the hours it is blocked; PVWatts
 turns what is left into AC energy.
 
+The terrain shades too: where LiDAR gave the store a DTM, its surface within the shading radius
+(resampled to ``terrain_cell_m``) joins the triangles the rays are cast against, so a hill to
+the south takes its hours of sun (a mountain beyond the radius does not).
+
 A building's fingerprint covers what it reads: its own geometry (source sha256, placement,
-footprint, heights), the geometry of every building within the shading radius, the rules file
-and the weather. A new building next door makes it stale.
+footprint, heights), the geometry of every building within the shading radius, the LiDAR
+sources whose terrain lies within it, the rules file and the weather. A new building next door
+makes it stale.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from cim.errors import InputFileError, NotFound
 from cim.model.buildings import Buildings, canonical_buildings
 from cim.model.meshes import element_meshes
 from cim.model.points import BUILDING, points_in_polygon
+from cim.model.terrain import Dtm, dtms_over, ground_at
 
 if TYPE_CHECKING:
     from cim.store import Store
@@ -112,6 +118,9 @@ class _City:
     ifc_ids: set[int]
     has_roof: list[bool]  # an IFC model or a known height
     lidar: list[list[str]]  # the sha256 of the LiDAR sources whose files meet the footprint
+    dtms: list[Dtm]  # the store's terrain models
+    dtm_shas: list[str]  # the sha256 of each one's LiDAR source
+    terrain: list[list[int]]  # per building: the DTMs (positions) within its shading radius
     geometry: dict[int, tuple[F64, NDArray[np.int64]]] = field(default_factory=dict)
 
 
@@ -154,12 +163,13 @@ class PvAnalyzer:
             if not city.has_roof[i]:
                 continue
             near = sorted(city.digests[j] for j in city.neighbours[i])
+            ground = sorted(city.dtm_shas[k] for k in city.terrain[i])
             out.append(
                 Subject(
                     key=f"building:{int(bid)}",
                     building_id=int(bid),
                     source_id=int(b.source_ids[i]),
-                    fingerprint=fingerprint(city.digests[i], near, settings),
+                    fingerprint=fingerprint(city.digests[i], near, ground, settings),
                     label=str(b.columns["name"][i] or f"building {int(bid)}"),
                     inputs={"position": i},
                 )
@@ -297,12 +307,24 @@ class PvAnalyzer:
                     sorted(lidar[i]),
                 )
             )
+        dtms = list(dtms_over(store))
+        terrain: list[list[int]] = [[] for _ in range(len(b))]
+        for m, d in enumerate(dtms):
+            x0, y0 = d.origin_x, d.origin_y
+            x1, y1 = x0 + d.nx * d.resolution, y0 + d.ny * d.resolution
+            meet = (grown[:, 2] >= x0) & (grown[:, 0] <= x1)
+            meet &= (grown[:, 3] >= y0) & (grown[:, 1] <= y1)
+            for j in np.flatnonzero(meet):
+                terrain[int(j)].append(m)
         index = {int(x): k for k, x in enumerate(b.ids)}
         has_roof = [
             int(bid) in ifc_ids or bool(np.isfinite(b.height[k]) and b.height[k] > 0)
             for k, bid in enumerate(b.ids)
         ]
-        self._city = _City(b, index, neighbours, digests, ifc_ids, has_roof, lidar)
+        dtm_shas = [str(shas.get(d.source_id)) for d in dtms]
+        self._city = _City(
+            b, index, neighbours, digests, ifc_ids, has_roof, lidar, dtms, dtm_shas, terrain
+        )
         return self._city
 
     def _weather_digest(self) -> str | None:
@@ -388,6 +410,10 @@ class PvAnalyzer:
                 verts.append(v)
                 faces.append(tri + n)
                 n += len(v)
+        if facets and city.terrain[i]:
+            v, tri = self._ground(city, i)
+            verts.append(v)
+            faces.append(tri + n)
         points = [
             f.samples(int(sh["points_per_facet"]), float(sh["min_point_spacing_m"])) for f in facets
         ]
@@ -400,6 +426,26 @@ class PvAnalyzer:
             sky_directions=int(sh.get("sky_directions", 0)),
             engine=self.engine,
         )
+
+    def _ground(self, city: _City, i: int) -> tuple[F64, NDArray[np.int64]]:
+        """The terrain within the shading radius of building ``i`` as triangles: the DTMs
+        sampled on a grid of ``terrain_cell_m`` (the best measured one where they overlap),
+        two triangles a cell, none where a corner has no ground."""
+        sh = self.rules.doc["shading"]
+        radius, cell = float(sh["radius_m"]), float(sh.get("terrain_cell_m", 4.0))
+        x0, y0, x1, y1 = city.buildings.bounds()[i] + np.array([-radius, -radius, radius, radius])
+        xs = np.arange(x0, x1 + cell, cell)
+        ys = np.arange(y0, y1 + cell, cell)
+        gx, gy = np.meshgrid(xs, ys)
+        z = ground_at([city.dtms[k] for k in city.terrain[i]], gx.ravel(), gy.ravel())
+        verts = np.column_stack([gx.ravel(), gy.ravel(), z])
+        nx = len(xs)
+        r, c = np.meshgrid(np.arange(len(ys) - 1), np.arange(nx - 1), indexing="ij")
+        a = (r * nx + c).ravel()
+        quads = np.column_stack([a, a + 1, a + nx + 1, a + nx])
+        tris = np.vstack([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
+        keep = np.isfinite(z)[tris].all(axis=1)
+        return np.nan_to_num(verts), tris[keep].astype(np.int64)
 
 
 @dataclass
