@@ -39,7 +39,8 @@ from cim.analyze.envelope import (
     sectors,
 )
 from cim.analyze.members import Element, read_elements
-from cim.analyze.thermal import glass_panel, glazed_door, u_value
+from cim.analyze.thermal import SLABS as _SLABS
+from cim.analyze.thermal import envelope_u_values, glass_panel, glazed_door
 from cim.errors import NotFound, UsageError
 from cim.model.meshes import element_meshes
 
@@ -60,8 +61,6 @@ MIN_FACADE_M2 = 1.0
 GUIDS = 20
 _WINDOWS = ("IfcWindow", "IfcWindowStandardCase")
 _DOORS = ("IfcDoor", "IfcDoorStandardCase")
-_WALLS = ("IfcWall", "IfcWallStandardCase", "IfcWallElementedCase")
-_SLABS = ("IfcSlab", "IfcSlabStandardCase", "IfcSlabElementedCase")
 _RESIDENTIAL = (
     "residential", "住宅", "居住", "dwelling", "house", "wohn", "apartment", "宿舍", "别墅",
     "citygml:1000", "1000 (residential",
@@ -339,7 +338,7 @@ class EnergyAnalyzer:
             "ratio": round(skylights / area["roof"], 4) if area["roof"] > 0 else None,
         }
         out["windows"] = windows[:200]
-        out["u_values"] = _u_values(elements, env, classes, windows)
+        out["u_values"] = envelope_u_values(elements, env, windows, GUIDS)
         return out
 
     def _windows(
@@ -614,79 +613,6 @@ def _wwr(facades: dict[str, float], glazing: dict[str, float]) -> dict[str, dict
             "window_area_m2": round(glass, 3),
             "wwr": round(glass / wall, 4) if wall > 0 else None,
         }
-    return out
-
-
-def _u_values(
-    elements: list[Element],
-    env: Envelope,
-    classes: dict[int, str],
-    windows: list[dict[str, Any]],
-) -> dict[str, dict[str, Any]]:
-    """Area-weighted U of the outside walls, roofs and floors over outdoor air; the highest U
-    of the outside windows. Any element of a kind without a U value makes that kind unknown."""
-    kinds = env.kinds()
-    area_of: dict[tuple[int, str], float] = {}
-    for k in ("wall", "roof", "floor"):
-        m = kinds == k
-        ids, where = np.unique(env.element[m], return_inverse=True)
-        sums = np.bincount(where, weights=env.area[m], minlength=len(ids))
-        area_of.update({(int(e), k): float(a) for e, a in zip(ids, sums, strict=True)})
-    groups: dict[str, list[tuple[Element, float]]] = defaultdict(list)
-    for e in elements:
-        if e.ifc_class in _WALLS or e.ifc_class == "IfcCurtainWall":
-            a = area_of.get((e.id, "wall"), 0.0)
-            if a > 0.5:
-                groups["wall"].append((e, a))
-        elif e.ifc_class == "IfcRoof" or e.ifc_class in _SLABS:
-            roof = area_of.get((e.id, "roof"), 0.0)
-            floor = area_of.get((e.id, "floor"), 0.0)
-            if roof > 0.5:
-                groups["roof"].append((e, roof))
-            elif floor > 0.5 and (e.predefined or "").upper() != "ROOF":
-                groups["floor_over_air"].append((e, floor))
-    seen = {w["global_id"] for w in windows}
-    groups["window"] = [(e, 1.0) for e in elements if e.guid in seen]
-    out: dict[str, dict[str, Any]] = {}
-    for key in ("roof", "wall", "window", "floor_over_air"):
-        members = groups.get(key, [])
-        if not members:
-            continue
-        known: list[tuple[Element, float, float | None]] = []
-        missing: list[tuple[Element, float, float | None]] = []
-        sources: dict[str, int] = defaultdict(int)
-        for e, a in members:
-            u, source, _ = u_value(e)
-            sources[source if u is not None else "unknown"] += 1
-            (known if u is not None else missing).append((e, a, u))
-        total = sum(a for _, a, _ in known) + sum(a for _, a, _ in missing)
-        ev: dict[str, Any] = {
-            "elements": len(members),
-            "with_u": len(known),
-            "sources": dict(sources),
-            "without_u": [e.guid for e, _, _ in missing][:GUIDS],
-        }
-        if key == "window":
-            value = max((u for _, _, u in known if u is not None), default=None)
-            ev["rule"] = "the highest U of the outside windows"
-        else:
-            value = (
-                sum(a * u for _, a, u in known if u is not None) / sum(a for _, a, _ in known)
-                if known
-                else None
-            )
-            ev["rule"] = "area-weighted over the outside surface of each element"
-            ev["area_m2"] = round(total, 2)
-        if missing:
-            ev["value_of_known"] = None if value is None else round(value, 4)
-            out[key] = {
-                "value": None,
-                "why": f"{len(missing)} of {len(members)} elements have no U value "
-                "(no ThermalTransmittance, no complete material layers)",
-                **ev,
-            }
-        else:
-            out[key] = {"value": None if value is None else round(value, 4), **ev}
     return out
 
 

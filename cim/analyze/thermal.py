@@ -9,9 +9,18 @@ unknown: never assumed.
 
 from __future__ import annotations
 
-from typing import Any
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from cim.analyze.members import Element
+
+if TYPE_CHECKING:
+    from cim.analyze.envelope import Envelope
+
+WALLS = ("IfcWall", "IfcWallStandardCase", "IfcWallElementedCase")
+SLABS = ("IfcSlab", "IfcSlabStandardCase", "IfcSlabElementedCase")
 
 #: surface resistances (m2.K/W), GB 50176-2016 Appendix B: inside, outside
 R_SI = 0.11
@@ -63,3 +72,73 @@ def glass_panel(e: Element) -> bool:
     """A curtain wall's panel (IfcPlate) of glass, or a curtain wall with no panels of its own."""
     text = " ".join(str(n) for n in (*e.names, *e.materials) if n).casefold()
     return (e.predefined or "").upper() == "CURTAIN_PANEL" or any(w in text for w in _GLASS)
+
+
+def envelope_u_values(
+    elements: list[Element], env: Envelope, windows: list[dict[str, Any]], guids: int = 20
+) -> dict[str, dict[str, Any]]:
+    """Area-weighted U of the outside walls, roofs and floors over outdoor air; the highest U
+    of the outside windows. Any element of a kind without a U value makes that kind unknown."""
+    kinds = env.kinds()
+    area_of: dict[tuple[int, str], float] = {}
+    for k in ("wall", "roof", "floor"):
+        m = kinds == k
+        ids, where = np.unique(env.element[m], return_inverse=True)
+        sums = np.bincount(where, weights=env.area[m], minlength=len(ids))
+        area_of.update({(int(e), k): float(a) for e, a in zip(ids, sums, strict=True)})
+    groups: dict[str, list[tuple[Element, float]]] = defaultdict(list)
+    for e in elements:
+        if e.ifc_class in WALLS or e.ifc_class == "IfcCurtainWall":
+            a = area_of.get((e.id, "wall"), 0.0)
+            if a > 0.5:
+                groups["wall"].append((e, a))
+        elif e.ifc_class == "IfcRoof" or e.ifc_class in SLABS:
+            roof = area_of.get((e.id, "roof"), 0.0)
+            floor = area_of.get((e.id, "floor"), 0.0)
+            if roof > 0.5:
+                groups["roof"].append((e, roof))
+            elif floor > 0.5 and (e.predefined or "").upper() != "ROOF":
+                groups["floor_over_air"].append((e, floor))
+    seen = {w["global_id"] for w in windows}
+    groups["window"] = [(e, 1.0) for e in elements if e.guid in seen]
+    out: dict[str, dict[str, Any]] = {}
+    for key in ("roof", "wall", "window", "floor_over_air"):
+        members = groups.get(key, [])
+        if not members:
+            continue
+        known: list[tuple[Element, float, float | None]] = []
+        missing: list[tuple[Element, float, float | None]] = []
+        sources: dict[str, int] = defaultdict(int)
+        for e, a in members:
+            u, source, _ = u_value(e)
+            sources[source if u is not None else "unknown"] += 1
+            (known if u is not None else missing).append((e, a, u))
+        total = sum(a for _, a, _ in known) + sum(a for _, a, _ in missing)
+        ev: dict[str, Any] = {
+            "elements": len(members),
+            "with_u": len(known),
+            "sources": dict(sources),
+            "without_u": [e.guid for e, _, _ in missing][:guids],
+        }
+        if key == "window":
+            value = max((u for _, _, u in known if u is not None), default=None)
+            ev["rule"] = "the highest U of the outside windows"
+        else:
+            value = (
+                sum(a * u for _, a, u in known if u is not None) / sum(a for _, a, _ in known)
+                if known
+                else None
+            )
+            ev["rule"] = "area-weighted over the outside surface of each element"
+            ev["area_m2"] = round(total, 2)
+        if missing:
+            ev["value_of_known"] = None if value is None else round(value, 4)
+            out[key] = {
+                "value": None,
+                "why": f"{len(missing)} of {len(members)} elements have no U value "
+                "(no ThermalTransmittance, no complete material layers)",
+                **ev,
+            }
+        else:
+            out[key] = {"value": None if value is None else round(value, 4), **ev}
+    return out
