@@ -5,11 +5,12 @@
    heights) are ingested, then ``cim analyze pv`` runs on all of them in this process
    (``run_analyzer`` with the pv analyzer: facets, the site's year of weather, shading rays
    against the buildings within the radius, PVWatts, the write): buildings/s and the time
-   spent casting rays. Target: the 1,000-building district in under 2 minutes.
+   spent casting rays. Target: the 1,000-building district in under 2 minutes. Then again
+   (``--all``) with the shading rays on a pool of ``--workers`` processes (default 2).
 2. The same rays through trimesh's numpy engine (no embreex) for the first ``--numpy``
    buildings (default 20; it is about 150x slower): rays/s beside Embree's on the same buildings.
 
-    .venv/bin/python benchmarks/pv.py [--buildings 1000] [--numpy 20] [--tmp DIR]
+    .venv/bin/python benchmarks/pv.py [--buildings 1000] [--workers 2] [--numpy 20] [--tmp DIR]
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--buildings", type=int, default=1000)
     parser.add_argument("--numpy", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tmp", type=Path, default=None)
     args = parser.parse_args()
 
     from cim.analyze import run_analyzer
     from cim.analyze.pv import PvAnalyzer
     from cim.analyze.shading import ray_engine
-    from cim.executor import SerialExecutor
+    from cim.executor import LocalExecutor, SerialExecutor
     from cim.store import Store
     from ingest import IngestOptions, run_ingest
 
@@ -85,6 +87,16 @@ def main() -> None:
         print(
             f"district: {city['usable_area_m2']:,.0f} m2 usable roof, {city['kwp']:,.0f} kWp, "
             f"{city['mwh_per_year']:,.0f} MWh/yr, {city['kwh_per_kwp']} kWh/kWp",
+            flush=True,
+        )
+        pool = LocalExecutor(args.workers)
+        t0 = time.perf_counter()
+        fanned = run_analyzer(store, PvAnalyzer(), everything=True, executor=pool)
+        pooled = time.perf_counter() - t0
+        pool.close()
+        print(
+            f"again with the rays on {args.workers} workers: {fanned['computed']:,} buildings "
+            f"in {pooled:.1f} s ({seconds / pooled:.2f}x) ({_load()})",
             flush=True,
         )
         t0 = time.perf_counter()
