@@ -31,8 +31,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy $(wildcard cim ingest tiles viewer)
 
+# `make test` runs the suite without the tests marked slow (the longest browser scenarios,
+# worker pools, kill -9 runs: a few minutes on 2 cores); CI runs everything with
+# `make test SLOW=1`.
+PYTEST_MARK := $(if $(SLOW),,-m "not slow")
 pytest: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_MARK)
 
 test: lint typecheck pytest
 
