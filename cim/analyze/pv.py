@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 NAME = "pv"
 #: bump when the way facets, light or yield are computed changes: every result goes stale
-VERSION = 1
+VERSION = 2  # 2: facets keep their usable part's outline (usable_outline)
 RULES_FILE = Path(__file__).resolve().parents[2] / "schemas" / "standards" / "pv-rules.json"
 ROOF_CLASSES = ("IfcRoof",)
 #: roof triangles are cut to edges of about this length (m) before the sky check
@@ -490,11 +490,17 @@ def _facet_row(k: int, f: Facet, rules: PvRules) -> dict[str, Any]:
         "excluded_by": None,
         "obstacle_area_m2": 0.0 if f.obstacles is None else round(float(f.obstacles.area), 2),
         "outline": f.outline_3d(),
+        "usable_outline": f.usable_3d(),
         "elements": f.elements[:20],
     }
     if f.excluded is not None:
         rule = rules.rule(f.excluded)
-        row["excluded_by"] = {"rule": f.excluded, "why": rule["why"], "clause": rule["clause"]}
+        row["excluded_by"] = {
+            "rule": f.excluded,
+            "why": rule["why"],
+            "why_zh": rule.get("why_zh", rule["why"]),
+            "clause": rule["clause"],
+        }
     return row
 
 

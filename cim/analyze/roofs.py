@@ -96,6 +96,23 @@ class Facet:
             rings.append([[round(float(c), 3) for c in pt] for pt in xyz])
         return rings
 
+    def usable_3d(self) -> list[list[list[list[float]]]]:
+        """The usable part (after setback and obstacles) as polygons, each its exterior ring
+        then its holes, in the project CRS: what the PV facet tiles colour."""
+        if self.usable is None or self.usable.is_empty:
+            return []
+        polys = getattr(self.usable, "geoms", [self.usable])
+        out = []
+        for p in polys:
+            if not isinstance(p, shapely.Polygon) or p.is_empty:
+                continue
+            rings = []
+            for ring in (p.exterior, *p.interiors):
+                xyz = self.to_3d(np.asarray(ring.coords)[:, :2])
+                rings.append([[round(float(c), 3) for c in pt] for pt in xyz])
+            out.append(rings)
+        return out
+
 
 def plane_axes(normal: F64) -> tuple[F64, F64]:
     """Two unit axes of the plane: u horizontal (along the contour), v up the slope."""
