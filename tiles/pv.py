@@ -91,12 +91,12 @@ def yield_colour(kwh_per_kwp: float | None) -> str:
 
 
 def rgba(hex_colour: str) -> tuple[float, float, float, float]:
-    """'#rrggbb' (sRGB, as the legend shows it) -> glTF's baseColorFactor, which is linear:
-    a lit facet then shows the legend's colour."""
+    """'#rrggbb' -> the material's base colour, written as the legend's values (as the
+    buildings' BLOCK_RGBA is): linearised, CesiumJS drew the lit roofs far darker than the
+    legend (seen in docs/pv-facets.png)."""
     v = hex_colour.lstrip("#")
-    srgb = np.array([int(v[k : k + 2], 16) / 255.0 for k in (0, 2, 4)])
-    lin = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
-    return (round(float(lin[0]), 4), round(float(lin[1]), 4), round(float(lin[2]), 4), 1.0)
+    r, g, b = (round(int(v[k : k + 2], 16) / 255.0, 4) for k in (0, 2, 4))
+    return (r, g, b, 1.0)
 
 
 def build_pv(ctx: BuildContext) -> tuple[Tile, dict[str, Any]] | None:
