@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 TILESET_JSON = "tileset.json"
 #: the tilesets a store can hold
-TILESETS = ("buildings", "bim", "points")
+TILESETS = ("buildings", "bim", "points", "pv")
 _TMP_RE = re.compile(r"^\.tmp-p(\d+)-")
 
 

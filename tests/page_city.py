@@ -69,8 +69,9 @@ def district(
     ingest(store, work / "district.gpkg", role="buildings")
 
 
-def build_city(path: Path, *, gis: bool = True) -> Store:
-    """The store described above, tiled (buildings, bim); the caller owns it."""
+def build_city(path: Path, *, gis: bool = True, analyses: tuple[str, ...] = ()) -> Store:
+    """The store described above, tiled (buildings, bim); the caller owns it. ``analyses``:
+    analyzers run after prefab (``pv`` adds the PV facet tileset)."""
     from tiles.build import build_tilesets
 
     store = Store.create(path, "EPSG:4550", origin=ORIGIN)
@@ -94,7 +95,9 @@ def build_city(path: Path, *, gis: bool = True) -> Store:
     with store.transaction():
         declare(store, declaration)
     run_analyzer(store, ANALYZERS["prefab"]())
-    build_tilesets(store, ["buildings", "bim"])
+    for name in analyses:
+        run_analyzer(store, ANALYZERS[name]())
+    build_tilesets(store, ["buildings", "bim", *(["pv"] if "pv" in analyses else [])])
     return store
 
 

@@ -178,6 +178,7 @@ def test_page_loads_the_city_clean_and_offline(city: City, browser: Browser, pag
         "buildings": False,
         "bim": False,
         "points": True,  # no point cloud in this store: greyed out
+        "pv": True,  # no PV results: no facet tileset
         "roads": False,
         "landcover": False,
         "parks": False,

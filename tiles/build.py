@@ -49,6 +49,10 @@ def builder(name: str) -> Builder:
         from tiles.points import build_points
 
         return build_points
+    if name == "pv":
+        from tiles.pv import build_pv
+
+        return build_pv
     raise UsageError(f"no tileset {name!r}: pick one of {', '.join(TILESETS)}")
 
 

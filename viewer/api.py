@@ -441,7 +441,7 @@ async def upload(
         done = old is not None and old.id in report.get("replaced", [])
         if done and old_folder is not None:  # the old model's file went with its rows
             shutil.rmtree(old_folder, ignore_errors=True)
-        tiles = pipeline.tile(state.store, ["buildings", "bim"], executor, tile_step)
+        tiles = pipeline.tile(state.store, ["buildings", "bim", "pv"], executor, tile_step)
         return {
             "ingest": report,
             "analyses": analyses,

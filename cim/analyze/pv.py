@@ -38,6 +38,7 @@ from cim.analyze.roofs import (
     MIN_PLANE_POINTS,
     Facet,
     apply_rules,
+    element_obstacles,
     flat_roof,
     point_facets,
     triangle_facets,
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 
 NAME = "pv"
 #: bump when the way facets, light or yield are computed changes: every result goes stale
-VERSION = 1
+VERSION = 3  # 2: facets keep their usable outline; 3: IFC elements on a roof are obstacles
 RULES_FILE = Path(__file__).resolve().parents[2] / "schemas" / "standards" / "pv-rules.json"
 ROOF_CLASSES = ("IfcRoof",)
 #: roof triangles are cut to edges of about this length (m) before the sky check
@@ -559,7 +560,10 @@ def ifc_roof_facets(store: Store, building_id: int) -> list[Facet]:
     up = np.tile([0.0, 0.0, 1.0], (len(sf), 1))
     covered = np.asarray(scene.intersects_any(start, up), dtype=bool)
     sky = ~covered
-    return triangle_facets(sv, sf[sky], names, owner[idx][parent[sky]])
+    facets = triangle_facets(sv, sf[sky], names, owner[idx][parent[sky]])
+    for f in facets:  # what stands on the roof (chimneys, railings, plant) and around it
+        element_obstacles(f, verts, faces, owner, names, roof_ids | set(f.elements))
+    return facets
 
 
 # -- rows and reports ----------------------------------------------------------------------
@@ -577,11 +581,18 @@ def _facet_row(k: int, f: Facet, rules: PvRules) -> dict[str, Any]:
         "excluded_by": None,
         "obstacle_area_m2": 0.0 if f.obstacles is None else round(float(f.obstacles.area), 2),
         "outline": f.outline_3d(),
+        "usable_outline": f.usable_3d(),
         "elements": f.elements[:20],
+        "obstacle_elements": f.blockers[:20],
     }
     if f.excluded is not None:
         rule = rules.rule(f.excluded)
-        row["excluded_by"] = {"rule": f.excluded, "why": rule["why"], "clause": rule["clause"]}
+        row["excluded_by"] = {
+            "rule": f.excluded,
+            "why": rule["why"],
+            "why_zh": rule.get("why_zh", rule["why"]),
+            "clause": rule["clause"],
+        }
     return row
 
 

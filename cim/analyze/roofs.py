@@ -39,7 +39,8 @@ class Facet:
     excluded: str | None = None  # the rule that left it out
     sample_count: int = 0  # shading rays' start points
     sky_view: float = 1.0  # share of the sky's diffuse light the buildings around leave
-    obstacles: Any = None  # parts of the outline under obstacles (LiDAR points above it)
+    obstacles: Any = None  # parts of the outline under obstacles (LiDAR points, IFC elements)
+    blockers: list[str] = field(default_factory=list)  # GlobalIds of IFC elements on it
 
     @property
     def tilt(self) -> float:
@@ -95,6 +96,23 @@ class Facet:
             xyz = self.to_3d(np.asarray(p.exterior.coords)[:, :2])
             rings.append([[round(float(c), 3) for c in pt] for pt in xyz])
         return rings
+
+    def usable_3d(self) -> list[list[list[list[float]]]]:
+        """The usable part (after setback and obstacles) as polygons, each its exterior ring
+        then its holes, in the project CRS: what the PV facet tiles colour."""
+        if self.usable is None or self.usable.is_empty:
+            return []
+        polys = getattr(self.usable, "geoms", [self.usable])
+        out = []
+        for p in polys:
+            if not isinstance(p, shapely.Polygon) or p.is_empty:
+                continue
+            rings = []
+            for ring in (p.exterior, *p.interiors):
+                xyz = self.to_3d(np.asarray(ring.coords)[:, :2])
+                rings.append([[round(float(c), 3) for c in pt] for pt in xyz])
+            out.append(rings)
+        return out
 
 
 def plane_axes(normal: F64) -> tuple[F64, F64]:
@@ -332,3 +350,50 @@ def _largest_patch(xyz: F64, inliers: NDArray[np.bool_], n: F64, centre: F64) ->
     biggest = int(np.argmax(np.bincount(lab)[1:]) + 1)
     keep[idx[lab == biggest]] = True
     return keep
+
+
+#: an IFC element is an obstacle on a facet where it stands this far above the facet's plane
+#: (m; below: the roof's own build-up, tiles and battens) and below OBSTACLE_TOP
+ELEMENT_MIN = 0.1
+#: what panels keep clear of around an obstacle (m), as around LiDAR obstacles
+CLEARANCE = 0.5
+
+
+def element_obstacles(
+    facet: Facet,
+    vertices: F64,
+    faces: NDArray[np.int64],
+    face_owner: NDArray[np.int64],
+    owners: list[str],
+    skip: set[str],
+) -> list[str]:
+    """IFC elements standing on the facet (a chimney, a railing, plant, a proxy on the roof):
+    the part of each triangle above the facet's plane (``ELEMENT_MIN`` to ``OBSTACLE_TOP``)
+    projected onto it, grown by ``CLEARANCE`` and clipped to the outline, joins the facet's
+    obstacles; the elements in ``skip`` (the roof itself) are not obstacles. Returns the
+    GlobalIds of the elements that take part of the facet."""
+    keep = np.array([owners[o] not in skip for o in face_owner], dtype=bool)
+    if not keep.any():
+        return []
+    tri = vertices[faces[keep]]
+    up = (tri - facet.origin) @ facet.normal
+    above = (up.max(axis=1) > ELEMENT_MIN) & (up.min(axis=1) < OBSTACLE_TOP)
+    if not above.any():
+        return []
+    u, v = facet.axes()
+    rel = tri[above] - facet.origin
+    uv = np.stack([rel @ u, rel @ v], axis=-1)  # (n, 3, 2): each triangle seen from above
+    # every triangle's shadow on the plane, vertical ones (wall faces) as lines: their convex
+    # hull grown by the clearance covers both (shapely, vectorised over the triangles)
+    hulls = shapely.convex_hull(shapely.multipoints(uv))
+    grown = shapely.buffer(hulls, CLEARANCE)
+    hits = shapely.intersects(grown, facet.outline)
+    if not hits.any():
+        return []
+    shape = shapely.intersection(shapely.union_all(grown[hits]), facet.outline)
+    if shape.is_empty or shape.area < 1e-3:
+        return []
+    facet.obstacles = shape if facet.obstacles is None else facet.obstacles.union(shape)
+    who = face_owner[keep][above][hits]
+    facet.blockers = sorted({owners[int(o)] for o in who})
+    return facet.blockers

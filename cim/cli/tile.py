@@ -33,7 +33,7 @@ from cim.tilefiles import TILESETS
 def tile(
     ctx: click.Context, which: str, cluster: str | None, workers: int | None, as_json: bool
 ) -> None:
-    """(Re)build the 3D Tiles beside the store (buildings, BIM models, point clouds).
+    """(Re)build the 3D Tiles beside the store (buildings, BIM models, point clouds, PV facets).
 
     Tiles whose inputs did not change are kept as they are; each tileset is one transaction
     and is published only when it passes its structural checks.

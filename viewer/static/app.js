@@ -11,8 +11,10 @@
 // findFeature(), errors, flights}.
 
 import { ApiError, followJob, getJson, setToken, token, uploadFile } from "./api.js";
-import { ATTRIBUTES, renderLegend, styleFor } from "./colour.js";
+import { energyNodes, pvFacetNodes, pvNodes } from "./analyses.js";
+import { ATTRIBUTES, pvFacetLegend, renderLegend, styleFor } from "./colour.js";
 import { applyLabels, currentLang, onLangChange, setLang, t } from "./i18n.js";
+import { fmt, heading, none, row, table, withUnit } from "./panel.js";
 
 const Cesium = window.Cesium;
 const params = new URLSearchParams(window.location.search);
@@ -21,19 +23,22 @@ const LITE = params.get("lite") === "1";
 const NOON = Cesium.JulianDate.fromIso8601("2025-06-21T04:00:00Z");
 const $ = (id) => document.getElementById(id);
 
-const TILESET_LAYERS = ["buildings", "bim", "points"];
+const TILESET_LAYERS = ["buildings", "bim", "points", "pv"];
 const GIS_LAYERS = ["roads", "landcover", "parks", "pois", "boundary"];
 const LAYER_COLOURS = {
   buildings: "#e9e4d8",
   bim: "#6fa8dc",
   points: "#9c7fd1",
+  pv: "#e3591c",
   roads: "#f6f3ec",
   landcover: "#c6d7a1",
   parks: "#6cbf6a",
   pois: "#e4572e",
   boundary: "#ff8a3d",
 };
-const DEFAULT_OFF = new Set(["bim"]); // the city shows BIM buildings whole; on: element by element
+// the city shows BIM buildings whole (on: element by element) and no PV facets (on: every roof
+// facet the PV analyzer found, coloured by its yield)
+const DEFAULT_OFF = new Set(["bim", "pv"]);
 const HIGHLIGHT = Cesium.Color.fromCssColorString("#ffd400");
 
 const state = {
@@ -186,6 +191,7 @@ async function loadTilesets() {
   const added = await Promise.all(usable.map(addTileset));
   applyStyle();
   renderLayers();
+  renderPvLegend();
   return added;
 }
 
@@ -392,6 +398,12 @@ function renderLayers() {
   );
 }
 
+// the PV facets' legend (tiles/pv.py colours), under the layer list while they show
+function renderPvLegend() {
+  const on = Boolean(state.tilesets.pv && state.visible.pv);
+  renderLegend($("pv-legend"), on ? pvFacetLegend() : []);
+}
+
 function toggleLayer(name, show) {
   if (TILESET_LAYERS.includes(name)) {
     state.visible[name] = show;
@@ -399,6 +411,7 @@ function toggleLayer(name, show) {
     if (name === "bim") applyStyle();
     scene.requestRender();
     renderLayers();
+    renderPvLegend();
   } else {
     showGisLayer(name, show);
   }
@@ -516,45 +529,6 @@ cim.findFeature = function findFeature(layer, key = "id", steps = 12) {
   return null;
 };
 
-function row(label, value, numeric = false) {
-  const tr = document.createElement("tr");
-  const a = document.createElement("td");
-  a.textContent = label;
-  const b = document.createElement("td");
-  if (value instanceof Node) b.append(value);
-  else b.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
-  if (numeric) b.className = "num";
-  tr.append(a, b);
-  return tr;
-}
-
-function table(rows) {
-  const el = document.createElement("table");
-  el.append(...rows);
-  return el;
-}
-
-function heading(key) {
-  const h = document.createElement("h3");
-  h.textContent = t(key);
-  return h;
-}
-
-function none(key) {
-  const p = document.createElement("p");
-  p.className = "none";
-  p.textContent = t(key);
-  return p;
-}
-
-const fmt = (v, digits = 1) =>
-  v === null || v === undefined || Number.isNaN(Number(v))
-    ? null
-    : Number(v).toLocaleString(currentLang() === "zh" ? "zh-CN" : "en", {
-        maximumFractionDigits: digits,
-      });
-const withUnit = (v, unit, digits = 1) => (fmt(v, digits) === null ? null : `${fmt(v, digits)} ${unit}`);
-
 function openDetail(kind, title, id, nodes) {
   $("detail-kind").textContent = t(kind);
   $("detail-title").textContent = title;
@@ -619,46 +593,6 @@ function analysisSection(analyses) {
   return nodes;
 }
 
-// The rooftop PV report (cim/analyze/pv.py, schemas/pv.schema.json): the totals, the shading
-// loss, each facet (used or left out, and why), the weather it was computed with.
-function pvNodes(r) {
-  const h = document.createElement("h3");
-  h.textContent = t("pv_title");
-  const lines = [
-    t("pv_summary", {
-      kwp: fmt(r.kwp, 1),
-      kwh: fmt(r.kwh_per_year, 0),
-      spec: r.kwh_per_kwp === null ? "—" : fmt(r.kwh_per_kwp, 0),
-    }),
-    `${t("pv_area", { roof: fmt(r.roof_area_m2, 1), usable: fmt(r.usable_area_m2, 1) })} · ${
-      r.pv_ready ? t("pv_ready") : t("pv_not_ready")
-    }`,
-  ];
-  if (r.shading_loss !== null) lines.push(t("pv_shading", { v: fmt(100 * r.shading_loss, 1) }));
-  const summary = document.createElement("div");
-  summary.className = "pv-summary";
-  for (const text of lines) {
-    const p = document.createElement("p");
-    p.textContent = text;
-    summary.append(p);
-  }
-  const list = document.createElement("ul");
-  list.className = "pv-facets";
-  for (const f of r.facets) {
-    const li = document.createElement("li");
-    li.dataset.usable = String(f.usable);
-    const base = { tilt: fmt(f.tilt_deg, 0), az: fmt(f.azimuth_deg, 0) };
-    li.textContent = f.usable
-      ? t("pv_facet", { ...base, usable: fmt(f.usable_area_m2, 1), spec: fmt(f.kwh_per_kwp, 0) })
-      : t("pv_excluded", { ...base, area: fmt(f.area_m2, 1), why: f.excluded_by.why });
-    list.append(li);
-  }
-  const weather = document.createElement("p");
-  weather.className = "pv-weather";
-  weather.textContent = t("pv_weather", { kind: r.weather.kind });
-  return [h, summary, list, weather];
-}
-
 // The assembly rate's breakdown (cim/analyze/prefab.py, schemas/prefab.schema.json): the
 // verdict, each item's ratio and points, what is missing, and the what-if.
 function prefabNodes(r) {
@@ -719,43 +653,6 @@ function prefabNodes(r) {
   const src = document.createElement("p");
   src.className = "none";
   src.textContent = r.rules ? r.rules.table : "";
-  nodes.push(src);
-  return nodes;
-}
-
-// The energy-code checks (cim/analyze/energy.py, schemas/energy.schema.json): the status, the
-// climate zone, the shape coefficient, the WWR per orientation and each check with its limit.
-function energyNodes(r) {
-  const nodes = [];
-  const h = document.createElement("h4");
-  h.textContent = t("energy_title");
-  nodes.push(h);
-  const verdict = document.createElement("p");
-  verdict.className = "energy-verdict";
-  verdict.dataset.status = r.status;
-  verdict.textContent = `${t(`energy_${r.status}`)}${r.scope === "screening" ? ` ${t("energy_screening")}` : ""}`;
-  nodes.push(verdict);
-  const c = r.climate || {};
-  const rows = [
-    row(t("energy_zone"), c.zone ? `${c.zone_zh || c.zone} (${c.nearest_city.city})` : c.why || "—"),
-    row(t("energy_shape"), r.shape && r.shape.value !== null ? fmt(r.shape.value, 3) : "—"),
-  ];
-  for (const [side, f] of Object.entries(r.facades || {})) {
-    if (f.wwr === null) continue;
-    rows.push(row(`${t("energy_wwr")} · ${side}`, `${fmt(f.wwr, 3)} (${fmt(f.window_area_m2, 1)} / ${fmt(f.facade_area_m2, 1)} m²)`));
-  }
-  nodes.push(table(rows));
-  const checks = (r.checks || []).map((ch) => {
-    const tr = row(ch.check, `${ch.value === null ? "—" : fmt(ch.value, 3)} / ${ch.limit === null ? "—" : fmt(ch.limit, 2)} · ${t(`energy_${ch.status}`)}`);
-    tr.dataset.check = ch.check;
-    tr.dataset.status = ch.status;
-    if (ch.why) tr.title = ch.why;
-    return tr;
-  });
-  nodes.push(table([row(t("energy_check"), t("energy_value")), ...checks]));
-  const src = document.createElement("p");
-  src.className = "none";
-  src.textContent = r.rules ? r.rules.limits : "";
   nodes.push(src);
   return nodes;
 }
@@ -859,6 +756,17 @@ function elementNodes(p) {
   ];
 }
 
+// A PV facet picked in the pv tileset: its figures, and a link to its building.
+function showFacet(p) {
+  detailRequest += 1;
+  cim.shown = { kind: "pv_facet", id: p.facet_id, data: p };
+  const link = document.createElement("span");
+  link.className = "link";
+  link.textContent = `#${p.building_id}`;
+  link.addEventListener("click", () => showBuilding(p.building_id));
+  openDetail("pv_facet_kind", `${t("pv_facet_kind")} ${p.facet_id}`, p.facet_id, pvFacetNodes(p, link));
+}
+
 async function showElement(properties) {
   detailRequest += 1;
   cim.shown = { kind: "element", id: properties.global_id, data: properties };
@@ -921,6 +829,11 @@ viewer.screenSpaceEventHandler.setInputAction((click) => {
     if (name === "bim" && props.global_id) {
       highlight(picked);
       showElement(props);
+      return;
+    }
+    if (name === "pv" && props.facet_id) {
+      highlight(picked);
+      showFacet(props);
       return;
     }
     if (props.id !== undefined) {
@@ -1247,6 +1160,8 @@ onLangChange(() => {
   const shown = cim.shown;
   if (shown && shown.kind === "building") showBuilding(shown.id);
   else if (shown && shown.kind === "element") showElement(shown.data);
+  else if (shown && shown.kind === "pv_facet") showFacet(shown.data);
+  renderPvLegend();
 });
 
 // -- start -------------------------------------------------------------------------------------

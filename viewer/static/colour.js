@@ -35,6 +35,22 @@ const ENERGY = [
   ["unknown", UNKNOWN],
 ];
 
+// the rooftop PV facets tileset (tiles/pv.py bakes these colours in: YIELD_EDGES, YIELD_RAMP,
+// UNUSABLE; a test keeps both sides equal): specific yield, kWh/kWp a year, of a facet's usable
+// part; grey for what is not usable (left out by a rule, the edge setback, obstacles)
+export const PV_FACETS = { edges: [800, 950, 1050, 1150, 1300], unit: "kWh/kWp" };
+
+export function pvFacetLegend() {
+  const { edges, unit } = PV_FACETS;
+  const legend = edges.map((edge, i) => ({
+    colour: RAMP[i],
+    label: i === 0 ? `< ${edge} ${unit}` : `${edges[i - 1]} – ${edge} ${unit}`,
+  }));
+  legend.push({ colour: RAMP[edges.length], label: `≥ ${edges[edges.length - 1]} ${unit}` });
+  legend.push({ colour: UNKNOWN, label: t("pv_unusable") });
+  return legend;
+}
+
 export const ATTRIBUTES = ["none", "height", "floors", "use", "year", "prefab", "energy", "pv"];
 
 function quote(text) {

@@ -26,6 +26,7 @@ const STRINGS = {
     layer_buildings: "城市建筑",
     layer_bim: "BIM 模型",
     layer_points: "点云",
+    layer_pv: "屋顶光伏面",
     layer_roads: "道路",
     layer_landcover: "土地覆盖",
     layer_parks: "公园绿地",
@@ -51,6 +52,25 @@ const STRINGS = {
     pv_facet: "坡度 {tilt}° · 朝向 {az}° · 可用 {usable} m² · {spec} kWh/kWp",
     pv_excluded: "坡度 {tilt}° · 朝向 {az}° · {area} m²：未计入（{why}）",
     pv_weather: "气象：{kind}",
+    pv_unusable: "不可用（规则排除、边缘退让或障碍物）",
+    pv_facet_kind: "屋顶光伏面",
+    pv_facet_id: "光伏面编号",
+    pv_f_source: "来源",
+    pv_f_tilt: "坡度",
+    pv_f_azimuth: "朝向（自北顺时针）",
+    pv_f_area: "面积",
+    pv_f_usable: "可用面积",
+    pv_f_kwp: "装机容量",
+    pv_f_kwh: "年发电量",
+    pv_f_kwh_m2: "单位面积年发电量",
+    pv_f_spec: "等效利用小时",
+    pv_f_loss: "遮挡损失",
+    pv_f_status: "状态",
+    pv_f_used: "可用",
+    pv_f_excluded: "未计入：{why}",
+    pv_src_ifc: "IFC 模型",
+    pv_src_lidar: "激光点云",
+    pv_src_lod1: "LoD1 体块",
     chooseDeclaration: "装配率申报（可选，JSON）",
     colour_energy: "节能检查",
     energy_title: "建筑节能 (GB 55015-2021)",
@@ -165,6 +185,7 @@ const STRINGS = {
     layer_buildings: "City buildings",
     layer_bim: "BIM models",
     layer_points: "Point clouds",
+    layer_pv: "Rooftop PV facets",
     layer_roads: "Roads",
     layer_landcover: "Land cover",
     layer_parks: "Parks",
@@ -190,6 +211,25 @@ const STRINGS = {
     pv_facet: "tilt {tilt}° · azimuth {az}° · usable {usable} m² · {spec} kWh/kWp",
     pv_excluded: "tilt {tilt}° · azimuth {az}° · {area} m²: left out ({why})",
     pv_weather: "weather: {kind}",
+    pv_unusable: "not usable (left out by a rule, edge setback, obstacles)",
+    pv_facet_kind: "Roof PV facet",
+    pv_facet_id: "Facet",
+    pv_f_source: "Source",
+    pv_f_tilt: "Tilt",
+    pv_f_azimuth: "Azimuth (clockwise from north)",
+    pv_f_area: "Area",
+    pv_f_usable: "Usable area",
+    pv_f_kwp: "Capacity",
+    pv_f_kwh: "Yield a year",
+    pv_f_kwh_m2: "Yield per m² a year",
+    pv_f_spec: "Specific yield",
+    pv_f_loss: "Shading loss",
+    pv_f_status: "Status",
+    pv_f_used: "usable",
+    pv_f_excluded: "left out: {why}",
+    pv_src_ifc: "IFC model",
+    pv_src_lidar: "LiDAR points",
+    pv_src_lod1: "LoD1 block",
     chooseDeclaration: "Prefab declaration (optional, JSON)",
     colour_energy: "Energy code",
     energy_title: "Energy code (GB 55015-2021)",
@@ -283,6 +323,48 @@ const STRINGS = {
     buildingsCount: "{n} buildings",
   },
 };
+
+// The energy analyzer's checks (schemas/standards/energy-limits.schema.json "check") and the
+// facade orientations, in both languages: the page shows the current language's label and the
+// other in a tooltip, never the key (tests/test_static.py checks every check has both).
+export const CHECKS = {
+  shape_coefficient: { zh: "体形系数", en: "Shape coefficient" },
+  wwr_north: { zh: "北向窗墙面积比", en: "Window-to-wall ratio, north" },
+  wwr_east: { zh: "东向窗墙面积比", en: "Window-to-wall ratio, east" },
+  wwr_south: { zh: "南向窗墙面积比", en: "Window-to-wall ratio, south" },
+  wwr_west: { zh: "西向窗墙面积比", en: "Window-to-wall ratio, west" },
+  skylight_ratio: { zh: "屋面天窗与屋面面积比", en: "Skylight-to-roof ratio" },
+  k_roof: { zh: "屋面传热系数 K", en: "Roof U-value" },
+  k_wall: { zh: "外墙传热系数 K", en: "External wall U-value" },
+  k_window: { zh: "外窗传热系数 K", en: "Window U-value" },
+  k_floor_over_air: { zh: "架空或外挑楼板传热系数 K", en: "Floor over outdoor air U-value" },
+};
+export const SIDES = {
+  north: { zh: "北向", en: "north" },
+  east: { zh: "东向", en: "east" },
+  south: { zh: "南向", en: "south" },
+  west: { zh: "西向", en: "west" },
+};
+// the PV analyzer's sky (cim/analyze/solar.py "kind")
+export const WEATHER = {
+  "clear sky (Ineichen, pvlib's Linke turbidity)": {
+    zh: "晴空模型（Ineichen，pvlib 林克浑浊度）",
+    en: "clear sky (Ineichen, pvlib's Linke turbidity)",
+  },
+  "clear sky scaled to the site's monthly climate, split by Erbs": {
+    zh: "晴空模型按当地逐月气候缩放（Erbs 分解）",
+    en: "clear sky scaled to the site's monthly climate, split by Erbs",
+  },
+  "weather file": { zh: "气象文件（TMY/EPW）", en: "weather file (TMY/EPW)" },
+};
+
+// {text, other}: the label of `key` in `table` in the page's language and in the other one
+// (for a tooltip); an unknown key is shown as it is (a new check the table does not know yet)
+export function labelOf(table, key) {
+  const entry = table[key];
+  if (!entry) return { text: key, other: "" };
+  return lang === "zh" ? { text: entry.zh, other: entry.en } : { text: entry.en, other: entry.zh };
+}
 
 const KEY = "cim.lang";
 let lang = localStorage.getItem(KEY) === "en" ? "en" : "zh";
