@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,14 +42,7 @@ from cim.analyze.roofs import (
     point_facets,
     triangle_facets,
 )
-from cim.analyze.shading import (
-    SunBins,
-    extrude,
-    intersector,
-    lit_fractions,
-    ray_engine,
-    sky_view,
-)
+from cim.analyze.shading import Rays, SunBins, cast_rays, extrude, intersector, ray_engine
 from cim.analyze.solar import FacetSky, Weather, pvwatts_yield, site_weather, weather_file
 from cim.errors import InputFileError, NotFound
 from cim.model.buildings import Buildings, canonical_buildings
@@ -447,35 +439,6 @@ class PvAnalyzer:
         tris = np.vstack([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
         keep = np.isfinite(z)[tris].all(axis=1)
         return np.nan_to_num(verts), tris[keep].astype(np.int64)
-
-
-@dataclass
-class Rays:
-    """A building's shading work: picklable, nothing of the store in it (``cast_rays``)."""
-
-    vertices: F64
-    faces: NDArray[np.int64]
-    points: list[F64]
-    normals: list[F64]
-    bins: SunBins
-    sky_directions: int
-    engine: str | None
-
-
-def cast_rays(work: Rays) -> tuple[list[F64], list[float], int, float]:
-    """A worker's part (module level, for the executor): per facet, the lit fraction of each
-    sun bin and the share of the sky its points see; the rays cast and the seconds casting
-    them took."""
-    scene = intersector(work.vertices, work.faces, work.engine) if len(work.faces) else None
-    t = time.perf_counter()
-    lit, rays = lit_fractions(scene, work.points, work.normals, work.bins)
-    count = work.sky_directions
-    views, sky_rays = (
-        sky_view(scene, work.points, work.normals, count)
-        if count
-        else ([1.0] * len(work.points), 0)
-    )
-    return lit, views, rays + sky_rays, time.perf_counter() - t
 
 
 def site_of(store: Store, buildings: Buildings) -> tuple[float, float, float]:

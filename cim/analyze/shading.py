@@ -12,6 +12,7 @@ trimesh with Embree (embreex) when it is installed, else by trimesh's numpy engi
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,3 +195,32 @@ def sky_view(
         open_ = 1.0 - blocked.reshape(len(pts), len(d)).mean(axis=0)
         out.append(float((open_ * w).sum() / w.sum()))
     return out, rays
+
+
+@dataclass
+class Rays:
+    """A building's shading work: picklable, nothing of the store in it (``cast_rays``)."""
+
+    vertices: F64
+    faces: NDArray[np.int64]
+    points: list[F64]
+    normals: list[F64]
+    bins: SunBins
+    sky_directions: int
+    engine: str | None
+
+
+def cast_rays(work: Rays) -> tuple[list[F64], list[float], int, float]:
+    """A worker's part (module level, for the executor): per facet, the lit fraction of each
+    sun bin and the share of the sky its points see; the rays cast and the seconds casting
+    them took."""
+    scene = intersector(work.vertices, work.faces, work.engine) if len(work.faces) else None
+    t = time.perf_counter()
+    lit, rays = lit_fractions(scene, work.points, work.normals, work.bins)
+    count = work.sky_directions
+    views, sky_rays = (
+        sky_view(scene, work.points, work.normals, count)
+        if count
+        else ([1.0] * len(work.points), 0)
+    )
+    return lit, views, rays + sky_rays, time.perf_counter() - t
