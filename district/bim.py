@@ -233,16 +233,7 @@ def precast_tower(
     """
     b = ModelBuilder("IFC4", building=name)
     f = b.file
-    ifcopenshell.api.georeference.add_georeferencing(f, name=crs)
-    ifcopenshell.api.georeference.edit_georeferencing(
-        f,
-        coordinate_operation={
-            "Eastings": origin[0],
-            "Northings": origin[1],
-            "OrthogonalHeight": GROUND_Z,
-        },
-        projected_crs={"Name": crs},
-    )
+    _georeference(f, origin, crs)
 
     def mark(product: Any, storey: Any, precast: bool, kind: str) -> None:
         for how in ("ifc", "chinese") if tagging == "both" else (tagging,):
@@ -313,9 +304,9 @@ TOWER_DECLARATION = {
 }
 
 
-def _georeference(f: Any, origin: tuple[float, float], crs: str, rotation_deg: float = 0.0) -> None:
-    """An IfcMapConversion: the model's origin at ``origin`` (E, N) of ``crs``, on the ground."""
-    theta = np.radians(rotation_deg)
+def _georeference(f: Any, origin: tuple[float, float], crs: str) -> None:
+    """An IfcMapConversion: the model's origin at ``origin`` (E, N) of ``crs``, on the ground;
+    its axes along the CRS's."""
     ifcopenshell.api.georeference.add_georeferencing(f, name=crs)
     ifcopenshell.api.georeference.edit_georeferencing(
         f,
@@ -323,8 +314,6 @@ def _georeference(f: Any, origin: tuple[float, float], crs: str, rotation_deg: f
             "Eastings": origin[0],
             "Northings": origin[1],
             "OrthogonalHeight": GROUND_Z,
-            "XAxisAbscissa": float(np.cos(theta)),
-            "XAxisOrdinate": float(np.sin(theta)),
         },
         projected_crs={"Name": crs},
     )
