@@ -241,3 +241,18 @@ def test_a_second_run_reuses_everything(demo_runs: tuple[Path, DemoRun]) -> None
     assert set(run.ingested.values()) == {"unchanged"}
     assert all(r["computed"] == 0 for r in run.analyses.values())
     assert all(t["files_written"] == 0 for t in run.tiles.values())
+
+
+def test_a_taken_port_is_refused_before_any_work(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            cli, ["demo", "--dir", str(tmp_path / "d"), "--port", str(port)]
+        )
+    assert result.exit_code == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in result.output and "--port" in result.output
+    assert not (tmp_path / "d").exists()

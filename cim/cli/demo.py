@@ -36,6 +36,7 @@ class DemoRun:
 
     folder: Path
     seconds: dict[str, float] = field(default_factory=dict)
+    seconds_of: dict[str, float] = field(default_factory=dict)  # each analyzer's
     manifest: dict[str, Any] = field(default_factory=dict)
     ingested: dict[str, str] = field(default_factory=dict)  # file -> ingested|replaced|unchanged
     analyses: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -62,7 +63,7 @@ class DemoRun:
     "--dir",
     "folder",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("demo"),
+    default=Path("demo/district"),
     show_default=True,
     help="Where the district's files (DIR/data) and its store (DIR/tongliao.duckdb) go.",
 )
@@ -89,6 +90,8 @@ def demo(
         return
     from cim.executor import get_executor
 
+    if not no_serve:
+        check_port(host, port)  # before minutes of work, not after
     run = DemoRun(folder)
     executor = get_executor(None, workers)
     serving = False
@@ -120,6 +123,23 @@ def generate(folder: Path) -> None:
     for f in manifest["files"]:
         click.echo(f"{f['path']}: {f['what']} ({f['bytes']:,} bytes)")
     click.echo(f"manifest.json: {len(manifest['files'])} files with their sha256")
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise a UsageError when the server could not listen on ``host:port``."""
+    import socket
+
+    from cim.errors import UsageError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot serve on {host}:{port} ({exc.strerror}): pass another --port, "
+                "or --no-serve"
+            ) from exc
 
 
 def run_pipeline(run: DemoRun, executor: Executor) -> Store:
@@ -184,6 +204,7 @@ def _analyze(run: DemoRun, store: Store) -> None:
 
     run.missing = [n for n in PLANNED_ANALYZERS if n not in ANALYZERS]
     for name in ANALYZERS:
+        t0 = time.perf_counter()
         analyzer = ANALYZERS[name](store=store)
         with (
             progress_bar(f"analyze {name}") as bar,
@@ -192,6 +213,7 @@ def _analyze(run: DemoRun, store: Store) -> None:
             report = run_analyzer(store, analyzer, job_id=job.id, progress=job.update)
             job.result = {k: v for k, v in report.items() if k != "results"}
         run.analyses[name] = report
+        run.seconds_of[name] = time.perf_counter() - t0
     for name in run.missing:
         click.echo(f"  {name}: not built yet (no such analyzer): skipped", err=True)
 
@@ -234,7 +256,8 @@ def print_summary(console: Console, run: DemoRun, store: Store) -> None:
         "generate": f"{len(run.manifest['files'])} files in {run.data}",
         "ingest": ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())),
         "analyze": "; ".join(
-            f"{n}: {r['computed']} computed, {r['unchanged']} unchanged"
+            f"{n}: {r['computed']} computed, {r['unchanged']} unchanged "
+            f"({run.seconds_of.get(n, 0.0):.1f} s)"
             for n, r in run.analyses.items()
         )
         + "".join(f"; {n}: missing" for n in run.missing),
