@@ -9,7 +9,7 @@ NPM    ?= npm
 # npm, pinned by viewer/package-lock.json; node_modules is not committed.
 NPM_STAMP := viewer/node_modules/.installed
 
-.PHONY: install test lint typecheck pytest demo serve bench fuzz clean lock
+.PHONY: install test lint typecheck pytest demo demo-samples demo-generate serve bench fuzz clean lock
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy $(wildcard cim ingest tiles viewer)
+	$(BIN)/mypy $(wildcard cim ingest tiles viewer district)
 
 # `make test` runs the suite without the tests marked slow (the longest browser scenarios,
 # worker pools, kill -9 runs: a few minutes on 2 cores); CI runs everything with
@@ -40,15 +40,27 @@ pytest: install
 
 test: lint typecheck pytest
 
-# Runs the pipeline as far as it is built: a store in Tongliao's CRS with the sample IFC models
-# placed side by side (their own georeferences point elsewhere), and one store per other sample
-# region in a CRS that covers it (LiDAR + footprints of Paris-Saclay, Montpellier's six tiles,
-# Prague, Dover); the prefab, energy and PV analyzers on the Tongliao store (PV also on the
-# LiDAR roofs of Paris-Saclay); each store's 3D Tiles. `make serve` (or the command the demo
-# prints) serves the one map of a store.
-DEMO := $(dir $(STORE))
+# The embedded default: the sample district of Tongliao (generated, deterministic) end to end:
+# generate -> ingest -> analyze -> tile -> the one map served at http://127.0.0.1:$(PORT).
+# A second `make demo` reuses what is unchanged. DEMO_DIR holds the files and the store.
+DEMO_DIR ?= demo/district
+PORT ?= 8000
 demo: install
-	rm -rf $(DEMO)
+	$(BIN)/cim demo --dir $(DEMO_DIR) --port $(PORT)
+
+# Only the district's files (GeoPackage, LAZ, three IFC4 models, declaration, manifest).
+demo-generate: install
+	$(BIN)/cim demo generate $(DEMO_DIR)/data
+
+# The real third-party samples, each in a store of its own: a store in Tongliao's CRS with the
+# sample IFC models placed side by side (their own georeferences point elsewhere), and one store
+# per other sample region in a CRS that covers it (LiDAR + footprints of Paris-Saclay,
+# Montpellier's six tiles, Prague, Dover); the prefab, energy and PV analyzers on the Tongliao
+# store (PV also on the LiDAR roofs of Paris-Saclay); each store's 3D Tiles. `make serve`
+# serves the one map of the Tongliao samples store.
+DEMO := $(dir $(STORE))
+demo-samples: install
+	rm -rf $(DEMO)*.duckdb* $(DEMO)*.serve*
 	mkdir -p $(DEMO)
 	$(BIN)/cim --store $(STORE) init --crs EPSG:4550 --origin 122.2630,43.6170
 	$(BIN)/cim --store $(STORE) ingest samples/ifc/AC20-FZK-Haus.ifc --anchor 122.2600,43.6200,180,0
@@ -73,10 +85,10 @@ demo: install
 	for s in $(STORE) $(DEMO)lidarprod.duckdb $(DEMO)montpellier.duckdb $(DEMO)prague.duckdb \
 	    $(DEMO)dover.duckdb; do $(BIN)/cim --store $$s tile || exit 1; done
 	$(BIN)/cim --store $(DEMO)lidarprod.duckdb status
-	@echo "demo: stores and their tiles built in $(DEMO); analyzed: prefab (the assembly rate), energy (GB 55015-2021), pv (rooftop PV); not built yet: indicators (the health check)"
-	@echo "demo: the one map: $(BIN)/cim --store $(STORE) serve   (then open http://127.0.0.1:8000)"
+	@echo "demo-samples: stores and their tiles built in $(DEMO); analyzed: prefab (the assembly rate), energy (GB 55015-2021), pv (rooftop PV)"
+	@echo "demo-samples: the one map: make serve   (then open http://127.0.0.1:8000)"
 
-# Serves the one map of the demo's Tongliao store (after `make demo`).
+# Serves the one map of the samples' Tongliao store (after `make demo-samples`).
 serve: install
 	$(BIN)/cim --store $(STORE) serve
 

@@ -1,4 +1,8 @@
-"""Small IFC models built with ifcopenshell.api for the tests (no committed fixtures)."""
+"""Small IFC models built with ifcopenshell.api for the tests (no committed fixtures).
+
+The builder of boxes (``ModelBuilder``) and the precast tower with its declaration live in the
+demo's generator (``district.bim``), which ships them; the tests take them from there.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ import ifcopenshell.api.spatial
 import ifcopenshell.api.type
 import ifcopenshell.api.unit
 import numpy as np
+
+from district.bim import TOWER_DECLARATION, ModelBuilder, precast_tower
+
+__all__ = ["TOWER_DECLARATION", "ModelBuilder", "precast_tower"]
 
 
 def wall_model(
@@ -118,112 +126,6 @@ def to_rigid_operation(
     )
     model.write(str(path))
     return path
-
-
-class ModelBuilder:
-    """A model of boxes built with ifcopenshell.api, in IFC2X3, IFC4 or IFC4X3: a project in
-    metres (or without units), a site, a building and storeys, to which the quirks of
-    authoring tools are added (tests/test_ifc_quirks.py)."""
-
-    def __init__(
-        self, schema: str = "IFC4", *, units: bool = True, building: str = "Block A"
-    ) -> None:
-        f = ifcopenshell.api.project.create_file(version=schema)
-        if schema == "IFC2X3":  # IFC2X3 requires an owner history on every rooted entity
-            org = f.createIfcOrganization(None, "Tests")
-            f.createIfcPersonAndOrganization(f.createIfcPerson(), org)
-            f.createIfcApplication(org, "1", "tests", "tests")
-        self.file = f
-        self.project = ifcopenshell.api.root.create_entity(f, ifc_class="IfcProject", name="T")
-        if units:
-            ifcopenshell.api.unit.assign_unit(f, length={"is_metric": True, "raw": "METERS"})
-        model_ctx = ifcopenshell.api.context.add_context(f, context_type="Model")
-        self.body = ifcopenshell.api.context.add_context(
-            f,
-            context_type="Model",
-            context_identifier="Body",
-            target_view="MODEL_VIEW",
-            parent=model_ctx,
-        )
-        self.site = self.root("IfcSite", "Site")
-        self.building = self.root("IfcBuilding", building)
-        ifcopenshell.api.aggregate.assign_object(
-            f, products=[self.site], relating_object=self.project
-        )
-        ifcopenshell.api.aggregate.assign_object(
-            f, products=[self.building], relating_object=self.site
-        )
-        for product in (self.site, self.building):
-            ifcopenshell.api.geometry.edit_object_placement(f, product=product)
-
-    def root(self, ifc_class: str, name: str | None, **attributes: Any) -> Any:
-        entity = ifcopenshell.api.root.create_entity(self.file, ifc_class=ifc_class, name=name)
-        for key, value in attributes.items():
-            setattr(entity, key, value)
-        return entity
-
-    def storey(self, name: str, elevation: float) -> Any:
-        storey = self.root("IfcBuildingStorey", name, Elevation=elevation)
-        ifcopenshell.api.aggregate.assign_object(
-            self.file, products=[storey], relating_object=self.building
-        )
-        matrix = np.eye(4)
-        matrix[2, 3] = elevation
-        ifcopenshell.api.geometry.edit_object_placement(self.file, product=storey, matrix=matrix)
-        return storey
-
-    def box_representation(self, size: tuple[float, float, float], context: Any = None) -> Any:
-        dx, dy, dz = size
-        return ifcopenshell.api.geometry.add_slab_representation(
-            self.file,
-            context=context or self.body,
-            depth=dz,
-            polyline=[(0.0, 0.0), (dx, 0.0), (dx, dy), (0.0, dy)],
-        )
-
-    def box(
-        self,
-        ifc_class: str,
-        name: str | None,
-        at: tuple[float, float, float],
-        size: tuple[float, float, float],
-        container: Any = None,
-        representation: Any = None,
-    ) -> Any:
-        """A product of ``ifc_class`` shaped as a box of ``size`` with its corner at ``at``
-        (world metres), contained in (an element: aggregated into) ``container``, if any."""
-        f = self.file
-        product = self.root(ifc_class, name)
-        matrix = np.eye(4)
-        matrix[:3, 3] = at
-        ifcopenshell.api.geometry.edit_object_placement(f, product=product, matrix=matrix)
-        rep = representation if representation is not None else self.box_representation(size)
-        ifcopenshell.api.geometry.assign_representation(f, product=product, representation=rep)
-        if container is None:
-            pass
-        elif container.is_a("IfcElement") or ifc_class == "IfcSpace":
-            ifcopenshell.api.aggregate.assign_object(
-                f, products=[product], relating_object=container
-            )
-        else:
-            ifcopenshell.api.spatial.assign_container(
-                f, products=[product], relating_structure=container
-            )
-        return product
-
-    def pset(self, product: Any, name: str, properties: dict[str, Any], qto: bool = False) -> Any:
-        add = ifcopenshell.api.pset.add_qto if qto else ifcopenshell.api.pset.add_pset
-        edit = ifcopenshell.api.pset.edit_qto if qto else ifcopenshell.api.pset.edit_pset
-        definition = add(self.file, product=product, name=name)
-        if qto:
-            edit(self.file, qto=definition, properties=properties)
-        else:
-            edit(self.file, pset=definition, properties=properties)
-        return definition
-
-    def write(self, path: Path) -> Path:
-        self.file.write(str(path))
-        return path
 
 
 def storeyed(schema: str = "IFC4", *, units: bool = True) -> tuple[ModelBuilder, Any]:
@@ -415,150 +317,6 @@ def odd_values_model(path: Path, schema: str = "IFC4") -> Path:
     text = re.sub(r"(IFCBUILDINGSTOREY\('[^']*',[^,]*,'F1',.*),0\.\);", r"\1,*);", text)
     path.write_text(text)
     return path
-
-
-def _material(b: ModelBuilder, product: Any, name: str) -> None:
-    import ifcopenshell.api.material
-
-    cache = b.__dict__.setdefault("_materials", {})
-    if name not in cache:
-        cache[name] = ifcopenshell.api.material.add_material(b.file, name=name)
-    ifcopenshell.api.material.assign_material(b.file, products=[product], material=cache[name])
-
-
-def precast_tower(
-    path: Path,
-    tagging: str = "ifc",
-    storeys: int = 3,
-    origin: tuple[float, float] = (441000.0, 4830000.0),
-    crs: str = "EPSG:4550",
-) -> Path:
-    """A residential block with known precast members, georeferenced at Tongliao (EPSG:4550).
-
-    Each storey (3 m) holds: four load-bearing concrete walls 6 x 0.2 x 3 m (two precast),
-    four cast-in-place concrete columns 0.4 x 0.4 x 3 m, a precast composite floor slab
-    6 x 6 m, a precast stair flight 1 x 3 m in plan, two cast-in-place beams 6 x 0.3 m in
-    plan, two precast non-load-bearing external wall panels 6 x 3 m, and two internal
-    partitions 4 x 3 m (one gypsum board, one aerated-concrete block masonry).
-
-    By hand: vertical 7.2 / 16.32 = 44.1 % -> 22.0 points; horizontal 39 / 42.6 = 91.5 % ->
-    20; envelope non-masonry 100 % -> 5; partitions non-masonry 50 % -> 5.
-
-    ``tagging`` says how the precast members are marked: "ifc" (Pset_ConcreteElementGeneral
-    CastingMethod, and Pset_PrecastConcreteElementGeneral on the stair), "tekla" (each
-    precast member is the part of an IfcElementAssembly with 'Tekla Assembly' / 'Cast unit
-    type' = Prefab), "chinese" (是否预制 = 是, 构件类型 = 叠合板 / 预制楼梯), or "none".
-    """
-    b = ModelBuilder("IFC4", building="Tower 1")
-    f = b.file
-    ifcopenshell.api.georeference.add_georeferencing(f, name=crs)
-    ifcopenshell.api.georeference.edit_georeferencing(
-        f,
-        coordinate_operation={
-            "Eastings": origin[0],
-            "Northings": origin[1],
-            "OrthogonalHeight": 180.0,
-        },
-        projected_crs={"Name": crs},
-    )
-
-    def mark(product: Any, storey: Any, precast: bool, kind: str) -> None:
-        if tagging == "ifc":
-            if kind == "stair" and precast:
-                b.pset(product, "Pset_PrecastConcreteElementGeneral", {"TypeDesignation": "ST-1"})
-            else:
-                b.pset(
-                    product,
-                    "Pset_ConcreteElementGeneral",
-                    {"CastingMethod": "PRECAST" if precast else "INSITU"},
-                )
-        elif tagging == "tekla":
-            if precast:
-                assembly = b.root("IfcElementAssembly", f"CU-{product.Name}")
-                ifcopenshell.api.spatial.assign_container(
-                    f, products=[assembly], relating_structure=storey
-                )
-                ifcopenshell.api.geometry.edit_object_placement(f, product=assembly)
-                ifcopenshell.api.spatial.unassign_container(f, products=[product])
-                ifcopenshell.api.aggregate.assign_object(
-                    f, products=[product], relating_object=assembly
-                )
-                b.pset(assembly, "Tekla Assembly", {"Cast unit type": "Prefab"})
-            else:
-                b.pset(product, "Tekla Common", {"Cast unit type": "Cast in place"})
-        elif tagging == "chinese":
-            if not precast:
-                b.pset(product, "构件信息", {"是否预制": "否"})
-            elif kind == "slab":
-                b.pset(product, "构件信息", {"构件类型": "叠合板"})
-            elif kind == "stair":
-                b.pset(product, "构件信息", {"构件类型": "预制楼梯"})
-            else:
-                b.pset(product, "构件信息", {"是否预制": "是"})
-        elif tagging != "none":
-            raise ValueError(tagging)
-
-    def wall(name: str, at: Any, size: Any, storey: Any, bearing: bool, external: bool) -> Any:
-        w = b.box("IfcWall", name, at, size, storey)
-        b.pset(w, "Pset_WallCommon", {"LoadBearing": bearing, "IsExternal": external})
-        return w
-
-    for k in range(storeys):
-        z = 3.0 * k
-        st = b.storey(f"F{k + 1}", z)
-        # load-bearing walls: two precast (south and north), two cast in place (inside)
-        for i, (at, size, pre) in enumerate(
-            [
-                ((0.0, -0.2, z), (6.0, 0.2, 3.0), True),
-                ((0.0, 6.0, z), (6.0, 0.2, 3.0), True),
-                ((2.0, 0.0, z), (0.2, 6.0, 3.0), False),
-                ((4.0, 0.0, z), (0.2, 6.0, 3.0), False),
-            ]
-        ):
-            w = wall(f"LW{k}-{i}", at, size, st, bearing=True, external=i < 2)
-            _material(b, w, "C30 混凝土")
-            mark(w, st, pre, "wall")
-        for i, (x, y) in enumerate([(0.5, 0.5), (5.1, 0.5), (0.5, 5.1), (5.1, 5.1)]):
-            c = b.box("IfcColumn", f"C{k}-{i}", (x, y, z), (0.4, 0.4, 3.0), st)
-            _material(b, c, "C30 混凝土")
-            mark(c, st, False, "column")
-        slab = b.box("IfcSlab", f"S{k}", (0.0, 0.0, z + 2.8), (6.0, 6.0, 0.2), st)
-        slab.PredefinedType = "FLOOR"
-        _material(b, slab, "C30 混凝土")
-        mark(slab, st, True, "slab")
-        stair = b.box("IfcStairFlight", f"ST{k}", (7.0, 0.0, z), (1.0, 3.0, 2.8), st)
-        _material(b, stair, "C30 混凝土")
-        mark(stair, st, True, "stair")
-        for i, y in enumerate((1.0, 4.0)):
-            beam = b.box("IfcBeam", f"B{k}-{i}", (0.0, y, z + 2.4), (6.0, 0.3, 0.4), st)
-            _material(b, beam, "C30 混凝土")
-            mark(beam, st, False, "beam")
-        # non-load-bearing external panels (east and west), precast
-        for i, x in enumerate((-0.2, 6.0)):
-            p = wall(f"EP{k}-{i}", (x, 0.0, z), (0.2, 6.0, 3.0), st, bearing=False, external=True)
-            _material(b, p, "C30 混凝土")
-            mark(p, st, True, "panel")
-        light = wall("PT-a", (0.2, 3.0, z), (4.0, 0.1, 3.0), st, bearing=False, external=False)
-        _material(b, light, "轻钢龙骨石膏板")
-        block = wall("PT-b", (0.2, 2.0, z), (4.0, 0.2, 3.0), st, bearing=False, external=False)
-        _material(b, block, "加气混凝土砌块")
-    return b.write(path)
-
-
-#: the declaration that goes with ``precast_tower`` in the tests (the items a model cannot
-#: show): fit-out 6, dry floors 75 % -> 6, kitchens 80 % -> 4.5, no bathroom (Q4 6), pipes
-#: 60 % -> 5, envelope integrated 65 % -> 3.5; partitions integrated not declared
-TOWER_DECLARATION = {
-    "building": "Tower 1",
-    "items": {
-        "full_fitout": True,
-        "dry_floor": 0.75,
-        "integrated_kitchen": 0.8,
-        "integrated_bathroom": "absent",
-        "pipe_separation": 0.6,
-        "envelope_integrated": 0.65,
-    },
-}
 
 
 #: the energy box: (face, window width, height, count); gross facades 10 x 6 m (south, north)

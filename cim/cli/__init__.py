@@ -7,7 +7,7 @@ stays fast.
 
 from __future__ import annotations
 
-from cim.cli import analyze, ingest, init, jobs, place, serve, status, tile, token
+from cim.cli import analyze, demo, ingest, init, jobs, place, serve, status, tile, token
 from cim.cli.base import cli
 
 cli.add_command(init.init)
@@ -20,6 +20,7 @@ cli.add_command(tile.tile)
 cli.add_command(tile.export_tiles)
 cli.add_command(serve.serve)
 cli.add_command(token.token)
+cli.add_command(demo.demo)
 
 __all__ = ["cli", "main"]
 

@@ -108,19 +108,40 @@ def serve(
     The server holds the store while it runs: uploads and re-tiling are jobs inside it, and
     other `cim` commands that write are told to use its API. Ctrl-C stops it.
     """
+    from cim.executor import get_executor
+
+    store = open_store(ctx)
+    run_server(
+        store,
+        get_executor(cluster, workers),
+        host=host,
+        port=port,
+        private=private,
+        max_upload_bytes=max_upload_mb << 20,
+    )
+
+
+def run_server(
+    store: Store,
+    executor: Executor,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    private: bool = False,
+    max_upload_bytes: int = 512 << 20,
+) -> None:
+    """Serve the one map over ``store`` (which the server owns and closes) until Ctrl-C."""
     import uvicorn
 
-    from cim.executor import get_executor
     from viewer.app import create_app
     from viewer.http import CoalescingHttpToolsProtocol
     from viewer.state import ServerState, Settings
 
-    store = open_store(ctx)
     state = ServerState(
         store=store,
         pipeline=CliPipeline(),
-        executor=get_executor(cluster, workers),
-        settings=Settings(private=private, max_upload_bytes=max_upload_mb << 20),
+        executor=executor,
+        settings=Settings(private=private, max_upload_bytes=max_upload_bytes),
     )
     url = f"http://{host}:{port}"
     state.publish(url)
