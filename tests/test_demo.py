@@ -31,6 +31,7 @@ from cim.cli.demo import DemoRun, run_pipeline
 from cim.cli.serve import CliPipeline
 from cim.executor import SerialExecutor
 from cim.store import Store
+from cim.tilefiles import TILESETS
 from district import generate, read_manifest
 from district.lidar import DENSITY
 from district.plan import plan
@@ -221,7 +222,7 @@ def test_every_indicator_has_a_status_when_the_analyzer_exists(client: TestClien
 @pytest.mark.slow
 def test_every_tileset_is_sound(demo: Path, client: TestClient) -> None:
     sets = client.get("/api/tilesets").json()["tilesets"]
-    assert {s["name"] for s in sets} == {"buildings", "bim", "points"}
+    assert {s["name"] for s in sets} == set(TILESETS) == {"buildings", "bim", "points", "pv"}
     glbs = []
     for s in sets:
         assert s["state"] == "ok"
