@@ -150,7 +150,7 @@ class IndicatorsAnalyzer:
 
     def _fingerprint(self, store: Store, geom: Any) -> str:
         x0, y0, x1, y1 = shapely.bounds(shapely.buffer(geom, self.targets.reach()))
-        box = [x1, x0, y1, y0]
+        box = [x0, x1, y0, y1]
         sources = store.con.execute(
             "SELECT DISTINCT s.sha256 FROM sources s WHERE s.status = 'ingested' AND ("
             " s.id IN (SELECT source_id FROM buildings WHERE xmax >= ? AND xmin <= ? "

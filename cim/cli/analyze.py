@@ -43,6 +43,16 @@ from cim.cli.base import emit_json, json_option, open_store, progress_bar
     "default: the clear sky scaled to the site's monthly climate "
     "(schemas/standards/pv-rules.json).",
 )
+@click.option(
+    "--targets",
+    help="indicators: the health check's targets, by id (schemas/standards/) or as a file "
+    "(another city's; remembered by the store). Default: tongliao-2025-targets.",
+)
+@click.option(
+    "--boundary",
+    type=int,
+    help="indicators: only this boundary (its feature id); default: every boundary.",
+)
 @json_option("Print one JSON document (schemas/analyze.schema.json).")
 @click.pass_context
 def analyze(
@@ -54,6 +64,8 @@ def analyze(
     standard: str | None,
     zone: str | None,
     weather: Path | None,
+    targets: str | None,
+    boundary: int | None,
     as_json: bool,
 ) -> None:
     """Run an analyzer (prefab: the assembly rate by GB/T 51129-2017; energy: the envelope
@@ -77,6 +89,10 @@ def analyze(
         raise UsageError("--zone is for `cim analyze energy`")
     if weather is not None and "pv" not in names:
         raise UsageError("--weather is for `cim analyze pv`")
+    if (targets is not None or boundary is not None) and "indicators" not in names:
+        raise UsageError("--targets and --boundary are for `cim analyze indicators`")
+    if building is not None and name == "indicators":
+        raise UsageError("the indicators are for boundaries: give --boundary, not --building")
     reports: dict[str, Any] = {}
     with open_store(ctx) as store:
         if declaration is not None:
@@ -101,8 +117,12 @@ def analyze(
             options: dict[str, Any] = {"store": store, "standard": standard}
             if n == "pv":
                 options["weather"] = weather
+            if n == "indicators":
+                options["targets"] = targets
             analyzer = ANALYZERS[n](**options)
-            args = {"analyzer": n, "building": building, "all": everything}
+            # the indicators' subjects are boundaries: --boundary picks one as --building does
+            one = boundary if n == "indicators" else building
+            args = {"analyzer": n, "building": one, "all": everything}
             with (
                 progress_bar(f"analyze {n}", enabled=not as_json) as bar,
                 run_job(store, "analyze", args, on_progress=bar) as job,
@@ -110,13 +130,20 @@ def analyze(
                 report = run_analyzer(
                     store,
                     analyzer,
-                    building=building,
+                    building=one,
                     everything=everything,
                     job_id=job.id,
                     progress=job.update,
                 )
                 job.result = {k: v for k, v in report.items() if k != "results"}
-            if building is not None:
+            if n == "indicators":
+                from cim.model.analyses import stored
+
+                rows = stored(store, n)
+                report["boundaries"] = [
+                    rows[r["subject"]]["result"] for r in report["results"] if r["subject"] in rows
+                ]
+            elif building is not None:
                 from cim.model.analyses import stored
 
                 row = stored(store, n).get(f"building:{building}")
@@ -132,7 +159,8 @@ def analyze(
 
 def _print(console: Console, name: str, report: dict[str, Any]) -> None:
     console.print(
-        f"[bold]{name}[/]: {report['subjects']} buildings, {report['computed']} computed, "
+        f"[bold]{name}[/]: {report['subjects']} "
+        f"{'areas' if name == 'indicators' else 'buildings'}, {report['computed']} computed, "
         f"{report['unchanged']} unchanged ({report['rules']})"
     )
     for f in report.get("failed", []):
@@ -141,6 +169,11 @@ def _print(console: Console, name: str, report: dict[str, Any]) -> None:
         from cim.cli.energy_report import print_energy
 
         print_energy(console, report)
+        return
+    if name == "indicators":
+        from cim.cli.indicators_report import print_indicators
+
+        print_indicators(console, report)
         return
     if name == "pv":
         from cim.cli.pv_report import print_pv
