@@ -330,12 +330,14 @@ def test_api_indicators(town: Store, tmp_path: Path) -> None:
     with serve(path) as client:
         r = client.get("/api/indicators")
         assert r.status_code == 404 and "cim analyze indicators" in r.text
+        assert client.get("/api/analyses").json() == {"analyses": {}}
     again = Store.open(path)
     try:
         indicators(again)
     finally:
         again.close()
     with serve(path) as client:
+        assert client.get("/api/analyses").json() == {"analyses": {"indicators": 1}}
         doc = client.get("/api/indicators").json()
         (area,) = doc["areas"]
         validate_against(area, "indicators.schema.json")

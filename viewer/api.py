@@ -28,7 +28,7 @@ from cim.crs import transformer
 from cim.errors import CimError, Conflict, InputFileError, NotFound, UsageError
 from cim.executor import SerialExecutor
 from cim.jobs import JobJson, list_jobs
-from cim.model.analyses import stored
+from cim.model.analyses import result_counts, stored
 from cim.model.buildings import building_detail, building_page
 from cim.status import status_document
 from cim.store import SourceRow
@@ -464,6 +464,14 @@ async def upload(
         },
         status_code=202,
     )
+
+
+@router.get("/analyses", summary="How many results each analyzer has stored")
+def analyses(request: Request, _: Token | None = Depends(reader)) -> dict[str, Any]:
+    """``{"analyses": {name: count}}``: which analyses a page can read (none: not run yet)."""
+    state = state_of(request)
+    with state.reader() as store:
+        return {"analyses": result_counts(store)}
 
 
 @router.get("/indicators", summary="The city health check's indicators (城市体检)")

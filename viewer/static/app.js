@@ -13,6 +13,7 @@
 import { ApiError, followJob, getJson, setToken, token, uploadFile } from "./api.js";
 import { ATTRIBUTES, renderLegend, styleFor } from "./colour.js";
 import { applyLabels, currentLang, onLangChange, setLang, t } from "./i18n.js";
+import { initIndicators } from "./indicators.js";
 
 const Cesium = window.Cesium;
 const params = new URLSearchParams(window.location.search);
@@ -1259,6 +1260,8 @@ async function main() {
   restoreSignIn();
   const [added] = await Promise.all([loadTilesets(), ogcCollections(), findGround()]);
   renderLayers();
+  const hooks = { tileset: () => state.tilesets.buildings, render: () => scene.requestRender() };
+  initIndicators($("indicators-section"), { ...hooks, restore: applyStyle }).catch((e) => errors.push(message(e)));
   if (!added.length) {
     $("hint").textContent = t("emptyHint");
     $("hint").hidden = false;
