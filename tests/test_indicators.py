@@ -188,6 +188,7 @@ def test_grid_city_exact_figures(town: Store) -> None:
     # nothing scored by the prefab or PV analyzers: no data, never 0
     for key in ("prefab_share", "pv_renewable_share"):
         assert got[key]["status"] == "no_data" and got[key]["value"] is None
+    assert "cim analyze prefab" in got["prefab_share"]["why_no_data"]
     assert result["counts"] == {"met": 1, "not_met": 8, "no_data": 2}
 
 
@@ -237,15 +238,54 @@ def test_kept_results_and_what_a_reingest_recomputes(town: Store, tmp_path: Path
     ingest(town, far)
     first = indicators(town)
     assert (first["subjects"], first["computed"]) == (2, 2)
+
+    def fingerprints() -> dict[str, str]:
+        rows = stored(town, "indicators").values()
+        return {r["result"]["boundary"]["name"]: r["fingerprint"] for r in rows}
+
     assert indicators(town)["computed"] == 0
+    before = fingerprints()
     # the far area's file changes: only its boundary is measured again
     write_layer(far, [box(5000, 0, 6000, 1000)], CRS, "boundary", name=np.array(["far"]))
     write_layer(far, [box(5200, 100, 5220, 120)], CRS, "buildings", floors=np.array([4]))
     ingest(town, far)
     third = indicators(town)
-    assert third["computed"] == 1
-    changed = [r["name"] for r in third["results"]]
-    assert sorted(changed) == ["far", "grid town"]
+    # (the far boundary is a new feature of the re-ingested file: a new subject; the old row
+    # went with the old source's rows)
+    assert (third["computed"], third["unchanged"]) == (1, 1)
+    after = fingerprints()
+    assert after["grid town"] == before["grid town"] and after["far"] != before["far"]
+
+
+def test_prefab_and_pv_results_are_read_and_make_it_stale(town: Store) -> None:
+    """The prefab and PV analyzers' stored results (written here as they would be) count, and
+    a change in them makes the indicators stale."""
+    indicators(town)
+    ids = {n: i for i, n in names_of(town).items()}
+
+    def keep(analyzer: str, name: str, summary: dict[str, Any], fp: str) -> None:
+        town.con.execute(
+            "INSERT OR REPLACE INTO analyses (analyzer, subject, building_id, source_id, "
+            "fingerprint, rules, summary, result) VALUES (?, ?, ?, 1, ?, 'test', ?, '{}')",
+            [analyzer, f"building:{ids[name]}", ids[name], fp, json.dumps(summary)],
+        )
+
+    keep("prefab", "H1", {"prefabricated": True}, "a")
+    keep("prefab", "H4", {"prefabricated": False}, "a")
+    keep("pv", "H1", {"pv_kwh": 48000.0}, "a")
+    keep("pv", "H2", {"pv_kwh": 12000.0}, "a")
+    report = indicators(town)
+    assert report["computed"] == 1
+    got = by_id(stored(town, "indicators")[report["results"][0]["subject"]]["result"])
+    # new and scored: H1 (6 x 400 m2, prefabricated), H4 (9 x 400 m2): 2400 / 6000
+    assert got["prefab_share"]["value"] == pytest.approx(2400 / 6000)
+    assert got["prefab_share"]["status"] == "met"
+    assert len(got["prefab_share"]["evidence"]["unknown"]) == 3  # H3, H5, the school
+    # 60,000 kWh over (2400 + 1200 m2) x 40 kWh/m2
+    assert got["pv_renewable_share"]["value"] == pytest.approx(60000 / (3600 * 40))
+    assert indicators(town)["computed"] == 0
+    keep("pv", "H2", {"pv_kwh": 6000.0}, "b")  # a PV result recomputed
+    assert indicators(town)["computed"] == 1
 
 
 def test_no_boundary_uses_the_hull_of_the_buildings(make_store: MakeStore) -> None:

@@ -100,13 +100,13 @@ class Found:
     no_data: str | None = None  # why the status is no_data although a value was found
 
 
-def _layer(layer_id: str, label: str, ids: list[int]) -> dict[str, Any]:
-    return {"id": layer_id, "label": label, "building_ids": ids}
+def _layer(layer_id: str, label: str, label_zh: str, ids: list[int]) -> dict[str, Any]:
+    return {"id": layer_id, "label": label, "label_zh": label_zh, "building_ids": ids}
 
 
 def road_density(a: Area) -> Found:
     if not a.has_role["roads"]:
-        return Found(None, {"roads": 0}, ["no road layer in the store"])
+        return Found(None, {"roads": 0}, [], no_data="no road layer in the store")
     lines = [f.geometry for f in a.roads if f.geometry.geom_type.endswith("LineString")]
     polys = [f.geometry for f in a.roads if f.geometry.geom_type.endswith("Polygon")]
     from_polys = road_lines([], polys)
@@ -194,7 +194,7 @@ def park_coverage(a: Area) -> Found:
     res = a.residential()
     if not a.has_role["parks"] or not res.any():
         why = "no park layer in the store" if not a.has_role["parks"] else "no homes"
-        return Found(None, {"residential": int(res.sum())}, [why])
+        return Found(None, {"residential": int(res.sum())}, [], no_data=why)
     pk = a.targets["parks"]
     parks = [f for f in a.parks if f.geometry.area >= float(pk["min_area_ha"]) * 1e4]
     reach = np.array([_park_distance(f.geometry.area, pk["size_classes"]) for f in parks])
@@ -216,7 +216,14 @@ def park_coverage(a: Area) -> Found:
             "not_covered": a.ids(out),
         },
         ["straight-line distance from a footprint to a park's edge, by the park's size class"],
-        [_layer("not_covered", "homes beyond a park's service distance", a.ids(out))],
+        [
+            _layer(
+                "not_covered",
+                "homes beyond a park's service distance",
+                "公园服务半径外的住宅",
+                a.ids(out),
+            )
+        ],
     )
 
 
@@ -231,7 +238,7 @@ def life_circle(a: Area) -> Found:
     res = a.residential()
     if not a.has_role["pois"] or not res.any():
         why = "no facility (POI) layer in the store" if not a.has_role["pois"] else "no homes"
-        return Found(None, {"residential": int(res.sum())}, [why])
+        return Found(None, {"residential": int(res.sum())}, [], no_data=why)
     types = a.targets["facilities"]["types"]
     homes = shapely.get_coordinates(shapely.point_on_surface(a.buildings.footprints[res]))
     home_ids = a.buildings.ids[res]
@@ -274,7 +281,14 @@ def life_circle(a: Area) -> Found:
             "max_snap_m": round(float(snaps.max()), 1) if len(snaps) else None,
             "not_covered": missing,
         }
-        layers.append(_layer(t["id"], f"homes without {t['name_zh']} within {limit:g} m", missing))
+        layers.append(
+            _layer(
+                t["id"],
+                f"homes without {t['id'].replace('_', ' ')} within {limit:g} m",
+                f"{limit:g} 米内无{t['name_zh']}的住宅",
+                missing,
+            )
+        )
     return Found(
         min(shares),
         {
@@ -293,8 +307,9 @@ def heights(a: Area) -> tuple[Found, Found]:
     known = res & np.isfinite(floors)
     tall = known & (floors > 18)
     if not known.any():
-        none = Found(None, {"residential": int(res.sum())}, ["no home has a number of floors"])
-        return none, Found(None, dict(none.evidence), list(none.method))
+        why = "no home has a number of floors"
+        none = Found(None, {"residential": int(res.sum())}, [], no_data=why)
+        return none, Found(None, dict(none.evidence), [], no_data=why)
     over = Found(
         float((tall & new).sum()),
         {
@@ -303,7 +318,7 @@ def heights(a: Area) -> tuple[Found, Found]:
             "over_18_older": a.ids(tall & ~new),
         },
         [f"residential buildings with more than 18 floors built since {a.targets['new_since']}"],
-        [_layer("over_18", "homes over 18 floors", a.ids(tall))],
+        [_layer("over_18", "homes over 18 floors", "18 层以上住宅", a.ids(tall))],
     )
     fa = a.floor_area()
     total = low = 0.0
@@ -324,7 +339,14 @@ def heights(a: Area) -> tuple[Found, Found]:
             "floor_area_estimated": estimated,
         },
         ["floor area: gross floor area, else footprint area times floors"],
-        [_layer("over_6", "new homes over 6 floors", a.ids(known & new & (floors > 6)))],
+        [
+            _layer(
+                "over_6",
+                "new homes over 6 floors",
+                "6 层以上新建住宅",
+                a.ids(known & new & (floors > 6)),
+            )
+        ],
     )
     return over, share
 
@@ -357,8 +379,10 @@ def prefab_share(a: Area) -> Found:
         "scored; those it did not score are listed as unknown"
     ]
     layers = [
-        _layer("prefabricated", "new prefabricated buildings", prefab_ids[:MAX_IDS]),
-        _layer("unknown", "new buildings not scored", unknown[:MAX_IDS]),
+        _layer(
+            "prefabricated", "new prefabricated buildings", "新建装配式建筑", prefab_ids[:MAX_IDS]
+        ),
+        _layer("unknown", "new buildings not scored", "未评价的新建建筑", unknown[:MAX_IDS]),
     ]
     return Found(prefab / scored if scored > 0 else None, evidence, method, layers)
 
@@ -373,7 +397,14 @@ def green_share(a: Area) -> Found:
         int(rated.sum()) / n if n else None,
         {"new_buildings": int(new.sum()), "rating_known": n, "rated": int(rated.sum())},
         ["green_star 1-3 counts as rated, 0 as not rated; unknown ratings are left out"],
-        [_layer("not_rated", "new buildings without a green star", a.ids(known & ~rated))],
+        [
+            _layer(
+                "not_rated",
+                "new buildings without a green star",
+                "无星级的新建建筑",
+                a.ids(known & ~rated),
+            )
+        ],
     )
 
 
@@ -410,7 +441,14 @@ def flagged_area(a: Area, flag: str) -> Found:
             "buildings whose attribute says so (names from schemas/gis_attributes.json); "
             "floor area: gross floor area, else footprint area times floors"
         ],
-        [_layer(flag, f"buildings marked {flag}", ids[:MAX_IDS])],
+        [
+            _layer(
+                flag,
+                f"buildings marked {flag}",
+                "超低能耗建筑" if flag == "ultra_low_energy" else "节能改造建筑",
+                ids[:MAX_IDS],
+            )
+        ],
     )
 
 

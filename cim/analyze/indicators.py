@@ -40,6 +40,17 @@ DEFAULT_TARGETS = "tongliao-2025-targets"
 SCHEMA = STANDARDS / "targets.schema.json"
 GIS_ATTRIBUTES = STANDARDS.parent / "gis_attributes.json"
 FLAGS = ("ultra_low_energy", "energy_retrofit")
+#: why an indicator has no value, when its measure found nothing to measure
+NO_DATA = {
+    "road_density": "the built-up area has no area",
+    "prefab_share": "no new building scored by the prefab analyzer (run `cim analyze prefab`)",
+    "green_star_share": "no new building with a known green star rating",
+    "ultra_low_energy_area": "no building carries an ultra-low-energy attribute",
+    "retrofit_area": "no building carries an energy-retrofit attribute",
+    "pv_renewable_share": "no building with a PV result (`cim analyze pv`) and a floor area",
+    "low_rise_share": "no new home with a number of floors and a floor area",
+    "permeable_share": "the built-up area has no area",
+}
 #: the analyzers whose stored results the indicators read
 READS = ("prefab", "pv")
 
@@ -287,7 +298,8 @@ def _row(spec: dict[str, Any], found: m.Found) -> dict[str, Any]:
         "value": None if value is None else round(float(value), 6),
         "target": spec["target"],
         "status": status,
-        "why_no_data": found.no_data or (None if value is not None else "; ".join(found.method)),
+        "why_no_data": found.no_data
+        or (None if value is not None else NO_DATA.get(spec["id"], "nothing to measure")),
         "evidence": found.evidence,
         "method": [spec["computed"], *found.method],
         "map": {"layers": found.layers},

@@ -108,7 +108,8 @@ export async function initIndicators(section, hooks) {
       li.classList.add("picked");
       const layers = document.createElement("small");
       layers.textContent =
-        say("layer") + indicator.map.layers.map((l) => `${l.label} (${l.building_ids.length})`).join("; ");
+        say("layer") + indicator.map.layers
+          .map((l) => `${currentLang() === "zh" ? l.label_zh : l.label} (${l.building_ids.length})`).join("; ");
       li.append(document.createElement("br"), layers);
     }
     li.addEventListener("click", () => pick(indicator));
