@@ -39,6 +39,9 @@ class Area:
     attributes: dict[int, dict[str, Any]]  # building id -> its GIS attributes
     flag_names: dict[str, list[str]]  # ultra_low_energy / energy_retrofit -> attribute names
     _floor: list[tuple[float | None, bool]] | None = field(default=None, repr=False)
+    _centrelines: tuple[NDArray[np.object_], NDArray[np.object_]] | None = field(
+        default=None, repr=False
+    )
 
     @property
     def area_m2(self) -> float:
@@ -83,6 +86,16 @@ class Area:
             self._floor = out
         return self._floor
 
+    def road_lines(self) -> tuple[NDArray[np.object_], NDArray[np.object_]]:
+        """Every road as lines, and the part of them that comes from road polygons (their
+        centrelines, computed once for every measure)."""
+        if self._centrelines is None:
+            lines = [f.geometry for f in self.roads if f.geometry.geom_type.endswith("LineString")]
+            polys = [f.geometry for f in self.roads if f.geometry.geom_type.endswith("Polygon")]
+            from_polys = road_lines([], polys)
+            self._centrelines = (np.concatenate([road_lines(lines, []), from_polys]), from_polys)
+        return self._centrelines
+
     def stored(self, by_id: dict[int, dict[str, Any]], i: int) -> dict[str, Any] | None:
         """An analyzer's summary for building ``i``: its own row's, else a linked row's."""
         for row in (int(self.buildings.ids[i]), *self.buildings.linked[i]):
@@ -109,8 +122,7 @@ def road_density(a: Area) -> Found:
         return Found(None, {"roads": 0}, [], no_data="no road layer in the store")
     lines = [f.geometry for f in a.roads if f.geometry.geom_type.endswith("LineString")]
     polys = [f.geometry for f in a.roads if f.geometry.geom_type.endswith("Polygon")]
-    from_polys = road_lines([], polys)
-    all_lines = road_lines(lines, polys)
+    all_lines, from_polys = a.road_lines()
     inside = shapely.intersection(all_lines, a.geometry)
     km = float(shapely.length(inside).sum()) / 1000.0
     km_polys = float(shapely.length(shapely.intersection(from_polys, a.geometry)).sum()) / 1000
@@ -242,10 +254,7 @@ def life_circle(a: Area) -> Found:
     types = a.targets["facilities"]["types"]
     homes = shapely.get_coordinates(shapely.point_on_surface(a.buildings.footprints[res]))
     home_ids = a.buildings.ids[res]
-    lines = road_lines(
-        [f.geometry for f in a.roads if f.geometry.geom_type.endswith("LineString")],
-        [f.geometry for f in a.roads if f.geometry.geom_type.endswith("Polygon")],
-    )
+    lines, _ = a.road_lines()
     net = Network.of(lines) if len(lines) else None
     method = (
         "network distance over the road centrelines; homes (a point on the footprint) and "
