@@ -76,14 +76,16 @@ RIVER = (106, 690, 894, 710)
 PARKS = [("small", (600, 550, 700, 600)), ("big", (150, 750, 350, 850))]
 
 
-def grid_city(path: Path, *, landcover: bool = True, pois: bool = True) -> Path:
+def grid_city(path: Path, *, landcover: bool = True, pois: bool = True, roads: bool = True) -> Path:
     """The grid city as one GeoPackage (layers roads, landcover, parks, pois, boundary,
     buildings), in the project CRS."""
-    roads = [line((-200, y), (1200, y)) for y in (100, 500, 900)]
-    roads += [line((x, -200), (x, 1200)) for x in (100, 900)]
-    roads += [line((500, -200), (500, 500))]
-    write_layer(path, roads, CRS, "roads", highway=np.array(["residential"] * len(roads)))
-    write_layer(path, [box(500, 294, 900, 306)], CRS, "road_areas", highway=np.array(["tertiary"]))
+    if roads:
+        lines = [line((-200, y), (1200, y)) for y in (100, 500, 900)]
+        lines += [line((x, -200), (x, 1200)) for x in (100, 900)]
+        lines += [line((500, -200), (500, 500))]
+        write_layer(path, lines, CRS, "roads", highway=np.array(["residential"] * len(lines)))
+        area = [box(500, 294, 900, 306)]
+        write_layer(path, area, CRS, "road_areas", highway=np.array(["tertiary"]))
     if landcover:
         open_ = [box(*GREEN), box(*RIVER), *(box(*b) for _, b in PARKS)]
         paved = shapely.difference(box(0, 0, 1000, 1000), shapely.union_all(open_))
@@ -229,6 +231,22 @@ def test_missing_data_is_no_data(make_store: MakeStore, tmp_path: Path) -> None:
     perm = got["permeable_share"]
     assert perm["status"] == "no_data" and "no known land cover" in perm["why_no_data"]
     assert got["road_density"]["status"] == "not_met"
+
+
+def test_without_roads_the_life_circle_is_straight_line(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    store = make_store(CRS)
+    ingest(store, grid_city(tmp_path / "noroads.gpkg", roads=False))
+    report = indicators(store)
+    got = by_id(stored(store, "indicators")[report["results"][0]["subject"]]["result"])
+    life = got["life_circle"]
+    assert life["evidence"]["network"] is False
+    assert any("straight-line" in m and "no roads" in m for m in life["method"])
+    kg = life["evidence"]["types"]["kindergarten"]
+    assert kg["covered"] == kg["straight_line_covered"] == 2  # H5 and H6
+    assert got["road_density"]["status"] == "no_data"
+    assert got["road_density"]["why_no_data"] == "no road layer in the store"
 
 
 def test_kept_results_and_what_a_reingest_recomputes(town: Store, tmp_path: Path) -> None:

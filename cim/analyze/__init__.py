@@ -81,7 +81,7 @@ def _indicators(
         with contextlib.suppress(KeyError):
             ref = store.meta(INDICATORS_TARGETS_KEY)
     loaded = load_targets(ref or DEFAULT_TARGETS)
-    if store is not None and ref is not None:
+    if store is not None and targets is not None:  # only when given: a read stays a read
         keep = loaded.doc["id"] if loaded.path.parent == STANDARDS else str(loaded.path.resolve())
         store.set_meta(INDICATORS_TARGETS_KEY, keep)
     return IndicatorsAnalyzer(targets=loaded)
