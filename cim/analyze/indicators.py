@@ -9,7 +9,8 @@ map shows.
 
 A subject's fingerprint covers what it reads: the sha256 of every source with a building or a
 feature within reach of the boundary (its box grown by the longest walking or park distance),
-the targets file, and the fingerprints of the prefab and PV results of the buildings there.
+where the buildings there stand and how they are linked (a model placed anew), the targets file,
+and the fingerprints of the prefab and PV results of the buildings there.
 """
 
 from __future__ import annotations
@@ -176,9 +177,18 @@ class IndicatorsAnalyzer:
             "AND b.xmax >= ? AND b.xmin <= ? AND b.ymax >= ? AND b.ymin <= ? ORDER BY 1, 2",
             box,
         ).fetchall()
+        # where the buildings stand and how they are linked: a model placed anew, or linked to
+        # a footprint, changes what is measured without a new source
+        placed = store.con.execute(
+            "SELECT md5(string_agg(concat_ws(',', id, same_as, round(xmin, 2), round(ymin, 2), "
+            "round(xmax, 2), round(ymax, 2)), ';' ORDER BY id)) FROM buildings "
+            "WHERE xmax >= ? AND xmin <= ? AND ymax >= ? AND ymin <= ?",
+            box,
+        ).fetchone()
         return fingerprint(
             [s[0] for s in sources],
             [list(r) for r in results],
+            placed[0] if placed else None,
             shapely.to_wkb(geom).hex(),
             self.targets.sha256,
             _flag_names(),
