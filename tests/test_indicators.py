@@ -273,6 +273,14 @@ def test_kept_results_and_what_a_reingest_recomputes(town: Store, tmp_path: Path
     assert (third["computed"], third["unchanged"]) == (1, 1)
     after = fingerprints()
     assert after["grid town"] == before["grid town"] and after["far"] != before["far"]
+    # a building of the town moved (as `cim place` moves a model): the town only
+    town.con.execute(
+        "UPDATE buildings SET xmin = xmin + 5, xmax = xmax + 5, "
+        "footprint = ST_Translate(footprint, 5, 0) WHERE name = 'H1'"
+    )
+    moved = indicators(town)
+    assert (moved["computed"], moved["unchanged"]) == (1, 1)
+    assert fingerprints()["far"] == after["far"]
 
 
 def test_prefab_and_pv_results_are_read_and_make_it_stale(town: Store) -> None:
