@@ -161,6 +161,11 @@ export async function initIndicators(section, hooks) {
   }
 
   onLangChange(render);
+  // a colouring chosen in the list replaces the indicator's
+  document.getElementById("colour")?.addEventListener("change", () => {
+    view.picked = null;
+    render();
+  });
   render();
   return view;
 }
