@@ -58,3 +58,8 @@ class Pipeline(Protocol):
     def analyses_state(self, store: Store) -> dict[str, dict[str, int]]:
         """Per analyzer: buildings with a current, stale or no result (`cim status`)."""
         ...
+
+    def fingerprints(self, store: Store, analyzer: str) -> dict[str, str]:
+        """An analyzer's subjects and the fingerprints of their inputs now (a stored result
+        with another fingerprint is stale)."""
+        ...

@@ -209,7 +209,9 @@ def _analyses_attention(state: AnalysesState) -> list[AttentionItem]:
             out.append(
                 {
                     "reason": "analyses_stale",
-                    "message": f"{n['stale'] + n['missing']} building(s) without a current "
+                    # (the health check's subjects are built-up areas, not buildings)
+                    "message": f"{n['stale'] + n['missing']} "
+                    f"{'area(s)' if name == 'indicators' else 'building(s)'} without a current "
                     f"{name} result ({n['stale']} stale, {n['missing']} never analysed): run "
                     f"`cim analyze {name}`",
                 }

@@ -141,10 +141,12 @@ def test_status_lists_what_needs_attention(tmp_path: Path) -> None:
     r = run("--store", str(prague), "ingest", str(bubenec), "--layer", "buildings")
     assert r.returncode == 0, r.stderr
     doc = json.loads(run("--store", str(prague), "status", "--json").stdout)
-    item, energy = doc["attention"]
+    item, energy, health = doc["attention"]
     assert item["reason"] == "heights_unknown" and item["message"].startswith("144 building")
-    # the energy code's screening covers footprints too: not run yet
+    # the energy code's screening covers footprints too: not run yet; nor the health check of
+    # the built-up area (the buildings' convex hull)
     assert energy["reason"] == "analyses_stale" and "cim analyze energy" in energy["message"]
+    assert health["reason"] == "analyses_stale" and "cim analyze indicators" in health["message"]
 
 
 def _cli_slowed_at(

@@ -210,9 +210,12 @@ def test_status_is_for_operators(client: TestClient, city: City) -> None:
     assert [a["reason"] for a in doc["attention"]].count("needs_placement") == 1
 
 
-def test_indicators_say_they_are_not_built_yet(client: TestClient) -> None:
+def test_indicators_say_how_to_compute_them(client: TestClient) -> None:
+    """Never computed in this store: 404 naming the command (tests/test_indicators.py has the
+    computed ones)."""
     body = assert_error(client.get("/api/indicators"), 404, "not_found")
-    assert "health check is not built yet" in body["message"]
+    assert "run `cim analyze indicators`" in body["message"]
+    assert "indicators" not in client.get("/api/analyses").json()["analyses"]
 
 
 # ---- tiles -----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from cim.crs import transformer
 from cim.errors import CimError, Conflict, InputFileError, NotFound, UsageError
 from cim.executor import SerialExecutor
 from cim.jobs import JobJson, list_jobs
+from cim.model.analyses import result_counts, stored
 from cim.model.buildings import building_detail, building_page
 from cim.status import status_document
 from cim.store import SourceRow
@@ -465,9 +466,39 @@ async def upload(
     )
 
 
+@router.get("/analyses", summary="How many results each analyzer has stored")
+def analyses(request: Request, _: Token | None = Depends(reader)) -> dict[str, Any]:
+    """``{"analyses": {name: count}}``: which analyses a page can read (none: not run yet)."""
+    state = state_of(request)
+    with state.reader() as store:
+        return {"analyses": result_counts(store)}
+
+
 @router.get("/indicators", summary="The city health check's indicators (城市体检)")
-def indicators(_: Token | None = Depends(reader)) -> Any:
-    raise NotFound(
-        "the city health check is not built yet (cim analyze indicators, issue #28): "
-        "no indicators to show"
-    )
+def indicators(
+    request: Request,
+    boundary: int | None = Query(None, ge=0, le=2**62, description="one boundary's feature id"),
+    _: Token | None = Depends(reader),
+) -> dict[str, Any]:
+    """What `cim analyze indicators` stored for each built-up area (schemas/indicators.schema.json),
+    each with ``stale``: whether its inputs changed since."""
+    state = state_of(request)
+    with state.reader() as store:
+        rows = stored(store, "indicators")
+        now = state.pipeline.fingerprints(store, "indicators") if state.pipeline else {}
+    if not rows:
+        raise NotFound("no health check indicators in this store yet: run `cim analyze indicators`")
+    if boundary is not None:
+        rows = {k: r for k, r in rows.items() if k == f"boundary:{boundary}"}
+        if not rows:
+            raise NotFound(
+                f"no indicators for boundary {boundary}: run `cim analyze indicators "
+                f"--boundary {boundary}` (GET /api/indicators lists those computed)"
+            )
+    areas = []
+    for key, r in sorted(rows.items()):
+        doc = dict(r["result"])
+        doc["stale"] = now.get(key) != r["fingerprint"] if state.pipeline else False
+        doc["computed_at"] = r["computed_at"]
+        areas.append(doc)
+    return {"areas": areas}

@@ -65,11 +65,35 @@ def _pv(
     )
 
 
+#: where a store keeps the targets file it was last told to use (`--targets`)
+INDICATORS_TARGETS_KEY = "indicators_targets"
+
+
+def _indicators(
+    store: Store | None = None, targets: str | Path | None = None, **_: Any
+) -> Analyzer:
+    """The city health check against ``targets`` (an id or a file), else the file the store
+    was last told to use, else Tongliao's 2025 targets; a file given is remembered."""
+    from cim.analyze.indicators import DEFAULT_TARGETS, IndicatorsAnalyzer, load_targets
+
+    ref: str | None = None if targets is None else str(targets)
+    if ref is None and store is not None:
+        with contextlib.suppress(KeyError):
+            ref = store.meta(INDICATORS_TARGETS_KEY)
+    loaded = load_targets(ref or DEFAULT_TARGETS)
+    if store is not None and targets is not None:  # only when given: a read stays a read
+        keep = loaded.doc["id"] if loaded.path.parent == STANDARDS else str(loaded.path.resolve())
+        store.set_meta(INDICATORS_TARGETS_KEY, keep)
+    return IndicatorsAnalyzer(targets=loaded)
+
+
 #: name -> a factory taking the store and the analyzer's options (None: its default)
 ANALYZERS: dict[str, Callable[..., Analyzer]] = {
     "prefab": _prefab,
     "energy": _energy,
     "pv": _pv,
+    # last: it reads the results of the others
+    "indicators": _indicators,
 }
 
 __all__ = ["ANALYZERS", "Analyzer", "run_analyzer", "stale_counts"]

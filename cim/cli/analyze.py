@@ -53,6 +53,16 @@ from cim.cli.base import (
 )
 @cluster_option
 @workers_option
+@click.option(
+    "--targets",
+    help="indicators: the health check's targets, by id (schemas/standards/) or as a file "
+    "(another city's; remembered by the store). Default: tongliao-2025-targets.",
+)
+@click.option(
+    "--boundary",
+    type=int,
+    help="indicators: only this boundary (its feature id); default: every boundary.",
+)
 @json_option("Print one JSON document (schemas/analyze.schema.json).")
 @click.pass_context
 def analyze(
@@ -66,6 +76,8 @@ def analyze(
     weather: Path | None,
     cluster: str | None,
     workers: int | None,
+    targets: str | None,
+    boundary: int | None,
     as_json: bool,
 ) -> None:
     """Run an analyzer (prefab: the assembly rate by GB/T 51129-2017; energy: the envelope
@@ -93,6 +105,10 @@ def analyze(
         raise UsageError("--weather is for `cim analyze pv`")
     from cim.executor import get_executor
 
+    if (targets is not None or boundary is not None) and "indicators" not in names:
+        raise UsageError("--targets and --boundary are for `cim analyze indicators`")
+    if building is not None and name == "indicators":
+        raise UsageError("the indicators are for boundaries: give --boundary, not --building")
     reports: dict[str, Any] = {}
     executor = get_executor(cluster, workers)  # the pool starts when first used
     with open_store(ctx) as store, contextlib.closing(executor):
@@ -118,8 +134,12 @@ def analyze(
             options: dict[str, Any] = {"store": store, "standard": standard}
             if n == "pv":
                 options["weather"] = weather
+            if n == "indicators":
+                options["targets"] = targets
             analyzer = ANALYZERS[n](**options)
-            args = {"analyzer": n, "building": building, "all": everything}
+            # the indicators' subjects are boundaries: --boundary picks one as --building does
+            one = boundary if n == "indicators" else building
+            args = {"analyzer": n, "building": one, "all": everything}
             with (
                 progress_bar(f"analyze {n}", enabled=not as_json) as bar,
                 run_job(store, "analyze", args, on_progress=bar) as job,
@@ -127,14 +147,21 @@ def analyze(
                 report = run_analyzer(
                     store,
                     analyzer,
-                    building=building,
+                    building=one,
                     everything=everything,
                     job_id=job.id,
                     progress=job.update,
                     executor=executor,
                 )
                 job.result = {k: v for k, v in report.items() if k != "results"}
-            if building is not None:
+            if n == "indicators":
+                from cim.model.analyses import stored
+
+                rows = stored(store, n)
+                report["boundaries"] = [
+                    rows[r["subject"]]["result"] for r in report["results"] if r["subject"] in rows
+                ]
+            elif building is not None:
                 from cim.model.analyses import stored
 
                 row = stored(store, n).get(f"building:{building}")
@@ -150,7 +177,8 @@ def analyze(
 
 def _print(console: Console, name: str, report: dict[str, Any]) -> None:
     console.print(
-        f"[bold]{name}[/]: {report['subjects']} buildings, {report['computed']} computed, "
+        f"[bold]{name}[/]: {report['subjects']} "
+        f"{'areas' if name == 'indicators' else 'buildings'}, {report['computed']} computed, "
         f"{report['unchanged']} unchanged ({report['rules']})"
     )
     for f in report.get("failed", []):
@@ -159,6 +187,11 @@ def _print(console: Console, name: str, report: dict[str, Any]) -> None:
         from cim.cli.energy_report import print_energy
 
         print_energy(console, report)
+        return
+    if name == "indicators":
+        from cim.cli.indicators_report import print_indicators
+
+        print_indicators(console, report)
         return
     if name == "pv":
         from cim.cli.pv_report import print_pv

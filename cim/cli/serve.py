@@ -78,6 +78,11 @@ class CliPipeline:
 
         read_declaration(path)
 
+    def fingerprints(self, store: Store, analyzer: str) -> dict[str, str]:
+        from cim.analyze import ANALYZERS
+
+        return {s.key: s.fingerprint for s in ANALYZERS[analyzer](store=store).subjects(store)}
+
     def analyses_state(self, store: Store) -> dict[str, dict[str, int]]:
         from cim.cli.status import analyses_state
 

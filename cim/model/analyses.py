@@ -68,3 +68,11 @@ def summaries(store: Store, analyzer: str) -> dict[int, dict[str, Any]]:
         [analyzer],
     ).fetchall()
     return {int(b): json.loads(s) if s else {} for b, s in rows}
+
+
+def result_counts(store: Store) -> dict[str, int]:
+    """analyzer -> how many results it has stored (the page asks before it reads any)."""
+    rows = store.con.execute(
+        "SELECT analyzer, count(*) FROM analyses GROUP BY analyzer ORDER BY analyzer"
+    ).fetchall()
+    return {str(a): int(n) for a, n in rows}

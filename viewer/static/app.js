@@ -15,6 +15,7 @@ import { energyNodes, pvFacetNodes, pvNodes } from "./analyses.js";
 import { ATTRIBUTES, pvFacetLegend, renderLegend, styleFor } from "./colour.js";
 import { applyLabels, currentLang, onLangChange, setLang, t } from "./i18n.js";
 import { fmt, heading, none, row, table, withUnit } from "./panel.js";
+import { initIndicators } from "./indicators.js";
 
 const Cesium = window.Cesium;
 const params = new URLSearchParams(window.location.search);
@@ -1174,6 +1175,8 @@ async function main() {
   restoreSignIn();
   const [added] = await Promise.all([loadTilesets(), ogcCollections(), findGround()]);
   renderLayers();
+  const hooks = { tileset: () => state.tilesets.buildings, render: () => scene.requestRender() };
+  initIndicators($("indicators-section"), { ...hooks, restore: applyStyle }).catch((e) => errors.push(message(e)));
   if (!added.length) {
     $("hint").textContent = t("emptyHint");
     $("hint").hidden = false;
