@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from cim.analyze import ANALYZERS, run_analyzer
@@ -56,6 +57,25 @@ def test_energy_and_pv_on_the_workers_give_the_results_of_one_process(
         assert fanned["computed"] == one["computed"] == len(alone) - 1 >= 2, name
         assert not fanned["failed"]
         assert _results(store, name) == alone, name
+    store.close()
+
+
+def test_the_indicators_of_two_areas_on_the_workers(tmp_path: Path, pool: LocalExecutor) -> None:
+    from tests.test_indicators import CRS, box, grid_city, write_layer
+
+    store = Store.create(tmp_path / "t.duckdb", CRS)
+    run_ingest(store, grid_city(tmp_path / "town.gpkg"), IngestOptions(), SerialExecutor())
+    far = tmp_path / "far.gpkg"
+    write_layer(far, [box(5000, 0, 6000, 1000)], CRS, "boundary", name=np.array(["far"]))
+    write_layer(far, [box(5100, 100, 5120, 120)], CRS, "buildings", floors=np.array([3]))
+    run_ingest(store, far, IngestOptions(), SerialExecutor())
+    one = run_analyzer(store, ANALYZERS["indicators"](store=store))
+    alone = _results(store, "indicators")
+    again = run_analyzer(
+        store, ANALYZERS["indicators"](store=store), everything=True, executor=pool
+    )
+    assert one["computed"] == again["computed"] == len(alone) == 2 and not again["failed"]
+    assert _results(store, "indicators") == alone
     store.close()
 
 

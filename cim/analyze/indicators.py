@@ -24,7 +24,7 @@ import numpy as np
 import shapely
 
 from cim.analyze import indicator_measures as m
-from cim.analyze.base import Outcome, Subject, fingerprint
+from cim.analyze.base import Outcome, Subject, Work, computed_inline, fingerprint
 from cim.analyze.standards import STANDARDS, read_checked_json
 from cim.errors import NotFound
 from cim.model.analyses import stored
@@ -197,20 +197,15 @@ class IndicatorsAnalyzer:
 
     # -- compute ---------------------------------------------------------------------------
     def compute(self, store: Store, subject: Subject) -> Outcome:
-        geom = subject.inputs["geometry"]
-        area = self._area(store, geom)
-        found = {
-            "road_density": m.road_density(area),
-            "permeable_share": m.permeable_share(area),
-            "park_coverage": m.park_coverage(area),
-            "life_circle": m.life_circle(area),
-            "prefab_share": m.prefab_share(area),
-            "green_star_share": m.green_share(area),
-            "ultra_low_energy_area": m.flagged_area(area, "ultra_low_energy"),
-            "retrofit_area": m.flagged_area(area, "energy_retrofit"),
-            "pv_renewable_share": m.pv_share(area),
-        }
-        found["homes_over_18_floors"], found["low_rise_share"] = m.heights(area)
+        return computed_inline(self.plan(store, subject))
+
+    def plan(self, store: Store, subject: Subject) -> Work:
+        """The area's buildings, features and stored results from the store, here; the
+        measures (centrelines, the walking network) as work for the executor."""
+        area = self._area(store, subject.inputs["geometry"])
+        return Work(measure, area, lambda found: self._finish(subject, area, found))
+
+    def _finish(self, subject: Subject, area: m.Area, found: dict[str, m.Found]) -> Outcome:
         rows = [_row(spec, found[spec["id"]]) for spec in self.targets.doc["indicators"]]
         counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("met", "not_met")}
         counts["no_data"] = len(rows) - counts["met"] - counts["not_met"]
@@ -285,6 +280,23 @@ class IndicatorsAnalyzer:
 
     def rollup(self, store: Store, rows: list[dict[str, Any]]) -> Outcome | None:
         return None
+
+
+def measure(area: m.Area) -> dict[str, m.Found]:
+    """A worker's part (module level, for the executor): every indicator of one area."""
+    found = {
+        "road_density": m.road_density(area),
+        "permeable_share": m.permeable_share(area),
+        "park_coverage": m.park_coverage(area),
+        "life_circle": m.life_circle(area),
+        "prefab_share": m.prefab_share(area),
+        "green_star_share": m.green_share(area),
+        "ultra_low_energy_area": m.flagged_area(area, "ultra_low_energy"),
+        "retrofit_area": m.flagged_area(area, "energy_retrofit"),
+        "pv_renewable_share": m.pv_share(area),
+    }
+    found["homes_over_18_floors"], found["low_rise_share"] = m.heights(area)
+    return found
 
 
 def _summaries(store: Store, analyzer: str) -> dict[int, dict[str, Any]]:
