@@ -33,7 +33,7 @@ from district.gis import write_gis
 from district.lidar import DENSITY, write_laz
 from district.plan import CENTRE, CRS, SEED, District, plan
 
-__all__ = ["MANIFEST", "generate", "read_manifest"]
+__all__ = ["MANIFEST", "generate", "generated", "read_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,14 @@ PUBLIC_NAME = "科尔沁区社区服务中心"
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def code_digest() -> str:
+    """The generator's own source: another version may write other bytes from the seed."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
 
 
 #: each kind of file's share of the generator's time (measured): the survey takes the most
@@ -97,6 +105,7 @@ def generate(
         f["sha256"], f["bytes"] = _sha256(path), path.stat().st_size
     manifest = {
         "generator": "district",
+        "code": code_digest(),
         "seed": SEED,
         "crs": CRS,
         "centre_lonlat": list(CENTRE),
@@ -159,6 +168,23 @@ def _write_models(w: _Files, district: District) -> None:
             storey_height=height,
             rooms=rooms,
         )
+
+
+def generated(out: Path) -> dict[str, Any] | None:
+    """The manifest of the district already in ``out`` when this generator wrote it from
+    the same seed and every file is there with its sha256 (nothing to write again); else
+    None."""
+    try:
+        doc = read_manifest(out)
+    except (OSError, ValueError):
+        return None
+    if doc.get("code") != code_digest() or doc.get("seed") != SEED:
+        return None
+    for f in doc.get("files", []):
+        path = out / f["path"]
+        if not path.is_file() or path.stat().st_size != f["bytes"] or _sha256(path) != f["sha256"]:
+            return None
+    return doc
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -60,6 +60,22 @@ def test_the_generator_writes_the_same_bytes_twice(generated: Path, tmp_path: Pa
         assert hashlib.sha256(data).hexdigest() == f["sha256"]
 
 
+def test_a_district_is_current_until_a_file_changes(generated: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from district import generated as current
+
+    copy = tmp_path / "copy"
+    shutil.copytree(generated, copy)
+    assert current(copy) == read_manifest(generated)
+    laz = copy / "tongliao-survey.laz"
+    data = bytearray(laz.read_bytes())
+    data[-1] ^= 1  # one bit of the survey: written again by the next run
+    laz.write_bytes(bytes(data))
+    assert current(copy) is None
+    assert current(tmp_path / "nothing") is None
+
+
 def test_the_district_layers_carry_the_shared_vocabulary(generated: Path) -> None:
     gpkg = generated / "tongliao-district.gpkg"
     layers = {str(n) for n, _ in pyogrio.list_layers(gpkg)}

@@ -145,15 +145,22 @@ def check_port(host: str, port: int) -> None:
 def run_pipeline(run: DemoRun, executor: Executor) -> Store:
     """Every stage but the server; the open store (the caller closes it)."""
     from district import generate as write_district
+    from district import generated
 
-    with run.stage("generate"), progress_bar("generate") as bar:
-        run.manifest = write_district(run.data, bar)
+    with run.stage("generate"):
+        have = generated(run.data)  # the same generator wrote it, every file intact
+        if have is not None:
+            run.manifest = have
+            click.echo(f"generate: {run.data} is current ({len(have['files'])} files)", err=True)
+        else:
+            with progress_bar("generate") as bar:
+                run.manifest = write_district(run.data, bar)
     store = _open_or_create(run.store_path)
     try:
         with run.stage("ingest"):
             _ingest(run, store, executor)
         with run.stage("analyze"):
-            _analyze(run, store)
+            _analyze(run, store, executor)
         with run.stage("tile"):
             _tile(run, store, executor)
     except BaseException:
@@ -198,7 +205,7 @@ def _ingest(run: DemoRun, store: Store, executor: Executor) -> None:
         declare(store, declaration)
 
 
-def _analyze(run: DemoRun, store: Store) -> None:
+def _analyze(run: DemoRun, store: Store, executor: Executor) -> None:
     from cim.analyze import ANALYZERS, run_analyzer
     from cim.jobs import run_job
 
@@ -210,7 +217,9 @@ def _analyze(run: DemoRun, store: Store) -> None:
             progress_bar(f"analyze {name}") as bar,
             run_job(store, "analyze", {"analyzer": name}, on_progress=bar) as job,
         ):
-            report = run_analyzer(store, analyzer, job_id=job.id, progress=job.update)
+            report = run_analyzer(
+                store, analyzer, job_id=job.id, progress=job.update, executor=executor
+            )
             job.result = {k: v for k, v in report.items() if k != "results"}
         run.analyses[name] = report
         run.seconds_of[name] = time.perf_counter() - t0
