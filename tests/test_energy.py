@@ -210,6 +210,7 @@ def _independent(name: str) -> dict[str, Any]:
     return {"facade": facade, "glass": glass, "file": f}
 
 
+@pytest.mark.slow
 def test_fzk_haus_and_duplex_against_their_own_quantities(tmp_path: Path) -> None:
     found: dict[str, dict[str, Any]] = {}
     for name, crs in (("AC20-FZK-Haus.ifc", "EPSG:25832"), ("duplex.ifc", "EPSG:26916")):

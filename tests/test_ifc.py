@@ -414,6 +414,7 @@ def test_bad_files_give_a_clear_error_and_leave_the_store_unchanged(tmp_path: Pa
             assert snapshot(store) == before
 
 
+@pytest.mark.slow
 def test_bad_files_on_the_command_line(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -433,6 +434,7 @@ def test_bad_files_on_the_command_line(tmp_path: Path) -> None:
         assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_failure_halfway_rolls_back_everything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -489,6 +491,7 @@ def test_footprint_is_the_outline_of_the_walls(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["pool", "dask"])
+@pytest.mark.slow
 def test_workers_mesh_the_same_as_the_kernel_in_process(tmp_path: Path, where: str) -> None:
     """The local pool's workers (the CLI's default) and a Dask cluster's mesh chunks of the
     products, each parsing the file once; the rows equal an ingest in one process."""

@@ -192,6 +192,7 @@ def test_spaces_are_meshed_or_keep_their_quantities(tmp_path: Path, schema: str)
     assert height == pytest.approx(3.0)  # the wall's, not the spaces'
 
 
+@pytest.mark.slow
 def test_duplex_spaces_change_no_footprint_or_height(tmp_path: Path) -> None:
     # duplex's 21 spaces are meshed and stored; without them the building is the same
     path = IFC / "duplex.ifc"

@@ -216,6 +216,7 @@ def test_clicking_a_building_opens_its_panel(city: City, browser: Browser, page:
     browser.assert_clean()
 
 
+@pytest.mark.slow
 def test_colouring_by_an_attribute_changes_the_pixels(
     city: City, browser: Browser, page: Any
 ) -> None:
@@ -239,6 +240,7 @@ def test_colouring_by_an_attribute_changes_the_pixels(
     browser.assert_clean()
 
 
+@pytest.mark.slow
 def test_a_click_in_the_bim_layer_shows_the_element_and_its_building(
     city: City, browser: Browser, page: Any
 ) -> None:
@@ -274,6 +276,7 @@ def test_a_click_in_the_bim_layer_shows_the_element_and_its_building(
     browser.assert_clean()
 
 
+@pytest.mark.slow
 def test_the_language_switch_changes_the_labels_and_is_remembered(
     city: City, browser: Browser, page: Any
 ) -> None:
@@ -293,6 +296,7 @@ def test_the_language_switch_changes_the_labels_and_is_remembered(
     browser.assert_clean()
 
 
+@pytest.mark.slow
 def test_search_by_name_flies_to_the_building(city: City, browser: Browser, page: Any) -> None:
     [(bid, name)] = city.server.query("SELECT id, name FROM buildings WHERE name = '楼 12'")
     page.fill("#search-input", "楼 12")
@@ -362,6 +366,7 @@ def submit_upload(page: Any) -> dict[str, Any]:
     return upload
 
 
+@pytest.mark.slow
 def test_a_designer_uploads_an_ifc_and_sees_the_new_building(
     city: City, browser: Browser, page: Any, tmp_path: Path
 ) -> None:
@@ -417,6 +422,7 @@ def test_a_designer_uploads_an_ifc_and_sees_the_new_building(
     browser.assert_clean()
 
 
+@pytest.mark.slow
 def test_a_designer_replaces_the_model_of_the_picked_building(
     city: City, browser: Browser, page: Any, tmp_path: Path
 ) -> None:
@@ -461,6 +467,7 @@ def test_an_operator_sees_every_job(city: City, browser: Browser, page: Any) -> 
     browser.assert_clean()
 
 
+@pytest.mark.slow
 def test_an_empty_store_shows_the_globe_and_a_hint(
     browser: Browser, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

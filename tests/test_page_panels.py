@@ -154,6 +154,7 @@ def test_the_pv_panel_shows_each_facet_and_the_chinese_reason(
     browser.assert_clean()
 
 
+@pytest.mark.slow
 def test_the_pv_facets_load_colour_the_roofs_and_pick(
     server: AppServer, browser: Browser, page: Any, tmp_path: Path
 ) -> None:

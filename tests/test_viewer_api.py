@@ -576,6 +576,7 @@ def test_a_broken_ifc_fails_its_job_and_keeps_nothing(fresh: TestClient, city: C
     assert uploads_left(fresh) == [] and snapshot(state_of(fresh).store) == before
 
 
+@pytest.mark.slow
 def test_reads_during_an_upload_see_the_old_or_the_whole_new_state(
     fresh: TestClient, city: City, tmp_path: Path
 ) -> None:
@@ -696,6 +697,7 @@ def test_a_revised_model_replaces_the_source_it_names(
         assert t["generation"] == generation[t["name"]] + 1 and t["state"] == "ok"
 
 
+@pytest.mark.slow
 def test_an_upload_of_the_same_name_replaces_the_token_s_own_earlier_one(
     fresh: TestClient, city: City, tmp_path: Path
 ) -> None:
@@ -731,6 +733,7 @@ def test_an_upload_of_the_same_name_replaces_the_token_s_own_earlier_one(
     assert body["code"] == "conflict" and "replaces" in body["message"]
 
 
+@pytest.mark.slow
 def test_who_may_replace_which_source(fresh: TestClient, city: City, tmp_path: Path) -> None:
     model = upload_model(tmp_path, city)
     finished(fresh, send(fresh, city.designer, model), city.designer)
@@ -805,6 +808,7 @@ def test_a_failing_revision_leaves_the_old_model_and_its_tiles(
     assert fresh.get("/tiles/buildings/tileset.json").status_code == 200
 
 
+@pytest.mark.slow
 def test_reads_during_a_replace_see_the_old_or_the_new_model(
     fresh: TestClient, city: City, tmp_path: Path
 ) -> None:
