@@ -230,9 +230,18 @@ def test_every_indicator_has_a_status_when_the_analyzer_exists(client: TestClien
     if "indicators" not in ANALYZERS:
         assert client.get("/api/indicators").status_code == 404  # and the demo said so
         return
-    doc = client.get("/api/indicators").json()
-    rows = doc["indicators"] if isinstance(doc, dict) else doc
-    assert rows and all(r.get("status") for r in rows)
+    from cim.analyze.indicators import load_targets
+
+    areas = client.get("/api/indicators").json()["areas"]
+    assert len(areas) == 1 and not areas[0]["stale"]  # the district's boundary layer
+    assert areas[0]["boundary"]["buildings"] >= 145
+    wanted = {spec["id"] for spec in load_targets().doc["indicators"]}
+    rows = {r["id"]: r for r in areas[0]["indicators"]}
+    assert set(rows) == wanted
+    assert all(r["status"] in ("met", "not_met", "no_data") for r in rows.values())
+    # the district has roads, land cover, parks and facilities: these have figures
+    for key in ("road_density", "permeable_share", "park_coverage", "life_circle"):
+        assert rows[key]["status"] != "no_data" and rows[key]["value"] is not None, key
 
 
 @pytest.mark.slow
