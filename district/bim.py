@@ -361,7 +361,11 @@ def _tower_envelope(b: ModelBuilder, storeys: int) -> None:
     f = b.file
     named = {e.Name: e for e in f.by_type("IfcElement")}
     levels = sorted(f.by_type("IfcBuildingStorey"), key=lambda s: float(s.Elevation))
-    b.pset(b.building, "Pset_BuildingCommon", {"OccupancyType": "residential 住宅"})
+    b.pset(
+        b.building,
+        "Pset_BuildingCommon",
+        {"OccupancyType": "residential 住宅", "YearOfConstruction": "2024"},
+    )
     for k, storey in enumerate(levels):
         z = 3.0 * k
         for i in range(2):
@@ -391,17 +395,22 @@ def civic_building(
     crs: str = "EPSG:4550",
     storey_height: float = 3.6,
     rooms: int = 4,
+    year: int = 2023,
 ) -> Path:
     """A cast-in-place concrete building of ``size`` (x by y, m) and ``storeys``: 0.25 m
     external walls (U 0.35), a base slab, floor slabs, a flat roof slab (U 0.25), ``rooms``
     spaces a storey named after ``room``, windows 1.8 x 1.5 m (U 1.8) in openings, 3 m apart
     on the south and north facades and one a storey on the east and west, a stair flight a
-    storey, georeferenced with its south-west corner at ``origin``."""
+    storey, georeferenced with its south-west corner at ``origin``, built in ``year``."""
     width, depth = size
     t, h = 0.25, storey_height
     b = ModelBuilder("IFC4", building=name)
     _georeference(b.file, origin, crs)
-    b.pset(b.building, "Pset_BuildingCommon", {"OccupancyType": occupancy})
+    b.pset(
+        b.building,
+        "Pset_BuildingCommon",
+        {"OccupancyType": occupancy, "YearOfConstruction": str(year)},
+    )
     walls_u = {"IsExternal": True, "LoadBearing": True, "ThermalTransmittance": 0.35}
     for k in range(storeys):
         z = h * k

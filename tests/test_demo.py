@@ -239,8 +239,9 @@ def test_every_indicator_has_a_status_when_the_analyzer_exists(client: TestClien
     rows = {r["id"]: r for r in areas[0]["indicators"]}
     assert set(rows) == wanted
     assert all(r["status"] in ("met", "not_met", "no_data") for r in rows.values())
-    # the district has roads, land cover, parks and facilities: these have figures
-    for key in ("road_density", "permeable_share", "park_coverage", "life_circle"):
+    # the district has roads, land cover, parks and facilities, and its IFC buildings are new
+    # (their YearOfConstruction) and scored by the prefab analyzer: these have figures
+    for key in ("road_density", "permeable_share", "park_coverage", "life_circle", "prefab_share"):
         assert rows[key]["status"] != "no_data" and rows[key]["value"] is not None, key
 
 

@@ -26,6 +26,7 @@ from tests.ifc_models import (
     derived_names_model,
     odd_values_model,
     spaces_model,
+    storeyed,
     structure_model,
     unnamed_sets_model,
 )
@@ -271,3 +272,17 @@ def test_nested_assemblies_and_mapped_items(tmp_path: Path) -> None:
     assert aggregates == 4
     assert columns == [("ok", pytest.approx(0.27))] * 2  # mapped items
     assert empty == [(False, 0.0)]
+
+
+@pytest.mark.parametrize(
+    "schema,given,year",
+    [("IFC4", "2024", 2024), ("IFC2X3", "建于2019年", 2019), ("IFC4", "unknown", None)],
+)
+def test_the_year_of_construction_is_read(
+    store: Store, tmp_path: Path, schema: str, given: str, year: int | None
+) -> None:
+    b, storey = storeyed(schema)
+    b.box("IfcWall", "W", (0.0, 0.0, 0.0), (5.0, 0.2, 3.0), storey)
+    b.pset(b.building, "Pset_BuildingCommon", {"YearOfConstruction": given})
+    ingest(store, b.write(tmp_path / "m.ifc"))
+    assert store.con.execute("SELECT year_built FROM buildings").fetchall() == [(year,)]

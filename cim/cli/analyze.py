@@ -155,12 +155,9 @@ def analyze(
                 )
                 job.result = {k: v for k, v in report.items() if k != "results"}
             if n == "indicators":
-                from cim.model.analyses import stored
+                from cim.cli.indicators_report import with_boundaries
 
-                rows = stored(store, n)
-                report["boundaries"] = [
-                    rows[r["subject"]]["result"] for r in report["results"] if r["subject"] in rows
-                ]
+                with_boundaries(store, report)
             elif building is not None:
                 from cim.model.analyses import stored
 

@@ -221,6 +221,10 @@ def _analyze(run: DemoRun, store: Store, executor: Executor) -> None:
                 store, analyzer, job_id=job.id, progress=job.update, executor=executor
             )
             job.result = {k: v for k, v in report.items() if k != "results"}
+        if name == "indicators":
+            from cim.cli.indicators_report import with_boundaries
+
+            with_boundaries(store, report)
         run.analyses[name] = report
         run.seconds_of[name] = time.perf_counter() - t0
     for name in run.missing:
@@ -280,7 +284,9 @@ def print_summary(console: Console, run: DemoRun, store: Store) -> None:
     console.print("store: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     _print_tower(console, run, store)
     if "indicators" in run.analyses:
-        _print_indicators(console, run.analyses["indicators"])
+        from cim.cli.indicators_report import print_indicators
+
+        print_indicators(console, run.analyses["indicators"])
     else:
         console.print("indicators (城市体检): missing: the analyzer is not built yet")
 
@@ -303,19 +309,6 @@ def _print_tower(console: Console, run: DemoRun, store: Store) -> None:
     console.print(
         f"{tower['building']}: assembly rate (装配率) {rate}%, grade {grade or '-'} ({agrees})"
     )
-
-
-def _print_indicators(console: Console, report: dict[str, Any]) -> None:
-    """The indicators' rows, whatever columns of id, name, value, unit, target and status
-    they carry (the city rollup's ``indicators`` list, else the report's results)."""
-    city = report.get("city") or {}
-    rows = city.get("indicators") if isinstance(city, dict) else None
-    rows = rows if isinstance(rows, list) else report.get("results", [])
-    keys = [k for k in ("id", "name", "value", "unit", "target", "status") if rows and k in rows[0]]
-    table = Table(*keys, title="indicators (城市体检)")
-    for r in rows:
-        table.add_row(*("-" if r.get(k) is None else str(r.get(k)) for k in keys))
-    console.print(table)
 
 
 __all__ = ["DemoRun", "demo", "run_pipeline", "tower_result"]

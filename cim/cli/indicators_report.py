@@ -3,10 +3,13 @@ indicators (Chinese and English names, value, target, status)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from cim.store import Store
 
 _STATUS = {"met": "[green]met[/]", "not_met": "[red]not met[/]", "no_data": "[yellow]no data[/]"}
 
@@ -19,6 +22,18 @@ def _value(value: float | None, unit: str) -> str:
     if unit in ("m2", "buildings"):
         return f"{value:,.0f} {unit}"
     return f"{value:,.2f} {unit}"
+
+
+def with_boundaries(store: Store, report: dict[str, Any]) -> dict[str, Any]:
+    """The run's report with each area's whole stored result (``boundaries``), which the
+    console table and the JSON document show."""
+    from cim.model.analyses import stored
+
+    rows = stored(store, "indicators")
+    report["boundaries"] = [
+        rows[r["subject"]]["result"] for r in report["results"] if r["subject"] in rows
+    ]
+    return report
 
 
 def print_indicators(console: Console, report: dict[str, Any]) -> None:

@@ -155,15 +155,16 @@ def _write_building(
         "gfa_source": "qto" if qto_gfa else "storey_outlines",
     }
     row = store.con.execute(
-        "INSERT INTO buildings (source_id, source_ref, name, use, footprint, ground_z, "
-        "height, height_source, storeys_above, storeys_below, gross_floor_area, lod, "
-        "attributes, xmin, ymin, xmax, ymax) VALUES (?, ?, ?, ?, ST_GeomFromWKB(?), ?, ?, "
+        "INSERT INTO buildings (source_id, source_ref, name, use, year_built, footprint, "
+        "ground_z, height, height_source, storeys_above, storeys_below, gross_floor_area, lod, "
+        "attributes, xmin, ymin, xmax, ymax) VALUES (?, ?, ?, ?, ?, ST_GeomFromWKB(?), ?, ?, "
         "'ifc', ?, ?, ?, 'BIM', ?, ?, ?, ?, ?) RETURNING id",
         [
             source_id,
             label(ent) if ent is not None else None,
             building_name(given_name),
             _building_use(ent) if ent is not None else None,
+            building_year(ent) if ent is not None else None,
             shapely.to_wkb(fp),
             ground_z,
             top_local - ground_local,
@@ -399,6 +400,18 @@ def _building_use(ent: Any) -> str | None:
             return str(common[key])
     value = attr(ent, "ObjectType")
     return str(value) if value else None
+
+
+#: a year of construction as the tools write it: "2024", "2024-05", "建于2024年"
+_YEAR = re.compile(r"(?<!\d)(1[89]\d\d|20\d\d|2100)(?!\d)")
+
+
+def building_year(ent: Any) -> int | None:
+    """The year of construction from ``Pset_BuildingCommon.YearOfConstruction`` (a label in
+    IFC2X3 and IFC4, so any text with a year in it); None when the model does not say."""
+    value = uel.get_psets(ent).get("Pset_BuildingCommon", {}).get("YearOfConstruction")
+    found = _YEAR.search(str(value)) if value is not None else None
+    return int(found.group(1)) if found else None
 
 
 def _qto_value(ent: Any, names: tuple[str, ...]) -> float | None:
