@@ -211,7 +211,9 @@ def apply_rules(facets: list[Facet], rules: list[dict[str, Any]]) -> None:
         r = by_id.get("edge-setback")
         shape = f.outline if f.obstacles is None else f.outline.difference(f.obstacles)
         if r and float(r["setback_m"]) > 0:
-            shape = shape.buffer(-float(r["setback_m"]), join_style="mitre")
+            # the outline's collinear and nearly coincident vertices (metre triangles of a
+            # mesh merged) go first: GEOS's mitre joins divide by their zero-length edges
+            shape = shape.simplify(1e-4).buffer(-float(r["setback_m"]), join_style="mitre")
         r = by_id.get("min-area")
         if shape.is_empty or (r and shape.area < float(r["min_area_m2"])):
             f.excluded = "min-area"
