@@ -25,7 +25,7 @@ import shapely
 
 from cim.analyze import indicator_measures as m
 from cim.analyze.base import Outcome, Subject, Work, computed_inline, fingerprint
-from cim.analyze.standards import STANDARDS, read_checked_json
+from cim.analyze.standards import STANDARDS, RulesFile, read_checked_json
 from cim.errors import NotFound
 from cim.model.analyses import stored
 from cim.model.buildings import Buildings, canonical_buildings
@@ -56,16 +56,7 @@ NO_DATA = {
 READS = ("prefab", "pv")
 
 
-@dataclass
-class Targets:
-    path: Path
-    doc: dict[str, Any]
-    sha256: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.doc['id']} v{self.doc['file_version']}"
-
+class Targets(RulesFile):
     def reach(self) -> float:
         """The longest distance a measure looks beyond the boundary (m)."""
         walks = [float(t["distance_m"]) for t in self.doc["facilities"]["types"]]

@@ -44,6 +44,7 @@ from cim.analyze.roofs import (
 )
 from cim.analyze.shading import Rays, SunBins, cast_rays, extrude, intersector, ray_engine
 from cim.analyze.solar import FacetSky, Weather, pvwatts_yield, site_weather, weather_file
+from cim.analyze.standards import RulesFile
 from cim.errors import InputFileError, NotFound
 from cim.model.buildings import Buildings, canonical_buildings
 from cim.model.meshes import element_meshes
@@ -68,16 +69,7 @@ SKY_CHECK_LIFT = 0.5
 F64 = NDArray[np.float64]
 
 
-@dataclass
-class PvRules:
-    path: Path
-    doc: dict[str, Any]
-    sha256: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.doc['id']} v{self.doc['file_version']}"
-
+class PvRules(RulesFile):
     def rule(self, rule_id: str) -> dict[str, Any]:
         for r in self.doc["usable"]:
             if r["id"] == rule_id:

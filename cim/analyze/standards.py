@@ -83,6 +83,20 @@ class Item:
         return self.lower + frac * (self.upper - self.lower)
 
 
+@dataclass
+class RulesFile:
+    """A rules or targets file as read (``read_checked_json``): its path, its document and
+    the sha256 of its bytes (what results name and fingerprints cover)."""
+
+    path: Path
+    doc: dict[str, Any]
+    sha256: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.doc['id']} v{self.doc['file_version']}"
+
+
 @dataclass(frozen=True)
 class Standard:
     id: str
