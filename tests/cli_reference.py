@@ -26,9 +26,11 @@ WIDTH = 100
 def _contexts(
     command: click.Command, name: str, parent: click.Context | None = None
 ) -> Iterator[click.Context]:
-    ctx = click.Context(
-        command, info_name=name, parent=parent, terminal_width=WIDTH, max_content_width=WIDTH
-    )
+    # the group's own settings (its -h), as `cim` applies them: click keeps each command's
+    # help option once made, so a reference made without them would depend on what ran before
+    settings = dict(command.context_settings) if parent is None else {}
+    settings.update(terminal_width=WIDTH, max_content_width=WIDTH)
+    ctx = click.Context(command, info_name=name, parent=parent, **settings)
     yield ctx
     if isinstance(command, click.Group):
         for sub in command.list_commands(ctx):
