@@ -156,7 +156,11 @@ class PropertyReader:
         if ptype is not None:
             key = ptype.id()
             if key not in self._type_sets:
-                self._type_sets[key] = self._merged_sets(attr(ptype, "HasPropertySets") or ())
+                # a type's sets as references only: a number there (a fuzzed file's) is odd
+                sets = related_many(
+                    ptype, "HasPropertySets", self.odd, attr(ptype, "HasPropertySets")
+                )
+                self._type_sets[key] = self._merged_sets(sets)
             merged.update(self._type_sets[key])
         for name, (is_qto, values) in self.occurrence_sets(product).items():
             if name in merged:
